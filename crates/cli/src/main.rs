@@ -1,0 +1,2 @@
+//! The modflash command-line tool.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Orchestration: device references, transports, inventory, catalogue, planner and executor.

@@ -1,0 +1,2 @@
+//! Particle-style firmware module format.
+#![no_std]

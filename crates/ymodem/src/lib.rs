@@ -1,0 +1,1 @@
+//! Sans-IO YMODEM sender and receiver state machines.
