@@ -1,2 +1,34 @@
-//! Particle-style firmware module format.
+//! Particle-style modular firmware: the module binary format (parse, verify, build, edit,
+//! compress, combine, extensions), the platform catalogue and the known Device OS releases.
+//!
+//! Parsing works on byte slices without allocating and never panics: a file is either a
+//! [`Module`] whose checks can be read one by one (and which is valid when
+//! [`Module::problems`] is empty) or [`NotAModule`] with the reason.
+//!
+//! ```
+//! use modflash_module::{Module, NotAModule};
+//! assert_eq!(Module::parse(&[0xA5]).unwrap_err(), NotAModule::TooShort { len: 1 });
+//! ```
 #![no_std]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod checksum;
+#[cfg(feature = "alloc")]
+pub mod edit;
+pub mod extension;
+pub mod header;
+pub mod parse;
+pub mod platform;
+pub mod release;
+
+pub use extension::{Extension, ExtensionArea, ExtensionError, ExtensionKind, RawExtension};
+pub use header::{Dependency, ModuleFlags, ModuleFunction, ModuleInfo, ModuleRef};
+pub use parse::{
+    chain, CrcCheck, HeaderRule, Module, NotAModule, Problem, Product, RegionCheck, ShaCheck,
+    ShaCoverage, SizeCheck, Suffix,
+};
+pub use platform::{platform, platform_by_name, Family, Layout, ModuleBounds, Platform, Store};

@@ -1,0 +1,131 @@
+//! Terminal styling, error reporting and exit codes shared by every command.
+
+use std::fmt;
+use std::io::IsTerminal;
+
+/// Exit code: everything checked out.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the checked thing failed (invalid module, unmet dependency, refused plan).
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit code: usage or I/O error.
+pub const EXIT_USAGE: u8 = 2;
+
+/// A command's failure: what went wrong, what to do about it, and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    /// Exit code, [`EXIT_CHECK_FAILED`] or [`EXIT_USAGE`].
+    pub code: u8,
+    /// What failed and where.
+    pub message: String,
+    /// What to do next.
+    pub help: Option<String>,
+}
+
+impl CliError {
+    /// A usage or I/O error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_USAGE,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// A failed check (exit 1).
+    #[allow(dead_code)] // the flashing commands use it
+    pub fn check(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_CHECK_FAILED,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// Adds a `help:` line.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\nhelp: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Result of a command: the exit code to use on success paths that still report failure
+/// (e.g. `inspect` found a damaged file), or an error.
+pub type CmdResult = Result<u8, CliError>;
+
+/// Colours for one output stream; plain text unless the stream is a terminal and `NO_COLOR`
+/// is unset.
+#[derive(Clone, Copy, Debug)]
+pub struct Style {
+    color: bool,
+}
+
+impl Style {
+    /// Styling for standard output.
+    pub fn stdout() -> Self {
+        Self::for_terminal(std::io::stdout().is_terminal())
+    }
+
+    /// Styling for standard error.
+    pub fn stderr() -> Self {
+        Self::for_terminal(std::io::stderr().is_terminal())
+    }
+
+    fn for_terminal(is_terminal: bool) -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Self {
+            color: is_terminal && !no_color,
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// Green: a good verdict.
+    pub fn good(&self, text: &str) -> String {
+        self.paint("1;32", text)
+    }
+
+    /// Red: a failed verdict.
+    pub fn bad(&self, text: &str) -> String {
+        self.paint("1;31", text)
+    }
+
+    /// Yellow: a warning.
+    pub fn warn(&self, text: &str) -> String {
+        self.paint("1;33", text)
+    }
+
+    /// Bold.
+    pub fn bold(&self, text: &str) -> String {
+        self.paint("1", text)
+    }
+
+    /// Dim: secondary detail.
+    pub fn dim(&self, text: &str) -> String {
+        self.paint("2", text)
+    }
+}
+
+/// Prints an error the standard way: `error: ...` then `help: ...`.
+pub fn print_error(err: &CliError) {
+    let style = Style::stderr();
+    eprintln!("{} {}", style.bad("error:"), err.message);
+    if let Some(help) = &err.help {
+        eprintln!("{} {help}", style.bold("help:"));
+    }
+}
