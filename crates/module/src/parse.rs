@@ -786,6 +786,20 @@ const fn looks_like_nrf_sp(word: u32) -> bool {
     word & 0x2FFC_0000 == 0x2000_0000
 }
 
+/// Where a device of `mcu` looks for the module header of an image whose first bytes are
+/// `image` (spec §2.6): after the vector table when the first word looks like an initial
+/// stack pointer, after the Realtek image header when it carries one, else at 0.
+pub fn device_header_offset(mcu: Mcu, image: &[u8]) -> usize {
+    let word = first_word(image).unwrap_or(u32::MAX);
+    match mcu {
+        Mcu::Stm32f2 if looks_like_stm32_sp(word) => 0x184,
+        Mcu::Stm32f1 if looks_like_stm32_sp(word) => 0x10C,
+        Mcu::Nrf52840 if looks_like_nrf_sp(word) => 0x200,
+        Mcu::Rtl872x if has_realtek_header(image) => 0x20,
+        _ => 0,
+    }
+}
+
 fn has_realtek_header(bytes: &[u8]) -> bool {
     let word = |o: usize| {
         bytes

@@ -275,6 +275,8 @@ macro_rules! photon_release {
 }
 
 static PHOTON_RELEASES: &[PlatformRelease] = &[
+    // 0.4.6: the release of the describe JSON published in Particle's docs (spec §8.1).
+    photon_release!("0.4.6", 7, bl 4, 14000; p1 240000, NONE; p2 180000, NONE; app 3, 5324),
     photon_release!("0.5.2", 17, bl 7, 14148; p1 250956, NONE; p2 187492, NONE; app 3, 5324),
     photon_release!("0.6.2", 108, bl 11, 14200; p1 251000, NONE; p2 190000, NONE; app 4, 6888),
     photon_release!("0.7.0", 207, bl 101, 15236; p1 252000, NONE; p2 200000, d(B, 0, 101); app 5, 7000),
@@ -582,6 +584,34 @@ pub fn platform_release(platform: &Platform, name: &str) -> Option<&'static Plat
     platform_releases(platform).find(|r| r.release == name)
 }
 
+/// The Nordic SoftDevice's own information structure, from which Device OS derives the radio
+/// stack's module version (the SoftDevice "FWID"; S140 7.0.1 is 0x00CA = 202).
+pub mod softdevice {
+    /// Offset of the info structure from the SoftDevice's first byte (address 0x1000).
+    pub const INFO_OFFSET: usize = 0x2000;
+    /// Magic number at `INFO_OFFSET + 4`.
+    pub const MAGIC: u32 = 0x51B1_E5DB;
+
+    /// The FWID of a SoftDevice image that starts at address 0x1000, if its info structure
+    /// is intact.
+    pub fn fwid(image: &[u8]) -> Option<u16> {
+        let info = image.get(INFO_OFFSET..INFO_OFFSET + 0x10)?;
+        let magic = u32::from_le_bytes([info[4], info[5], info[6], info[7]]);
+        (magic == MAGIC).then(|| u16::from_le_bytes([info[12], info[13]]))
+    }
+
+    /// Writes an info structure naming `fwid` into a synthetic SoftDevice image.
+    pub fn write_info(image: &mut [u8], fwid: u16) {
+        if let Some(info) = image.get_mut(INFO_OFFSET..INFO_OFFSET + 0x10) {
+            info[..4].copy_from_slice(&[0x2c, 0xff, 0xff, 0xff]);
+            info[4..8].copy_from_slice(&MAGIC.to_le_bytes());
+            info[8..12].copy_from_slice(&0x0002_7000u32.to_le_bytes());
+            info[12..14].copy_from_slice(&fwid.to_le_bytes());
+            info[14..16].copy_from_slice(&[0xff, 0xff]);
+        }
+    }
+}
+
 /// A deterministic, release-specific synthetic image of `m` for `platform`: the real header
 /// (addresses, version, dependencies, flags), a vector table or image header of the right size
 /// whose first word makes the device rules find the header, a generated payload, and a correct
@@ -623,7 +653,10 @@ pub fn synthesize(platform: &Platform, m: &ReleaseModule) -> alloc::vec::Vec<u8>
     };
     let overhead = prefix + ModuleInfo::SIZE + suffix + 4;
     let payload_len = (m.size as usize).saturating_sub(overhead);
-    let payload: Vec<u8> = (0..payload_len).map(|_| next()).collect();
+    let mut payload: Vec<u8> = (0..payload_len).map(|_| next()).collect();
+    if m.function == ModuleFunction::RadioStack {
+        softdevice::write_info(&mut payload, m.version);
+    }
     let mut b = ModuleBuilder::new(platform.id, m.function, m.index, m.version, m.start)
         .vector_table(vector_table)
         .payload(payload)
@@ -699,6 +732,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn softdevice_fwid_is_read_from_the_real_image() {
+        let real = include_bytes!("../../../tests/fixtures/real/argon-softdevice@1.5.0.bin");
+        // On the device the 24-byte prefix is dropped: the image starts at 0x1000.
+        assert_eq!(softdevice::fwid(&real[24..]), Some(202));
+        let argon = platform(12).unwrap();
+        let synthetic = synthesize(argon, &SOFTDEVICE);
+        assert_eq!(softdevice::fwid(&synthetic[24..]), Some(202));
     }
 
     #[test]
