@@ -639,7 +639,7 @@ pub fn synthesize(platform: &Platform, m: &ReleaseModule) -> alloc::vec::Vec<u8>
     if prefix >= 8 {
         let first: [u32; 2] = match platform.mcu {
             crate::platform::Mcu::Rtl872x => crate::parse::REALTEK_HEADER_SIGNATURE,
-            crate::platform::Mcu::Nrf52840 => [0x2004_0000, m.start + prefix as u32 + 1],
+            crate::platform::Mcu::Nrf52840 => [0x2003_F000, m.start + prefix as u32 + 1],
             _ => [0x2002_0000, m.start + prefix as u32 + 1],
         };
         vector_table[..4].copy_from_slice(&first[0].to_le_bytes());
@@ -726,6 +726,11 @@ mod tests {
                     );
                     assert_eq!(bytes.len(), m.size as usize);
                     assert_eq!(parsed.prefix_offset, usize::from(m.prefix_offset));
+                    assert_ne!(
+                        parsed.rule,
+                        crate::parse::HeaderRule::Scan,
+                        "a device rule finds it"
+                    );
                     assert_eq!(parsed.info.version, m.version);
                     assert_eq!(parsed.info.dependencies, m.dependencies);
                     assert_eq!(synthesize(p, &m), bytes, "deterministic");

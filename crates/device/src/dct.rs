@@ -1,0 +1,335 @@
+//! The device configuration table (application DCT) kept in two alternating flash copies, so
+//! that a power cut during a write always leaves one complete copy (spec §4.2, §4.7).
+//!
+//! Copy layout (our model of WICED's DCT): a 16-byte header `[magic u32][sequence u32]
+//! [crc32 u32][commit u8]…` at the start of the copy and the application DCT at byte 7548.
+//! A write erases the inactive copy, programs data and header, and programs the commit byte
+//! last; reading picks the committed copy with a valid CRC and the highest sequence.
+
+use modflash_module::checksum::crc32;
+use modflash_module::platform::{dct, Family, Platform};
+
+use crate::flash::{FlashChip, FlashError, Space};
+
+const MAGIC: u32 = 0x2154_4344; // "DCT!"
+const COMMITTED: u8 = 0x5A;
+/// Where the application DCT starts inside a copy (Photon `dct_hal.h`).
+pub const APP_OFFSET: u32 = 7548;
+/// Size of one copy.
+pub const COPY_SIZE: u32 = 16 * 1024;
+/// Bytes of application DCT addressable over DFU alt 1.
+pub const APP_SIZE: usize = (COPY_SIZE - APP_OFFSET) as usize;
+
+/// Where a platform keeps its two DCT copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DctLocation {
+    /// Memory.
+    pub space: Space,
+    /// Start of each copy.
+    pub copies: [u32; 2],
+}
+
+impl DctLocation {
+    /// The DCT location of `platform`.
+    pub fn of(platform: &Platform) -> Self {
+        match platform.family {
+            // Sectors 1 and 2 of the STM32F205.
+            Some(Family::Photon) | Some(Family::Electron) | None => Self {
+                space: Space::Internal,
+                copies: [0x0800_4000, 0x0800_8000],
+            },
+            // Gen3 keeps the DCT as a file in the external-flash filesystem.
+            Some(Family::Gen3) => Self {
+                space: Space::External,
+                copies: [0x0000_0000, 0x0000_4000],
+            },
+            // RTL872x keeps it in the LittleFS area at 0x08600000.
+            Some(Family::Rtl872x) => Self {
+                space: Space::Internal,
+                copies: [0x0860_0000, 0x0860_4000],
+            },
+            // Core: the SST25 user area.
+            Some(Family::Core) => Self {
+                space: Space::External,
+                copies: [0x0008_0000, 0x0008_4000],
+            },
+        }
+    }
+}
+
+/// Why a DCT access failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DctError {
+    /// Offset and length reach past the application DCT.
+    OutOfRange {
+        /// Offset requested.
+        offset: usize,
+        /// Length requested.
+        len: usize,
+    },
+    /// The flash operation failed.
+    Flash(FlashError),
+}
+
+impl std::fmt::Display for DctError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OutOfRange { offset, len } => write!(
+                f,
+                "DCT access of {len} bytes at offset {offset} is past the end of the DCT ({APP_SIZE} bytes)"
+            ),
+            Self::Flash(e) => write!(f, "DCT write failed: {e}"),
+        }
+    }
+}
+
+impl From<FlashError> for DctError {
+    fn from(e: FlashError) -> Self {
+        Self::Flash(e)
+    }
+}
+
+struct Copy {
+    index: usize,
+    sequence: u32,
+}
+
+fn committed_copy(flash: &FlashChip, loc: &DctLocation, index: usize) -> Option<Copy> {
+    let base = loc.copies[index];
+    let header = flash.read(loc.space, base, 16)?;
+    let word =
+        |o: usize| u32::from_le_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
+    if word(0) != MAGIC || header[12] != COMMITTED {
+        return None;
+    }
+    let data = flash.read(loc.space, base + APP_OFFSET, APP_SIZE)?;
+    (crc32(data) == word(8)).then(|| Copy {
+        index,
+        sequence: word(4),
+    })
+}
+
+fn active(flash: &FlashChip, loc: &DctLocation) -> Option<Copy> {
+    match (committed_copy(flash, loc, 0), committed_copy(flash, loc, 1)) {
+        (Some(a), Some(b)) => Some(if b.sequence.wrapping_sub(a.sequence) as i32 > 0 {
+            b
+        } else {
+            a
+        }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The application DCT (all 0xFF when no copy is valid, as on a blank device).
+pub fn read(flash: &FlashChip, loc: &DctLocation) -> Vec<u8> {
+    active(flash, loc)
+        .and_then(|c| flash.read(loc.space, loc.copies[c.index] + APP_OFFSET, APP_SIZE))
+        .map(<[u8]>::to_vec)
+        .unwrap_or_else(|| vec![0xFF; APP_SIZE])
+}
+
+/// True when at least one committed copy is intact.
+pub fn is_intact(flash: &FlashChip, loc: &DctLocation) -> bool {
+    active(flash, loc).is_some()
+}
+
+/// Writes `data` at `offset` of the application DCT (read, modify, write the other copy).
+/// Does nothing when the content would not change.
+pub fn write(
+    flash: &mut FlashChip,
+    loc: &DctLocation,
+    offset: usize,
+    data: &[u8],
+) -> Result<(), DctError> {
+    let end = offset
+        .checked_add(data.len())
+        .filter(|&e| e <= APP_SIZE)
+        .ok_or(DctError::OutOfRange {
+            offset,
+            len: data.len(),
+        })?;
+    let current = active(flash, loc);
+    let mut app = read(flash, loc);
+    if current.is_some() && app[offset..end] == *data {
+        return Ok(());
+    }
+    app[offset..end].copy_from_slice(data);
+    let (target, sequence) = match current {
+        Some(c) => (1 - c.index, c.sequence.wrapping_add(1)),
+        None => (0, 1),
+    };
+    let base = loc.copies[target];
+    flash.erase_range(loc.space, base, COPY_SIZE as usize)?;
+    flash.program(loc.space, base + APP_OFFSET, &app)?;
+    let mut header = [0xFFu8; 12];
+    header[..4].copy_from_slice(&MAGIC.to_le_bytes());
+    header[4..8].copy_from_slice(&sequence.to_le_bytes());
+    header[8..12].copy_from_slice(&crc32(&app).to_le_bytes());
+    flash.program(loc.space, base, &header)?;
+    // The commit byte goes last: until it is programmed, readers keep using the old copy.
+    flash.program(loc.space, base + 12, &[COMMITTED])?;
+    Ok(())
+}
+
+/// One `platform_flash_modules_t` slot (spec §4.8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModuleSlot {
+    /// 0x0FAC factory descriptor, 0xABCD pending copy, 0xFFFF free.
+    pub magic: u16,
+    /// Source memory (0 internal, 1 external).
+    pub source_device: u8,
+    /// Destination memory.
+    pub destination_device: u8,
+    /// Source address.
+    pub source: u32,
+    /// Destination address.
+    pub destination: u32,
+    /// Bytes to copy (module length + 4).
+    pub length: u32,
+    /// `MODULE_VERIFY_*` and copy flags.
+    pub flags: u8,
+    /// Expected module function.
+    pub function: u8,
+}
+
+/// Copy-flag bits (`hal/shared/module_info_hal.h`), distinct from module header flags.
+pub mod slot_flags {
+    /// Verify the CRC before copying.
+    pub const VERIFY_CRC: u8 = 0x02;
+    /// The module must start at the destination.
+    pub const VERIFY_DESTINATION: u8 = 0x04;
+    /// The module function must match (also length check).
+    pub const VERIFY_FUNCTION: u8 = 0x08;
+    /// Skip the 24-byte prefix when copying.
+    pub const DROP_MODULE_INFO: u8 = 0x10;
+    /// Inflate while copying.
+    pub const COMPRESSED: u8 = 0x20;
+}
+
+impl ModuleSlot {
+    /// An empty slot.
+    pub const FREE: ModuleSlot = ModuleSlot {
+        magic: 0xFFFF,
+        source_device: 0xFF,
+        destination_device: 0xFF,
+        source: 0xFFFF_FFFF,
+        destination: 0xFFFF_FFFF,
+        length: 0xFFFF_FFFF,
+        flags: 0xFF,
+        function: 0xFF,
+    };
+
+    /// Decodes 20 bytes.
+    pub fn from_bytes(b: &[u8]) -> Self {
+        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        Self {
+            magic: u16::from_le_bytes([b[0], b[1]]),
+            source_device: b[2],
+            destination_device: b[3],
+            source: u32_at(4),
+            destination: u32_at(8),
+            length: u32_at(12),
+            flags: b[16],
+            function: b[17],
+        }
+    }
+
+    /// Encodes 20 bytes.
+    pub fn to_bytes(&self) -> [u8; dct::FLASH_MODULE_SIZE] {
+        let mut b = [0xFFu8; dct::FLASH_MODULE_SIZE];
+        b[..2].copy_from_slice(&self.magic.to_le_bytes());
+        b[2] = self.source_device;
+        b[3] = self.destination_device;
+        b[4..8].copy_from_slice(&self.source.to_le_bytes());
+        b[8..12].copy_from_slice(&self.destination.to_le_bytes());
+        b[12..16].copy_from_slice(&self.length.to_le_bytes());
+        b[16] = self.flags;
+        b[17] = self.function;
+        b
+    }
+}
+
+/// Reads module slot `i` (0 = factory descriptor, 1–4 = pending copies).
+pub fn slot(app_dct: &[u8], i: usize) -> ModuleSlot {
+    let at = dct::FLASH_MODULES + i * dct::FLASH_MODULE_SIZE;
+    app_dct
+        .get(at..at + dct::FLASH_MODULE_SIZE)
+        .map(ModuleSlot::from_bytes)
+        .unwrap_or(ModuleSlot::FREE)
+}
+
+/// Writes module slot `i`.
+pub fn write_slot(
+    flash: &mut FlashChip,
+    loc: &DctLocation,
+    i: usize,
+    s: &ModuleSlot,
+) -> Result<(), DctError> {
+    write(
+        flash,
+        loc,
+        dct::FLASH_MODULES + i * dct::FLASH_MODULE_SIZE,
+        &s.to_bytes(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modflash_module::platform;
+
+    fn photon() -> (FlashChip, DctLocation) {
+        let p = platform::platform(6).unwrap();
+        (
+            FlashChip::new(p.layout_for(None).unwrap(), p.mcu),
+            DctLocation::of(p),
+        )
+    }
+
+    #[test]
+    fn writes_alternate_and_read_back() {
+        let (mut f, loc) = photon();
+        assert_eq!(read(&f, &loc), vec![0xFF; APP_SIZE]);
+        write(&mut f, &loc, dct::OTA_UPDATE_FLAG, &[0xA5]).unwrap();
+        write(&mut f, &loc, dct::CLAIM_CODE, b"claim").unwrap();
+        let d = read(&f, &loc);
+        assert_eq!(d[dct::OTA_UPDATE_FLAG], 0xA5);
+        assert_eq!(&d[dct::CLAIM_CODE..dct::CLAIM_CODE + 5], b"claim");
+        assert!(committed_copy(&f, &loc, 0).is_some() && committed_copy(&f, &loc, 1).is_some());
+        assert!(write(&mut f, &loc, APP_SIZE - 1, &[1, 2]).is_err());
+    }
+
+    #[test]
+    fn a_power_cut_at_any_operation_keeps_the_old_or_the_new_content() {
+        let (mut f, loc) = photon();
+        write(&mut f, &loc, 100, b"old").unwrap();
+        for cut in 1..=6 {
+            let mut g = f.clone();
+            g.cut_power_after(cut);
+            let result = write(&mut g, &loc, 100, b"new");
+            g.power_on();
+            let d = read(&g, &loc);
+            let content = &d[100..103];
+            assert!(is_intact(&g, &loc), "cut {cut}");
+            match result {
+                Ok(()) => assert_eq!(content, b"new", "cut {cut}"),
+                Err(_) => assert!(content == b"old" || content == b"new", "cut {cut}"),
+            }
+        }
+    }
+
+    #[test]
+    fn slots_round_trip() {
+        let s = ModuleSlot {
+            magic: dct::SLOT_PENDING,
+            source_device: 0,
+            destination_device: 0,
+            source: 0x080C_0000,
+            destination: 0x0802_0000,
+            length: 1000,
+            flags: slot_flags::VERIFY_CRC,
+            function: 4,
+        };
+        assert_eq!(ModuleSlot::from_bytes(&s.to_bytes()), s);
+    }
+}

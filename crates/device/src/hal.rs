@@ -1,0 +1,380 @@
+//! Module validation as Device OS' HAL does it (spec §5): locate a module in a region, check
+//! RANGE / PLATFORM / INTEGRITY / DEPENDENCIES / DEPENDENCIES_FULL, quirks included.
+
+use modflash_module::checksum::crc32;
+use modflash_module::extension::{Extension, ExtensionArea, Extensions};
+use modflash_module::parse::{device_header_offset, BASE_SUFFIX_SIZE};
+use modflash_module::platform::{Layout, ModuleBounds, Platform, Store};
+use modflash_module::release::softdevice;
+use modflash_module::{Dependency, ModuleFlags, ModuleFunction, ModuleInfo, ModuleRef};
+
+use crate::flash::{FlashChip, Space};
+
+/// Validation flags (`module_validation_flags_t`).
+pub mod flags {
+    /// CRC-32 checked.
+    pub const INTEGRITY: u8 = 0x02;
+    /// The module's own dependencies are met.
+    pub const DEPENDENCIES: u8 = 0x04;
+    /// The end address is inside its region.
+    pub const RANGE: u8 = 0x08;
+    /// The platform id matches the device.
+    pub const PLATFORM: u8 = 0x10;
+    /// Product id check (unused here).
+    pub const PRODUCT: u8 = 0x20;
+    /// Installing it would not break installed system parts that depend on it.
+    pub const DEPENDENCIES_FULL: u8 = 0x40;
+}
+
+/// A module as `fetch_module` sees it in one region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    /// The region examined.
+    pub bounds: &'static ModuleBounds,
+    /// The header found there, when one was found and lies in its region.
+    pub info: Option<ModuleInfo>,
+    /// Where the module starts in flash (the region start, or the dynamic start).
+    pub address: u32,
+    /// Checks attempted (`validity_checked`).
+    pub checked: u8,
+    /// Checks passed (`validity_result`).
+    pub passed: u8,
+    /// The SHA-256 stored in the suffix, when readable.
+    pub sha256: Option<[u8; 32]>,
+    /// The first dependency that failed, with the installed version found (None = no region).
+    pub unmet: Option<Unmet>,
+}
+
+/// A dependency that is not met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unmet {
+    /// The module whose dependency failed (for DEPENDENCIES_FULL: the installed module).
+    pub module: ModuleRef,
+    /// What it requires.
+    pub required: Dependency,
+    /// What is installed (`None` when the platform has no such module).
+    pub installed: Option<u16>,
+}
+
+impl Fetched {
+    /// `validity_checked == validity_result` and a header was found.
+    pub fn is_valid(&self) -> bool {
+        self.info.is_some() && self.checked == self.passed
+    }
+
+    /// The failed checks.
+    pub fn failed(&self) -> u8 {
+        self.checked & !self.passed
+    }
+}
+
+/// Read-only access to a device's modules, as its HAL sees them.
+#[derive(Clone, Copy)]
+pub struct Hal<'a> {
+    /// The flash.
+    pub flash: &'a FlashChip,
+    /// The platform.
+    pub platform: &'static Platform,
+    /// The memory map in force.
+    pub layout: &'static Layout,
+}
+
+impl<'a> Hal<'a> {
+    /// The header of the module in `bounds` and where the module starts.
+    pub fn read_info(&self, bounds: &ModuleBounds) -> Option<(ModuleInfo, u32)> {
+        let space = Space::of(bounds.location);
+        if bounds.function == ModuleFunction::RadioStack {
+            return self.radio_stack_info(bounds);
+        }
+        let start = if bounds.fixed_end {
+            self.dynamic_start(bounds)?
+        } else {
+            bounds.start
+        };
+        let head = self
+            .flash
+            .read(space, start, 0x200.min((bounds.end - start) as usize))?;
+        let offset = device_header_offset(self.platform.mcu, head);
+        let raw = self
+            .flash
+            .read(space, start + offset as u32, ModuleInfo::SIZE)?;
+        Some((ModuleInfo::from_bytes(raw.try_into().ok()?), start))
+    }
+
+    /// The HAL builds the radio stack's module info from the SoftDevice's own information
+    /// structure (its FWID is the module version) rather than from a header.
+    fn radio_stack_info(&self, bounds: &ModuleBounds) -> Option<(ModuleInfo, u32)> {
+        let image = self
+            .flash
+            .read(Space::Internal, bounds.start, softdevice::INFO_OFFSET + 16)?;
+        let version = softdevice::fwid(image)?;
+        let size = self.flash.read_u32(
+            Space::Internal,
+            bounds.start + softdevice::INFO_OFFSET as u32 + 8,
+        )?;
+        let info = ModuleInfo {
+            start_address: bounds.start,
+            end_address: bounds.start.saturating_add(size.min(bounds.max_size)),
+            mcu_target: 0,
+            flags: ModuleFlags(ModuleFlags::DROP_MODULE_INFO),
+            version,
+            platform_id: self.platform.id,
+            function: ModuleFunction::RadioStack,
+            index: 0,
+            dependencies: [Dependency::NONE; 2],
+        };
+        Some((info, bounds.start))
+    }
+
+    /// RTL872x user parts grow downward: the start comes from the DYNAMIC_LOCATION suffix
+    /// extension of the module that ends at the region's fixed end.
+    fn dynamic_start(&self, bounds: &ModuleBounds) -> Option<u32> {
+        let end = bounds.end - 4; // the CRC sits in the last 4 bytes
+        let size = u16::from_le_bytes(
+            self.flash
+                .read(Space::Internal, end - 2, 2)?
+                .try_into()
+                .ok()?,
+        );
+        let size = usize::from(size);
+        if size <= BASE_SUFFIX_SIZE || size > 4096 {
+            return None;
+        }
+        let suffix = self.flash.read(Space::Internal, end - size as u32, size)?;
+        Extensions::new(suffix, 0, size - BASE_SUFFIX_SIZE, ExtensionArea::Suffix)
+            .filter_map(Result::ok)
+            .find_map(|e| match e.decode() {
+                Ok(Extension::DynamicLocation { module_start, .. }) => Some(module_start),
+                _ => None,
+            })
+            .filter(|&s| s >= bounds.lowest_start() && s < bounds.end)
+    }
+
+    /// `fetch_module(bounds, userDepsOptional, check_flags)`.
+    pub fn fetch(
+        &self,
+        bounds: &'static ModuleBounds,
+        user_deps_optional: bool,
+        check: u8,
+    ) -> Fetched {
+        let checked = flags::RANGE | flags::DEPENDENCIES | flags::PLATFORM | check;
+        let mut out = Fetched {
+            bounds,
+            info: None,
+            address: bounds.start,
+            checked,
+            passed: 0,
+            sha256: None,
+            unmet: None,
+        };
+        let Some((info, address)) = self.read_info(bounds) else {
+            return out;
+        };
+        out.address = address;
+        // Module not found: no region for its function/index, or its end is out of range.
+        let in_range = self
+            .layout
+            .find_bounds(info.slot())
+            .is_some_and(|b| b.end_in_range(info.end_address));
+        if !in_range {
+            return out;
+        }
+        out.info = Some(info);
+        out.passed |= flags::RANGE;
+        if info.platform_id == self.platform.id {
+            out.passed |= flags::PLATFORM;
+        }
+        let space = Space::of(bounds.location);
+        let length = info.module_length().unwrap_or(0);
+        if info.function != ModuleFunction::RadioStack {
+            // The SHA-256 sits 34 bytes before the CRC (spec §2.1).
+            out.sha256 = length
+                .checked_sub(34)
+                .and_then(|o| self.flash.read(space, address + o, 32))
+                .and_then(|s| s.try_into().ok());
+        }
+        match self.dependencies(&info, user_deps_optional) {
+            Ok(()) => out.passed |= flags::DEPENDENCIES,
+            Err(u) => out.unmet = Some(u),
+        }
+        if check & flags::DEPENDENCIES_FULL != 0 {
+            match self.dependencies_full(&info, bounds) {
+                Ok(()) => out.passed |= flags::DEPENDENCIES_FULL,
+                Err(u) => out.unmet = out.unmet.or(Some(u)),
+            }
+        }
+        if check & flags::INTEGRITY != 0 && self.integrity_ok(space, address, &info) {
+            out.passed |= flags::INTEGRITY;
+        }
+        out
+    }
+
+    /// CRC-32 over the module in place against the big-endian CRC after it.
+    pub fn integrity_ok(&self, space: Space, address: u32, info: &ModuleInfo) -> bool {
+        if info.function == ModuleFunction::RadioStack {
+            return true; // the SoftDevice's info structure was already found intact
+        }
+        let Some(length) = info.module_length() else {
+            return false;
+        };
+        let Some(body) = self.flash.read(space, address, length as usize + 4) else {
+            return false;
+        };
+        let (data, stored) = body.split_at(length as usize);
+        crc32(data) == u32::from_be_bytes([stored[0], stored[1], stored[2], stored[3]])
+    }
+
+    /// The installed version of `slot`, read the way the dependency check reads it: from the
+    /// header in the slot's region, without validating that module (an erased region reads
+    /// as version 0xFFFF). `None` when the platform has no such region.
+    pub fn installed_version(&self, slot: ModuleRef) -> Option<u16> {
+        let bounds = self.layout.find_bounds(slot)?;
+        Some(
+            self.read_info(bounds)
+                .map_or(0xFFFF, |(info, _)| info.version),
+        )
+    }
+
+    /// `validate_module_dependencies` (spec §5.3), quirks included.
+    pub fn dependencies(&self, info: &ModuleInfo, user_optional: bool) -> Result<(), Unmet> {
+        let [dep1, dep2] = info.dependencies;
+        if dep1.is_none() || (user_optional && info.function == ModuleFunction::UserPart) {
+            return Ok(()); // dependency 2 is not examined at all
+        }
+        self.one_dependency(info, dep1)?;
+        if dep2.is_none() || (dep2.function == ModuleFunction::Bootloader && user_optional) {
+            return Ok(());
+        }
+        self.one_dependency(info, dep2)
+    }
+
+    fn one_dependency(&self, info: &ModuleInfo, dep: Dependency) -> Result<(), Unmet> {
+        let installed = self.installed_version(ModuleRef::new(dep.function, dep.index));
+        match installed {
+            Some(v) if v >= dep.version => Ok(()),
+            installed => Err(Unmet {
+                module: info.slot(),
+                required: dep,
+                installed,
+            }),
+        }
+    }
+
+    /// `validate_module_dependencies_full` (spec §5.4): installing `candidate` must not break
+    /// an installed system part that depends on the slot it replaces.
+    pub fn dependencies_full(
+        &self,
+        candidate: &ModuleInfo,
+        candidate_bounds: &ModuleBounds,
+    ) -> Result<(), Unmet> {
+        if candidate.function != ModuleFunction::SystemPart {
+            return Ok(());
+        }
+        for b in self.layout.bounds.iter().filter(|b| {
+            b.function == ModuleFunction::SystemPart
+                && b.store == Store::Main
+                && *b != candidate_bounds
+        }) {
+            let Some((installed, _)) = self.read_info(b) else {
+                continue;
+            };
+            if installed.function != ModuleFunction::SystemPart
+                || (installed.start_address == candidate.start_address
+                    && installed.slot() == candidate.slot())
+            {
+                continue;
+            }
+            for dep in installed.dependencies {
+                if dep.function == candidate.function
+                    && dep.index == candidate.index
+                    && candidate.version < dep.version
+                {
+                    return Err(Unmet {
+                        module: installed.slot(),
+                        required: dep,
+                        installed: Some(candidate.version),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `HAL_System_Info`: every region of the memory map, fetched with INTEGRITY.
+    pub fn system_info(&self) -> Vec<Fetched> {
+        self.layout
+            .bounds
+            .iter()
+            .map(|b| self.fetch(b, false, flags::INTEGRITY))
+            .collect()
+    }
+
+    /// `FLASH_isUserModuleInfoValid`: the header at `address` claims to start there, ends
+    /// inside flash and names this platform.
+    pub fn user_header_valid(&self, space: Space, address: u32) -> Result<ModuleInfo, String> {
+        let raw = self
+            .flash
+            .read(space, address, ModuleInfo::SIZE)
+            .ok_or_else(|| "the region is outside flash".to_string())?;
+        let info = ModuleInfo::from_bytes(raw.try_into().map_err(|_| String::new())?);
+        let flash_end = self.layout.internal.end();
+        if info.start_address != address {
+            return Err(format!(
+                "it starts at {:#010x}, expected {address:#010x}",
+                info.start_address
+            ));
+        }
+        if info.end_address > flash_end || info.end_address < info.start_address {
+            return Err(format!(
+                "its end address {:#010x} is outside flash",
+                info.end_address
+            ));
+        }
+        if info.platform_id != self.platform.id {
+            return Err(format!(
+                "platform {}, expected {}",
+                info.platform_id, self.platform.id
+            ));
+        }
+        Ok(info)
+    }
+}
+
+/// Words for a validity mask: "integrity, dependencies".
+pub fn describe_flags(mask: u8) -> String {
+    let names = [
+        (flags::INTEGRITY, "integrity"),
+        (flags::DEPENDENCIES, "dependencies"),
+        (flags::RANGE, "range"),
+        (flags::PLATFORM, "platform"),
+        (flags::PRODUCT, "product"),
+        (
+            flags::DEPENDENCIES_FULL,
+            "dependencies of installed modules",
+        ),
+    ];
+    names
+        .iter()
+        .filter(|(bit, _)| mask & bit != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl std::fmt::Display for Unmet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let required = ModuleRef::new(self.required.function, self.required.index);
+        match self.installed {
+            Some(v) => write!(
+                f,
+                "{} needs {required} \u{2265} {}, installed {v}",
+                self.module, self.required.version
+            ),
+            None => write!(
+                f,
+                "{} needs {required} \u{2265} {}, which this platform does not have",
+                self.module, self.required.version
+            ),
+        }
+    }
+}

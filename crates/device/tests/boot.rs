@@ -1,0 +1,258 @@
+//! Boot, validation and OTA scenarios on virtual devices (spec §5–§8).
+
+use modflash_device::describe::describe;
+use modflash_device::{Color, Device, Mode, OtaError, Pattern, ResetReason};
+use modflash_module::platform::platform;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/real/");
+    std::fs::read(format!("{p}{name}")).unwrap()
+}
+
+fn photon(release: &str) -> Device {
+    let mut d = Device::blank(
+        platform(6).unwrap(),
+        [
+            0x3b, 0, 0x21, 0, 0x17, 0x47, 0x35, 0x32, 0x36, 0x34, 0x30, 0x33,
+        ],
+    )
+    .unwrap();
+    d.install_release(release, true).unwrap();
+    d.power_on();
+    d
+}
+
+fn ota(d: &mut Device, bytes: &[u8]) -> Result<modflash_device::OtaOutcome, OtaError> {
+    d.ota_begin(bytes.len())?;
+    for (i, chunk) in bytes.chunks(512).enumerate() {
+        d.ota_write(i * 512, chunk)?;
+    }
+    d.ota_finish()
+}
+
+#[test]
+fn provisioned_release_runs_its_app() {
+    let d = photon("1.5.0");
+    assert_eq!(d.state.mode, Mode::App, "{:#?}", d.state.events);
+    assert_eq!(
+        (d.state.led.color, d.state.led.pattern),
+        (Color::Cyan, Pattern::Breathing)
+    );
+    assert_eq!(d.system_version(), Some(1502));
+}
+
+#[test]
+fn core_image_in_the_user_slot_restores_the_factory_app() {
+    let mut d = photon("1.5.0");
+    d.install_factory_app(&fixture("photon_tinker.bin"))
+        .unwrap();
+    d.install_user_app(&fixture("core_tinker.bin")).unwrap();
+    d.reset(ResetReason::Button, None);
+    assert_eq!(d.state.mode, Mode::App, "{:#?}", d.state.events);
+    let log = d.state.events.join("\n");
+    assert!(log.contains("user part header is invalid"), "{log}");
+    assert!(log.contains("Core"), "the log names the Core image: {log}");
+    assert!(log.contains("restored the factory app"), "{log}");
+    // Tinker (the factory app, photon_tinker.bin v2) now runs from the user slot.
+    let user = d
+        .system_info()
+        .into_iter()
+        .find(|f| f.bounds.start == 0x080A_0000)
+        .unwrap();
+    assert_eq!(user.info.unwrap().version, 2);
+}
+
+#[test]
+fn app_for_newer_system_firmware_gives_safe_mode() {
+    let mut d = photon("0.5.2");
+    d.install_user_app(&fixture("photon_doctor.bin")).unwrap(); // needs system part 2 >= 108
+    d.reset(ResetReason::Button, None);
+    assert_eq!(d.state.mode, Mode::SafeMode, "{:#?}", d.state.events);
+    assert_eq!(
+        (d.state.led.color, d.state.led.pattern),
+        (Color::Magenta, Pattern::Breathing)
+    );
+    let log = d.state.events.last().unwrap();
+    assert!(
+        log.contains("user part 1 needs system part 2 \u{2265} 108, installed 17"),
+        "{log}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&describe(&d)).unwrap();
+    let user = json["m"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["f"] == "u" && m["l"] == "m")
+        .unwrap();
+    assert_eq!(user["vc"], 30);
+    assert_eq!(
+        user["vv"].as_u64().unwrap() & 4,
+        0,
+        "vv lacks the dependency bit"
+    );
+    assert_eq!(user["vv"], 26);
+}
+
+#[test]
+fn ota_part2_of_a_newer_release_is_refused_on_052() {
+    let mut d = photon("0.5.2");
+    let before = d.snapshot().1;
+    let part2 = fixture("photon-system-part2@1.5.0.bin");
+    let err = ota(&mut d, &part2).unwrap_err();
+    assert_eq!(err.code(), -1340);
+    assert!(
+        err.to_string()
+            .contains("system part 2 needs system part 1 \u{2265} 1502, installed 17"),
+        "{err}"
+    );
+    d.reset(ResetReason::Update, None);
+    assert_eq!(d.state.mode, Mode::App);
+    // Only the OTA region (sector 10) changed; every module is as it was.
+    let after = d.snapshot().1;
+    // The 256 KB OTA region overlaps the factory sector (spec §4.2): both may change.
+    let ota_region = 0xC0000..0x100000;
+    let dct = 0x4000..0xC000;
+    for (i, (a, b)) in before.iter().zip(&after).enumerate() {
+        if !ota_region.contains(&i) && !dct.contains(&i) {
+            assert_eq!(a, b, "byte {i:#x} changed");
+        }
+    }
+}
+
+#[test]
+fn ota_update_in_the_right_order_reaches_the_new_release() {
+    let mut d = photon("0.7.0");
+    for (name, expect) in [
+        (
+            "photon-bootloader@1.5.0+lto.bin",
+            modflash_device::OtaOutcome::Applied,
+        ),
+        (
+            "photon-system-part1@1.5.0.bin",
+            modflash_device::OtaOutcome::PendingRestart,
+        ),
+        (
+            "photon-system-part2@1.5.0.bin",
+            modflash_device::OtaOutcome::PendingRestart,
+        ),
+    ] {
+        assert_eq!(
+            ota(&mut d, &fixture(name)),
+            Ok(expect),
+            "{name}: {:#?}",
+            d.state.events
+        );
+        d.reset(ResetReason::Update, None);
+        assert!(matches!(d.state.mode, Mode::App | Mode::SafeMode), "{name}");
+    }
+    // The 0.7.0 Tinker depends on part 2 >= 207: still satisfied.
+    assert_eq!(d.state.mode, Mode::App, "{:#?}", d.state.events);
+    assert_eq!(d.system_version(), Some(1502));
+}
+
+#[test]
+fn published_describe_json_is_reproduced() {
+    // Spec §8.1: a Photon of the 0.4.6 era: bootloader 4, system parts 7, user part v3.
+    let published = r#"{"p":6,"m":[{"s":16384,"l":"m","vc":30,"vv":30,"f":"b","n":"0","v":4,"d":[]},{"s":262144,"l":"m","vc":30,"vv":30,"f":"s","n":"1","v":7,"d":[]},{"s":262144,"l":"m","vc":30,"vv":30,"f":"s","n":"2","v":7,"d":[{"f":"s","n":"1","v":7,"_":""}]},{"s":131072,"l":"m","vc":30,"vv":30,"u":"5CC350CE567187492F6FA800655CECF42DCFE1236EC7E23CDB17ECBC1774EDAF","f":"u","n":"1","v":3,"d":[{"f":"s","n":"2","v":7,"_":""}]},{"s":131072,"l":"f","vc":30,"vv":0,"d":[]}]}"#;
+    let d = photon("0.4.6");
+    let ours = describe(&d);
+    // We do not have that user binary: compare everything but its hash.
+    let hash_at = published.find("\"u\":\"").unwrap() + 5;
+    assert_eq!(ours[..hash_at], published[..hash_at]);
+    assert_eq!(ours[hash_at + 64..], published[hash_at + 64..]);
+
+    // With photon_tinker.bin (the second published copy: "u":"2BA4E71E…943A","v":2, s2>=1).
+    let mut d = photon("0.4.6");
+    d.install_user_app(&fixture("photon_tinker.bin")).unwrap();
+    d.reset(ResetReason::Button, None);
+    let ours = describe(&d);
+    assert!(ours.contains(r#""u":"2BA4E71E"#), "{ours}");
+    assert!(
+        ours.contains(r#"943A","f":"u","n":"1","v":2,"d":[{"f":"s","n":"2","v":1,"_":""}]}"#),
+        "{ours}"
+    );
+}
+
+#[test]
+fn modern_describe_lists_both_dependencies() {
+    let d = photon("2.2.0");
+    let s = describe(&d);
+    assert!(
+        s.contains(r#"{"s":16384,"l":"m","vc":30,"vv":30,"f":"b","n":"0","v":1006,"d":[]}"#),
+        "{s}"
+    );
+    assert!(
+        s.contains(r#""f":"s","n":"1","v":2202,"d":[{"f":"s","n":"2","v":207}]}"#),
+        "{s}"
+    );
+    assert!(
+        s.contains(
+            r#""n":"2","v":2202,"d":[{"f":"s","n":"1","v":2202},{"f":"b","n":"0","v":1003}]}"#
+        ),
+        "{s}"
+    );
+    assert!(
+        !s.contains(r#""l":"f""#),
+        "no factory image: not listed in 2.x"
+    );
+}
+
+#[test]
+fn button_holds_select_modes() {
+    let mut d = photon("1.5.0");
+    d.reset(ResetReason::Button, Some(3.2));
+    assert_eq!(d.state.mode, Mode::Dfu);
+    assert_eq!(
+        (d.state.led.color, d.state.led.pattern),
+        (Color::Yellow, Pattern::Blinking)
+    );
+    d.reset(ResetReason::Button, Some(1.5));
+    assert_eq!(d.state.mode, Mode::SafeMode);
+    d.reset(ResetReason::Button, None);
+    assert_eq!(d.state.mode, Mode::App);
+}
+
+#[test]
+fn electron_052_updates_its_bootloader_from_the_system_firmware() {
+    let mut d = Device::blank(platform(10).unwrap(), [7; 12]).unwrap();
+    d.install_release("0.5.2", true).unwrap();
+    d.power_on();
+    assert_eq!(d.state.mode, Mode::App, "{:#?}", d.state.events);
+    assert_eq!(d.layout().name, "electron-0.5");
+    // The 1.5.0 system parts only: the bootloader comes from the system firmware itself.
+    for name in [
+        "electron-system-part1@1.5.0.bin",
+        "electron-system-part2@1.5.0.bin",
+        "electron-system-part3@1.5.0.bin",
+    ] {
+        d.install_module(&fixture(name)).unwrap();
+    }
+    d.install_user_app(&fixture("electron_tinker.bin")).unwrap();
+    d.reset(ResetReason::Button, None);
+    assert_eq!(d.layout().name, "electron");
+    assert_eq!(d.state.mode, Mode::App, "{:#?}", d.state.events);
+    assert!(d
+        .state
+        .events
+        .iter()
+        .any(|e| e.contains("updated the bootloader from version 7 to 501")));
+}
+
+#[test]
+fn argon_release_boots() {
+    let mut d = Device::blank(platform(12).unwrap(), [9; 12]).unwrap();
+    d.install_release("1.5.0", true).unwrap();
+    d.power_on();
+    assert_eq!(d.state.mode, Mode::App, "{:#?}", d.state.events);
+    let s = describe(&d);
+    assert!(s.contains(r#""f":"a","n":"0","v":202"#), "{s}");
+}
+
+#[test]
+fn corrupt_system_part_ends_in_dfu_mode() {
+    let mut d = photon("1.5.0");
+    d.write_raw(modflash_device::Space::Internal, 0x0803_0000, &[0u8; 16])
+        .unwrap();
+    d.reset(ResetReason::Button, None);
+    assert_eq!(d.state.mode, Mode::Dfu, "{:#?}", d.state.events);
+}
