@@ -29,6 +29,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Virtual devices: create, show, reset, remove.
+    #[command(subcommand)]
+    Sim(cmd::sim::SimCommand),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect { files, json } => cmd::inspect::run(&files, json),
+        Command::Sim(sim) => cmd::sim::run(sim),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,379 @@
+//! Persistence of virtual devices (`sim:NAME`): one image file per device in the modflash home,
+//! written atomically (temp file + rename) and locked while a process uses it.
+//!
+//! File format: `MODFLASH-SIM 1\n`, then three length-prefixed (u32 LE) blocks: the state as
+//! JSON, the internal flash image, the external flash image (length 0xFFFFFFFF = none).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use modflash_device::{Device, DeviceState};
+
+const MAGIC: &[u8] = b"MODFLASH-SIM 1\n";
+const NO_IMAGE: u32 = u32::MAX;
+
+/// Why a virtual device could not be opened, created or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// No device of that name.
+    #[error("there is no virtual device named `{name}` (looked in {dir})")]
+    NotFound {
+        /// Device name.
+        name: String,
+        /// Where it was looked for.
+        dir: PathBuf,
+    },
+    /// A device of that name exists already.
+    #[error("a virtual device named `{0}` already exists")]
+    Exists(String),
+    /// Another process holds the device.
+    #[error("virtual device `{0}` is in use by another modflash process")]
+    Busy(String),
+    /// The name is not usable.
+    #[error("`{0}` is not a valid device name (use letters, digits, '.', '-' and '_', up to 64 characters)")]
+    BadName(String),
+    /// The image file is damaged.
+    #[error("the image of virtual device `{name}` at {path} is damaged: {reason}")]
+    Corrupt {
+        /// Device name.
+        name: String,
+        /// Image path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl SimError {
+    /// What to do about it.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            Self::NotFound { name, .. } => Some(format!(
+                "create it with `modflash sim create {name} --platform photon --device-os 1.5.0`, or list them with `modflash sim list`"
+            )),
+            Self::Exists(name) => Some(format!("remove it first with `modflash sim rm {name}`, or pick another name")),
+            Self::Busy(_) => Some("wait for the other command (e.g. `sim serve` or `sim attach`) to finish".into()),
+            Self::Corrupt { name, .. } => Some(format!("remove it with `modflash sim rm {name}` and create it again")),
+            _ => None,
+        }
+    }
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SimError + 'a {
+    move |source| SimError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// True for names usable as `sim:NAME`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// A stable device id for a virtual device: the first 12 bytes of SHA-256("modflash:" + name).
+pub fn device_id_for(name: &str) -> [u8; 12] {
+    let digest = modflash_module::checksum::sha256(format!("modflash:{name}").as_bytes());
+    let mut id = [0u8; 12];
+    id.copy_from_slice(&digest[..12]);
+    id
+}
+
+/// The directory holding virtual devices.
+#[derive(Clone, Debug)]
+pub struct SimStore {
+    dir: PathBuf,
+}
+
+impl Default for SimStore {
+    fn default() -> Self {
+        Self::new(crate::home::sims_dir())
+    }
+}
+
+impl SimStore {
+    /// A store in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn image_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.sim"))
+    }
+
+    fn lock_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.lock"))
+    }
+
+    /// Names of every virtual device, sorted.
+    pub fn list(&self) -> Result<Vec<String>, SimError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("cannot read", &self.dir)(e)),
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".sim")
+                    .map(str::to_string)
+            })
+            .filter(|n| valid_name(n))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// True when a device of that name exists.
+    pub fn exists(&self, name: &str) -> bool {
+        self.image_path(name).exists()
+    }
+
+    fn lock(&self, name: &str) -> Result<File, SimError> {
+        if !valid_name(name) {
+            return Err(SimError::BadName(name.to_string()));
+        }
+        fs::create_dir_all(&self.dir).map_err(io_err("cannot create", &self.dir))?;
+        let path = self.lock_path(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("cannot open", &path))?;
+        // SAFETY: flock on a file descriptor we own; no memory is shared.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            return Err(if err.kind() == io::ErrorKind::WouldBlock {
+                SimError::Busy(name.to_string())
+            } else {
+                io_err("cannot lock", &path)(err)
+            });
+        }
+        Ok(file)
+    }
+
+    /// Creates a new device file holding `device` (fails if the name is taken).
+    pub fn create(&self, name: &str, device: Device) -> Result<SimHandle, SimError> {
+        let lock = self.lock(name)?;
+        if self.exists(name) {
+            return Err(SimError::Exists(name.to_string()));
+        }
+        let mut handle = SimHandle {
+            name: name.to_string(),
+            path: self.image_path(name),
+            _lock: lock,
+            device,
+        };
+        handle.save()?;
+        Ok(handle)
+    }
+
+    /// Locks and loads a device.
+    pub fn open(&self, name: &str) -> Result<SimHandle, SimError> {
+        let lock = self.lock(name)?;
+        let path = self.image_path(name);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SimError::NotFound {
+                    name: name.to_string(),
+                    dir: self.dir.clone(),
+                })
+            }
+            Err(e) => return Err(io_err("cannot read", &path)(e)),
+        };
+        let corrupt = |reason: String| SimError::Corrupt {
+            name: name.to_string(),
+            path: path.clone(),
+            reason,
+        };
+        let device = decode(&bytes).map_err(corrupt)?;
+        Ok(SimHandle {
+            name: name.to_string(),
+            path,
+            _lock: lock,
+            device,
+        })
+    }
+
+    /// Deletes a device (waiting for nobody: fails if it is in use).
+    pub fn remove(&self, name: &str) -> Result<(), SimError> {
+        let _lock = self.lock(name)?;
+        let path = self.image_path(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                let _ = fs::remove_file(self.lock_path(name));
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SimError::NotFound {
+                name: name.to_string(),
+                dir: self.dir.clone(),
+            }),
+            Err(e) => Err(io_err("cannot remove", &path)(e)),
+        }
+    }
+}
+
+/// An open, locked virtual device. Call [`SimHandle::save`] to persist changes.
+#[derive(Debug)]
+pub struct SimHandle {
+    name: String,
+    path: PathBuf,
+    _lock: File,
+    /// The device.
+    pub device: Device,
+}
+
+impl SimHandle {
+    /// The device's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Writes the device atomically: a temporary file in the same directory, flushed, then
+    /// renamed over the old image. A crash leaves either the old or the new image.
+    pub fn save(&mut self) -> Result<(), SimError> {
+        let bytes = encode(&self.device);
+        let tmp = self
+            .path
+            .with_extension(format!("sim.tmp-{}", std::process::id()));
+        let mut file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+        file.write_all(&bytes)
+            .map_err(io_err("cannot write", &tmp))?;
+        file.sync_all().map_err(io_err("cannot flush", &tmp))?;
+        drop(file);
+        fs::rename(&tmp, &self.path).map_err(io_err("cannot replace", &self.path))?;
+        Ok(())
+    }
+}
+
+fn encode(device: &Device) -> Vec<u8> {
+    let (state, internal, external) = device.snapshot();
+    let json = serde_json::to_vec(&state).unwrap_or_default();
+    let mut out = Vec::with_capacity(MAGIC.len() + 12 + json.len() + internal.len());
+    out.extend_from_slice(MAGIC);
+    for block in [Some(&json), Some(&internal), external.as_ref()] {
+        match block {
+            Some(b) => {
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+            None => out.extend_from_slice(&NO_IMAGE.to_le_bytes()),
+        }
+    }
+    out
+}
+
+fn decode(bytes: &[u8]) -> Result<Device, String> {
+    let mut r = bytes
+        .strip_prefix(MAGIC)
+        .ok_or("it does not start with the modflash image signature")?;
+    let mut block = |what: &str| -> Result<Option<Vec<u8>>, String> {
+        let mut len = [0u8; 4];
+        r.read_exact(&mut len)
+            .map_err(|_| format!("the {what} block is missing"))?;
+        let len = u32::from_le_bytes(len);
+        if len == NO_IMAGE {
+            return Ok(None);
+        }
+        let len = len as usize;
+        if r.len() < len {
+            return Err(format!("the {what} block is truncated"));
+        }
+        let (head, tail) = r.split_at(len);
+        r = tail;
+        Ok(Some(head.to_vec()))
+    };
+    let state = block("state")?.ok_or("the state block is missing")?;
+    let internal = block("internal flash")?.ok_or("the internal flash image is missing")?;
+    let external = block("external flash")?;
+    let state: DeviceState =
+        serde_json::from_slice(&state).map_err(|e| format!("the state is not valid: {e}"))?;
+    Device::restore(state, internal, external)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modflash_device::Mode;
+
+    fn photon() -> Device {
+        let mut d =
+            Device::blank(modflash_module::platform(6).unwrap(), device_id_for("t")).unwrap();
+        d.install_release("1.5.0", true).unwrap();
+        d.power_on();
+        d
+    }
+
+    #[test]
+    fn create_open_save_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SimStore::new(dir.path().to_path_buf());
+        let h = store.create("bench", photon()).unwrap();
+        assert!(
+            matches!(store.open("bench"), Err(SimError::Busy(_))),
+            "locked while open"
+        );
+        drop(h);
+        let mut h = store.open("bench").unwrap();
+        assert_eq!(h.device.state.mode, Mode::App);
+        h.device
+            .reset(modflash_device::ResetReason::Button, Some(3.0));
+        h.save().unwrap();
+        drop(h);
+        assert_eq!(store.open("bench").unwrap().device.state.mode, Mode::Dfu);
+        assert_eq!(store.list().unwrap(), ["bench"]);
+        assert!(matches!(
+            store.create("bench", photon()),
+            Err(SimError::Exists(_))
+        ));
+        store.remove("bench").unwrap();
+        assert!(matches!(
+            store.open("bench"),
+            Err(SimError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn damaged_images_are_reported_not_panicked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SimStore::new(dir.path().to_path_buf());
+        drop(store.create("x", photon()).unwrap());
+        let path = dir.path().join("x.sim");
+        let good = fs::read(&path).unwrap();
+        for cut in [0, 5, MAGIC.len() + 2, MAGIC.len() + 100, good.len() - 1] {
+            fs::write(&path, &good[..cut]).unwrap();
+            assert!(
+                matches!(store.open("x"), Err(SimError::Corrupt { .. })),
+                "cut at {cut}"
+            );
+        }
+    }
+}
