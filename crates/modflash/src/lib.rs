@@ -3,6 +3,7 @@
 
 pub mod devref;
 pub mod home;
+pub mod inventory;
 pub mod sim;
 
 pub use devref::DeviceRef;

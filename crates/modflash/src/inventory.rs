@@ -1,0 +1,316 @@
+//! What is installed on a device, in one shape whatever the source: the serial `s` JSON, a
+//! describe JSON file, module headers read back over DFU, or a virtual device.
+
+use modflash_device::hal::{flags, Fetched};
+use modflash_device::Device;
+use modflash_module::platform::Store;
+use modflash_module::{Dependency, ModuleFunction, ModuleRef};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Which checks a module passed, as the device reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checks {
+    /// CRC-32 verified.
+    pub integrity: bool,
+    /// End address within its region.
+    pub range: bool,
+    /// Built for this platform.
+    pub platform: bool,
+    /// Its dependencies are met.
+    pub dependencies: bool,
+}
+
+impl Checks {
+    /// From `validity_checked` / `validity_result` (a check not attempted counts as passed).
+    pub fn from_validity(checked: u8, passed: u8) -> Self {
+        let ok = |bit: u8| checked & bit == 0 || passed & bit != 0;
+        Self {
+            integrity: ok(flags::INTEGRITY),
+            range: ok(flags::RANGE),
+            platform: ok(flags::PLATFORM),
+            dependencies: ok(flags::DEPENDENCIES),
+        }
+    }
+
+    /// Every check passed.
+    pub fn all(&self) -> bool {
+        self.integrity && self.range && self.platform && self.dependencies
+    }
+}
+
+/// A dependency in JSON form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DependencyJson {
+    /// Function name (`"system"`).
+    pub function: String,
+    /// Index.
+    pub index: u8,
+    /// Minimum version.
+    pub version: u16,
+}
+
+/// One installed module.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledModule {
+    /// Function name: none, resource, bootloader, mono, system, user, settings, ncp, radio, asset.
+    pub function: String,
+    /// Module index.
+    pub index: u8,
+    /// Module version.
+    pub version: u16,
+    /// Region kind: main, factory, backup, scratchpad.
+    pub store: String,
+    /// Largest module the region holds.
+    pub max_size: u32,
+    /// Start address when known (not in the describe JSON).
+    pub start_address: Option<u32>,
+    /// Dependencies as the header lists them.
+    pub dependencies: Vec<DependencyJson>,
+    /// Check results.
+    pub checks: Checks,
+    /// SHA-256 from the suffix, lower-case hex (the describe JSON carries it for user parts).
+    pub sha256: Option<String>,
+}
+
+impl InstalledModule {
+    /// The module's function.
+    pub fn function(&self) -> ModuleFunction {
+        ModuleFunction::from_name(&self.function).unwrap_or(ModuleFunction::Unknown(0xFF))
+    }
+
+    /// The (function, index) slot.
+    pub fn slot(&self) -> ModuleRef {
+        ModuleRef::new(self.function(), self.index)
+    }
+
+    /// Dependencies as typed values.
+    pub fn deps(&self) -> impl Iterator<Item = Dependency> + '_ {
+        self.dependencies.iter().filter_map(|d| {
+            Some(Dependency::new(
+                ModuleFunction::from_name(&d.function)?,
+                d.index,
+                d.version,
+            ))
+        })
+    }
+
+    /// True for the running copy (not a factory image or backup).
+    pub fn is_main(&self) -> bool {
+        self.store == Store::Main.name()
+    }
+}
+
+/// Everything installed on one device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Platform id.
+    pub platform_id: u16,
+    /// Modules in the order the device lists them.
+    pub modules: Vec<InstalledModule>,
+}
+
+/// Why a describe JSON could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// Not JSON.
+    #[error("the describe data is not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    /// JSON, but not a describe document.
+    #[error("the describe data has no {0}")]
+    Missing(&'static str),
+}
+
+impl Inventory {
+    /// From the HAL's view of a virtual device.
+    pub fn from_device(device: &Device) -> Self {
+        Self {
+            platform_id: device.platform().id,
+            modules: device
+                .system_info()
+                .iter()
+                .filter_map(module_from_fetched)
+                .collect(),
+        }
+    }
+
+    /// From a describe JSON (`s` output, `particle serial inspect`, cloud describe), accepting
+    /// both the 0.x format (`"_":""`) and the 2.x one.
+    pub fn from_describe(text: &str) -> Result<Self, InventoryError> {
+        let v: Value = serde_json::from_str(text.trim())?;
+        let platform_id = v
+            .get("p")
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or(InventoryError::Missing("platform id (\"p\")"))?;
+        let list = v
+            .get("m")
+            .and_then(Value::as_array)
+            .ok_or(InventoryError::Missing("module list (\"m\")"))?;
+        let mut modules = Vec::new();
+        for m in list {
+            let Some(function) = m
+                .get("f")
+                .and_then(Value::as_str)
+                .and_then(|c| c.chars().next())
+                .and_then(ModuleFunction::from_code)
+            else {
+                continue; // a region with no module
+            };
+            let num = |key: &str| m.get(key).and_then(Value::as_u64).unwrap_or(0);
+            let index = m
+                .get("n")
+                .and_then(|n| {
+                    n.as_str()
+                        .and_then(|s| s.parse().ok())
+                        .or_else(|| n.as_u64())
+                })
+                .and_then(|n| u8::try_from(n).ok())
+                .unwrap_or(0);
+            let store = m
+                .get("l")
+                .and_then(Value::as_str)
+                .and_then(|c| c.chars().next())
+                .and_then(Store::from_code)
+                .unwrap_or(Store::Main);
+            let dependencies = m
+                .get("d")
+                .and_then(Value::as_array)
+                .map(|deps| {
+                    deps.iter()
+                        .filter_map(|d| {
+                            let f =
+                                ModuleFunction::from_code(d.get("f")?.as_str()?.chars().next()?)?;
+                            let n = d.get("n")?;
+                            let index = n
+                                .as_str()
+                                .and_then(|s| s.parse().ok())
+                                .or_else(|| n.as_u64())?;
+                            Some(DependencyJson {
+                                function: f.name().to_string(),
+                                index: u8::try_from(index).ok()?,
+                                version: u16::try_from(d.get("v")?.as_u64()?).ok()?,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            modules.push(InstalledModule {
+                function: function.name().to_string(),
+                index,
+                version: u16::try_from(num("v")).unwrap_or(u16::MAX),
+                store: store.name().to_string(),
+                max_size: u32::try_from(num("s")).unwrap_or(0),
+                start_address: None,
+                dependencies,
+                checks: Checks::from_validity(
+                    u8::try_from(num("vc")).unwrap_or(0),
+                    u8::try_from(num("vv")).unwrap_or(0),
+                ),
+                sha256: m
+                    .get("u")
+                    .and_then(Value::as_str)
+                    .map(str::to_ascii_lowercase),
+            });
+        }
+        Ok(Self {
+            platform_id,
+            modules,
+        })
+    }
+
+    /// The running module in `slot`, if installed.
+    pub fn main_module(&self, slot: ModuleRef) -> Option<&InstalledModule> {
+        self.modules
+            .iter()
+            .find(|m| m.is_main() && m.slot() == slot)
+    }
+
+    /// The installed system-part version (part 1 on every platform).
+    pub fn system_version(&self) -> Option<u16> {
+        self.main_module(ModuleRef::new(ModuleFunction::SystemPart, 1))
+            .map(|m| m.version)
+    }
+}
+
+fn module_from_fetched(f: &Fetched) -> Option<InstalledModule> {
+    let info = f.info?;
+    Some(InstalledModule {
+        function: info.function.name().to_string(),
+        index: info.index,
+        version: info.version,
+        store: f.bounds.store.name().to_string(),
+        max_size: f.bounds.max_size,
+        start_address: Some(f.address),
+        dependencies: info
+            .listed_dependencies()
+            .map(|d| DependencyJson {
+                function: d.function.name().to_string(),
+                index: d.index,
+                version: d.version,
+            })
+            .collect(),
+        checks: Checks::from_validity(f.checked, f.passed),
+        sha256: f
+            .sha256
+            .map(|s| s.iter().map(|b| format!("{b:02x}")).collect()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_published_describe() {
+        let text = r#"{"p":6,"m":[{"s":16384,"l":"m","vc":30,"vv":30,"f":"b","n":"0","v":4,"d":[]},{"s":262144,"l":"m","vc":30,"vv":30,"f":"s","n":"1","v":7,"d":[]},{"s":262144,"l":"m","vc":30,"vv":30,"f":"s","n":"2","v":7,"d":[{"f":"s","n":"1","v":7,"_":""}]},{"s":131072,"l":"m","vc":30,"vv":26,"u":"5CC350CE567187492F6FA800655CECF42DCFE1236EC7E23CDB17ECBC1774EDAF","f":"u","n":"1","v":3,"d":[{"f":"s","n":"2","v":7,"_":""}]},{"s":131072,"l":"f","vc":30,"vv":0,"d":[]}]}"#;
+        let inv = Inventory::from_describe(text).unwrap();
+        assert_eq!(inv.platform_id, 6);
+        assert_eq!(
+            inv.modules.len(),
+            4,
+            "the empty factory region is not a module"
+        );
+        let user = inv
+            .main_module(ModuleRef::new(ModuleFunction::UserPart, 1))
+            .unwrap();
+        assert!(!user.checks.dependencies && user.checks.integrity);
+        assert_eq!(
+            user.deps().next(),
+            Some(Dependency::new(ModuleFunction::SystemPart, 2, 7))
+        );
+        assert!(user.sha256.as_deref().unwrap().starts_with("5cc350ce"));
+        assert_eq!(inv.system_version(), Some(7));
+    }
+
+    #[test]
+    fn bad_describe_is_an_error() {
+        assert!(Inventory::from_describe("nope").is_err());
+        assert!(Inventory::from_describe("{\"m\":[]}").is_err());
+        assert!(Inventory::from_describe("{\"p\":6}").is_err());
+    }
+
+    #[test]
+    fn virtual_device_and_its_describe_agree() {
+        let mut d = Device::blank(modflash_module::platform(6).unwrap(), [1; 12]).unwrap();
+        d.install_release("1.5.0", true).unwrap();
+        d.power_on();
+        let direct = Inventory::from_device(&d);
+        let mut via_json =
+            Inventory::from_describe(&modflash_device::describe::describe(&d)).unwrap();
+        // The describe JSON has no addresses and SHA only for user parts.
+        let mut direct_cmp = direct.clone();
+        for (a, b) in direct_cmp
+            .modules
+            .iter_mut()
+            .zip(via_json.modules.iter_mut())
+        {
+            a.start_address = None;
+            if a.function != "user" {
+                a.sha256 = None;
+            }
+            b.start_address = None;
+        }
+        assert_eq!(direct_cmp, via_json);
+    }
+}
