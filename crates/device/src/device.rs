@@ -283,6 +283,8 @@ pub struct Device {
     /// Saved state.
     pub state: DeviceState,
     ota_length: Option<usize>,
+    /// The bootloader's USB DFU session (RAM only; reset at every boot).
+    pub(crate) dfu: crate::dfuse::DfuSession,
 }
 
 impl Device {
@@ -309,6 +311,7 @@ impl Device {
                 flash_stats: FlashStats::default(),
             },
             ota_length: None,
+            dfu: crate::dfuse::DfuSession::default(),
         };
         let loc = device.dct_location();
         let mut id = device_id.to_vec();
@@ -344,6 +347,7 @@ impl Device {
             flash,
             state,
             ota_length: None,
+            dfu: crate::dfuse::DfuSession::default(),
         })
     }
 
@@ -572,6 +576,7 @@ impl Device {
     /// Runs the bootloader and the system start until the device settles in a mode.
     pub fn boot(&mut self, reason: ResetReason, hold_seconds: Option<f32>) {
         self.ota_length = None;
+        self.dfu.reset();
         let mut reason = reason;
         let mut hold = hold_seconds;
         for _ in 0..MAX_BOOT_STEPS {

@@ -6,6 +6,7 @@
 pub mod dct;
 pub mod describe;
 pub mod device;
+pub mod dfuse;
 pub mod flash;
 pub mod hal;
 
