@@ -194,7 +194,7 @@ impl ModuleFlags {
 }
 
 /// A module dependency (`module_dependency_t`): the named module must have at least `version`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Dependency {
     /// Function of the required module; [`ModuleFunction::None`] means "no dependency".
     pub function: ModuleFunction,

@@ -820,9 +820,6 @@ fn locate_header(
     if bytes.len() < min_len {
         return Err(NotAModule::TooShort { len: bytes.len() });
     }
-    if bytes.iter().all(|&b| b == 0xFF) {
-        return Err(NotAModule::Erased { len: bytes.len() });
-    }
     if bytes.starts_with(REALTEK_IMAGE2_SIGNATURE) {
         return Err(NotAModule::RealtekImage);
     }
@@ -866,6 +863,9 @@ fn locate_header(
     }
     if has_realtek_header(bytes) {
         return Err(NotAModule::RealtekImage);
+    }
+    if bytes.iter().all(|&b| b == 0xFF) {
+        return Err(NotAModule::Erased { len: bytes.len() });
     }
     scan(bytes).ok_or(NotAModule::NoHeader { nearest })
 }
