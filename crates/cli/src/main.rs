@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod connect;
+mod progress;
 mod report;
 mod ui;
 
@@ -29,6 +31,41 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the plan for installing modules on a device: order, addresses, reasons, and the
+    /// predicted final state (nothing is written).
+    Plan {
+        #[command(flatten)]
+        args: cmd::flash::PlanArgs,
+        /// Plan for every describe JSON file in this directory instead of a device (JSON lines).
+        #[arg(long, value_name = "DIR", conflicts_with = "device")]
+        inventories: Option<PathBuf>,
+    },
+    /// Plan, confirm, write, verify: install modules and check the device ends as predicted.
+    Flash {
+        #[command(flatten)]
+        args: cmd::flash::PlanArgs,
+        /// Show the plan only.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Explain why a device is in its state and print the command that fixes it.
+    Doctor {
+        /// The device: usb, usb:DEVICE_ID, serial:PORT or sim:NAME.
+        #[arg(long)]
+        device: String,
+        /// Directory of Device OS module files (repeatable).
+        #[arg(long, value_name = "DIR")]
+        catalog: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The catalogue of Device OS module files used to meet dependencies.
+    #[command(subcommand)]
+    Catalog(cmd::catalog::CatalogCommand),
     /// Virtual devices: create, show, reset, remove.
     #[command(subcommand)]
     Sim(cmd::sim::SimCommand),
@@ -49,6 +86,14 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect { files, json } => cmd::inspect::run(&files, json),
+        Command::Plan { args, inventories } => cmd::flash::run_plan(args, inventories),
+        Command::Flash { args, dry_run, yes } => cmd::flash::run_flash(args, dry_run, yes),
+        Command::Doctor {
+            device,
+            catalog,
+            json,
+        } => cmd::flash::run_doctor(&device, &catalog, json),
+        Command::Catalog(c) => cmd::catalog::run(c),
         Command::Sim(sim) => cmd::sim::run(sim),
     };
     match result {

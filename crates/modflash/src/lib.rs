@@ -1,9 +1,13 @@
 //! Orchestration for modflash: where things live on disk, virtual-device persistence, device
 //! references, and (in later modules) transports, inventory, catalogue, planner and executor.
 
+pub mod catalog;
 pub mod devref;
+pub mod exec;
 pub mod home;
 pub mod inventory;
+pub mod plan;
 pub mod sim;
+pub mod twin;
 
 pub use devref::DeviceRef;

@@ -43,6 +43,19 @@ pub enum SimCommand {
         /// Device name.
         name: String,
     },
+    /// Write a release's Tinker application as a module file, to try modflash on virtual
+    /// devices (a synthetic image with the release's real header: version, dependencies).
+    MakeApp {
+        /// Platform name or id.
+        #[arg(long)]
+        platform: String,
+        /// Device OS release the app is built for.
+        #[arg(long, value_name = "VERSION")]
+        device_os: String,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 /// Arguments of `sim create`.
@@ -105,12 +118,48 @@ pub fn run(cmd: SimCommand) -> CmdResult {
             print_device(&name, &h.device, false);
             Ok(EXIT_OK)
         }
+        SimCommand::MakeApp {
+            platform,
+            device_os,
+            output,
+        } => make_app(&platform, &device_os, &output),
         SimCommand::Rm { name } => {
             store.remove(&name).map_err(sim_error)?;
             println!("removed sim:{name}");
             Ok(EXIT_OK)
         }
     }
+}
+
+fn make_app(platform: &str, release: &str, output: &PathBuf) -> CmdResult {
+    let p = modflash_module::platform_by_name(platform)
+        .ok_or_else(|| CliError::usage(format!("unknown platform `{platform}`")))?;
+    let r = modflash_module::release::platform_release(p, release).ok_or_else(|| {
+        CliError::usage(format!(
+            "Device OS {release} is not a release modflash knows for the {}",
+            p.display_name
+        ))
+    })?;
+    let app = r
+        .modules_for(p)
+        .find(|m| m.function == modflash_module::ModuleFunction::UserPart)
+        .ok_or_else(|| {
+            CliError::usage(format!(
+                "Device OS {release} has no application for the {}",
+                p.display_name
+            ))
+        })?;
+    let bytes = modflash_module::release::synthesize(p, &app);
+    std::fs::write(output, &bytes)
+        .map_err(|e| CliError::usage(format!("cannot write {}: {e}", output.display())))?;
+    println!(
+        "wrote {} ({} bytes): {} application for Device OS {release}, needs {}",
+        output.display(),
+        bytes.len(),
+        p.display_name,
+        app.dependencies[0]
+    );
+    Ok(EXIT_OK)
 }
 
 fn create(store: &SimStore, args: CreateArgs) -> CmdResult {

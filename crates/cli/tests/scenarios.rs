@@ -1,0 +1,245 @@
+//! The forum scenarios through the `modflash` binary on virtual devices.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn real(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/real")
+        .join(name)
+}
+
+struct Home(tempfile::TempDir);
+
+impl Home {
+    fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::cargo_bin("modflash")
+            .unwrap()
+            .env("MODFLASH_HOME", self.0.path())
+            .env("NO_COLOR", "1")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "{args:?}\nstdout:\n{out}\nstderr:\n{err}");
+        out
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.path().join(name).display().to_string()
+    }
+
+    fn sim_file(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.0.path().join("sims").join(format!("{name}.sim"))).unwrap()
+    }
+
+    fn show(&self, name: &str) -> Value {
+        serde_json::from_str(&self.ok(&["sim", "show", name, "--json"])).unwrap()
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn core_image_onto_a_photon_is_refused_and_nothing_is_written() {
+    let h = Home::new();
+    h.ok(&[
+        "sim",
+        "create",
+        "p",
+        "--platform",
+        "photon",
+        "--device-os",
+        "1.5.0",
+    ]);
+    let before = h.sim_file("p");
+    let (code, out, err) = h.run(&[
+        "flash",
+        s(&real("core_tinker.bin")),
+        "--device",
+        "sim:p",
+        "--yes",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("refused, nothing was written"), "{err}");
+    assert!(err.contains("for the Core (platform 0)"), "{err}");
+    assert!(err.contains("help:"), "{err}");
+    assert_eq!(h.sim_file("p"), before, "the device image is untouched");
+}
+
+#[test]
+fn app_for_150_on_a_052_photon_is_planned_flashed_and_verified() {
+    let h = Home::new();
+    h.ok(&[
+        "sim",
+        "create",
+        "demo",
+        "--platform",
+        "photon",
+        "--device-os",
+        "0.5.2",
+    ]);
+    let app = h.path("app.bin");
+    h.ok(&[
+        "sim",
+        "make-app",
+        "--platform",
+        "photon",
+        "--device-os",
+        "1.5.0",
+        "-o",
+        &app,
+    ]);
+    let plan: Value =
+        serde_json::from_str(&h.ok(&["plan", &app, "--device", "sim:demo", "--json"])).unwrap();
+    let steps: Vec<(String, u64)> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["function"].as_str().unwrap().to_string(),
+                s["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("bootloader".into(), 501),
+            ("system".into(), 1502),
+            ("system".into(), 1502),
+            ("user".into(), 6)
+        ]
+    );
+    assert_eq!(plan["final"]["mode"], "app");
+    // Deterministic for the same inputs.
+    let again: Value =
+        serde_json::from_str(&h.ok(&["plan", &app, "--device", "sim:demo", "--json"])).unwrap();
+    assert_eq!(plan, again);
+    let out = h.ok(&["flash", &app, "--device", "sim:demo", "--yes"]);
+    assert!(out.contains("Verified:"), "{out}");
+    let dev = h.show("demo");
+    assert_eq!(dev["mode"], "app");
+    assert_eq!(dev["led"]["color"], "cyan");
+    assert_eq!(dev["led"]["pattern"], "breathing");
+    assert_eq!(dev["device_os"], "1.5.0");
+    // The same app again: nothing to write.
+    let out = h.ok(&["flash", &app, "--device", "sim:demo", "--yes"]);
+    assert!(out.contains("Nothing to write"), "{out}");
+}
+
+#[test]
+fn over_serial_the_plan_goes_through_an_intermediate_release() {
+    let h = Home::new();
+    h.ok(&[
+        "sim",
+        "create",
+        "s",
+        "--platform",
+        "photon",
+        "--device-os",
+        "0.5.2",
+    ]);
+    let app = h.path("app.bin");
+    h.ok(&[
+        "sim",
+        "make-app",
+        "--platform",
+        "photon",
+        "--device-os",
+        "1.5.0",
+        "-o",
+        &app,
+    ]);
+    let out = h.ok(&[
+        "flash", &app, "--device", "sim:s", "--via", "serial", "--yes",
+    ]);
+    assert!(out.contains("intermediate (Device OS 0.7.0)"), "{out}");
+    assert_eq!(h.show("s")["mode"], "app");
+}
+
+#[test]
+fn doctor_explains_safe_mode_and_its_fix_works() {
+    let h = Home::new();
+    h.ok(&[
+        "sim",
+        "create",
+        "d",
+        "--platform",
+        "photon",
+        "--device-os",
+        "0.5.2",
+        "--user-app",
+        s(&real("photon_doctor.bin")),
+    ]);
+    assert_eq!(h.show("d")["mode"], "safe_mode");
+    let (code, out, _) = h.run(&["doctor", "--device", "sim:d"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("safe mode (breathing magenta) because user part 1 needs system part 2 \u{2265} 108, installed 17"), "{out}");
+    let fix = out
+        .lines()
+        .filter(|l| l.starts_with("fix ("))
+        .find_map(|l| l.split_once("): ").map(|(_, c)| c.to_string()))
+        .expect("a fix");
+    assert!(
+        fix.starts_with("modflash flash --device sim:d --device-os 0.6.2"),
+        "{fix}"
+    );
+    let args: Vec<&str> = fix.split_whitespace().skip(1).chain(["--yes"]).collect();
+    h.ok(&args);
+    assert_eq!(h.show("d")["mode"], "app");
+    let (code, out, _) = h.run(&["doctor", "--device", "sim:d"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_device_that_has_everything_gets_only_the_app() {
+    let h = Home::new();
+    h.ok(&[
+        "sim",
+        "create",
+        "e",
+        "--platform",
+        "electron",
+        "--device-os",
+        "1.5.0",
+    ]);
+    let app = h.path("app.bin");
+    h.ok(&[
+        "sim",
+        "make-app",
+        "--platform",
+        "electron",
+        "--device-os",
+        "1.5.0",
+        "-o",
+        &app,
+    ]);
+    let plan: Value =
+        serde_json::from_str(&h.ok(&["plan", &app, "--device", "sim:e", "--json"])).unwrap();
+    // Same release Tinker is already installed: nothing; a different app: one step.
+    assert_eq!(plan["steps"].as_array().unwrap().len(), 0, "{plan}");
+    let other = real("electron_tinker.bin");
+    let plan: Value =
+        serde_json::from_str(&h.ok(&["plan", s(&other), "--device", "sim:e", "--json"])).unwrap();
+    let steps = plan["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{plan}");
+    assert_eq!(steps[0]["function"], "user");
+    assert_eq!(steps[0]["address"], 0x0808_0000);
+}

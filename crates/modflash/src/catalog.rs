@@ -1,0 +1,312 @@
+//! The catalogue: Device OS module files the user has (a `--catalog DIR`, the modflash home
+//! catalogue kept by `modflash catalog add`), and for virtual devices the synthetic modules of
+//! the release table. Indexed by platform, function, index, version and SHA-256.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use modflash_module::release::{platform_releases, synthesize};
+use modflash_module::{Module, ModuleFlags, ModuleInfo, ModuleRef, Platform};
+use serde::{Deserialize, Serialize};
+
+/// Where a candidate module comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A file the user named on the command line.
+    File(PathBuf),
+    /// A file from a catalogue directory or the home catalogue.
+    Catalog(PathBuf),
+    /// A synthetic image of a known release (virtual devices only).
+    Release {
+        /// Release name.
+        release: &'static str,
+        /// Particle's file name for the module.
+        file_name: &'static str,
+    },
+}
+
+impl Origin {
+    /// True for images that are not real firmware.
+    pub fn is_synthetic(&self) -> bool {
+        matches!(self, Self::Release { .. })
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(p) | Self::Catalog(p) => write!(f, "{}", p.display()),
+            Self::Release { release, file_name } => {
+                write!(f, "Device OS {release} {file_name} (release table)")
+            }
+        }
+    }
+}
+
+/// A module that can be written: its header, hash and bytes.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// Where it comes from.
+    pub origin: Origin,
+    /// Its header.
+    pub info: ModuleInfo,
+    /// SHA-256 stored in its suffix.
+    pub sha256: [u8; 32],
+    /// The module file.
+    pub bytes: Arc<Vec<u8>>,
+}
+
+/// Why a file cannot be a candidate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CandidateError {
+    /// Unreadable.
+    #[error("cannot read {path}: {reason}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// OS error.
+        reason: String,
+    },
+    /// Not a module.
+    #[error("{path} is not a module: {reason}")]
+    NotAModule {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Damaged.
+    #[error("{path} is damaged: {reason}")]
+    Damaged {
+        /// File.
+        path: PathBuf,
+        /// First problem.
+        reason: String,
+    },
+}
+
+impl Candidate {
+    /// A candidate from module bytes, which must be one valid module.
+    pub fn from_bytes(origin: Origin, bytes: Vec<u8>) -> Result<Self, CandidateError> {
+        let path = PathBuf::from(origin.to_string());
+        let m = Module::parse(&bytes).map_err(|e| CandidateError::NotAModule {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(p) = m.problems().next() {
+            return Err(CandidateError::Damaged {
+                path,
+                reason: p.to_string(),
+            });
+        }
+        let info = m.info;
+        let sha256 = m.stored_sha256().unwrap_or([0; 32]);
+        Ok(Self {
+            origin,
+            info,
+            sha256,
+            bytes: Arc::new(bytes),
+        })
+    }
+
+    /// Reads a candidate from a file.
+    pub fn from_file(path: &Path, origin: Origin) -> Result<Self, CandidateError> {
+        let bytes = std::fs::read(path).map_err(|e| CandidateError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::from_bytes(origin, bytes)
+    }
+
+    /// The slot it occupies.
+    pub fn slot(&self) -> ModuleRef {
+        self.info.slot()
+    }
+
+    /// Bytes written to flash (the prefix is dropped for DROP_MODULE_INFO modules).
+    pub fn flash_bytes(&self) -> &[u8] {
+        if self.info.flags.contains(ModuleFlags::DROP_MODULE_INFO) {
+            &self.bytes[ModuleInfo::SIZE.min(self.bytes.len())..]
+        } else {
+            &self.bytes
+        }
+    }
+
+    /// SHA-256 as lower-case hex.
+    pub fn sha_hex(&self) -> String {
+        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A set of candidate modules.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    /// Candidates in load order.
+    pub modules: Vec<Candidate>,
+}
+
+/// One entry of the home catalogue index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// File name the module was added under.
+    pub file: String,
+    /// SHA-256 (also the stored file's name).
+    pub sha256: String,
+    /// Platform id.
+    pub platform_id: u16,
+    /// Platform name.
+    pub platform: Option<String>,
+    /// Function name.
+    pub function: String,
+    /// Index.
+    pub index: u8,
+    /// Version.
+    pub version: u16,
+    /// Device OS release of a system part.
+    pub device_os: Option<String>,
+    /// Size in bytes.
+    pub size: usize,
+}
+
+impl Catalog {
+    /// Loads every valid module file in `dir` (not recursive); returns the files skipped and why.
+    pub fn load_dir(dir: &Path) -> Result<(Self, Vec<CandidateError>), CandidateError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| CandidateError::Io {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        paths.sort();
+        let mut catalog = Catalog::default();
+        let mut skipped = Vec::new();
+        for p in paths {
+            match Candidate::from_file(&p, Origin::Catalog(p.clone())) {
+                Ok(c) => catalog.push(c),
+                Err(e) => skipped.push(e),
+            }
+        }
+        Ok((catalog, skipped))
+    }
+
+    /// Adds a candidate unless the same module (same SHA-256) from the same kind of source
+    /// is present.
+    pub fn push(&mut self, c: Candidate) {
+        let same = |m: &Candidate| {
+            m.sha256 == c.sha256
+                && m.info == c.info
+                && (m.origin == c.origin || !c.origin.is_synthetic())
+        };
+        if !self.modules.iter().any(same) {
+            self.modules.push(c);
+        }
+    }
+
+    /// Adds every module of `other`.
+    pub fn extend(&mut self, other: Catalog) {
+        for c in other.modules {
+            self.push(c);
+        }
+    }
+
+    /// Adds the synthetic modules of every known release of `platform` (for virtual devices;
+    /// these images are not firmware and are never offered to real hardware).
+    pub fn add_release_table(&mut self, platform: &'static Platform) {
+        for release in platform_releases(platform) {
+            for m in release.modules_for(platform) {
+                let bytes = synthesize(platform, &m);
+                let origin = Origin::Release {
+                    release: release.release,
+                    file_name: m.file_name,
+                };
+                // Releases share identical images (e.g. one bootloader in 1.4.4 and 1.5.0):
+                // `push` keeps one entry per release so plans can name the right one.
+                if let Ok(c) = Candidate::from_bytes(origin, bytes) {
+                    self.push(c);
+                }
+            }
+        }
+    }
+
+    /// Candidates built for `platform_id`.
+    pub fn for_platform(&self, platform_id: u16) -> impl Iterator<Item = &Candidate> {
+        self.modules
+            .iter()
+            .filter(move |c| c.info.platform_id == platform_id)
+    }
+
+    /// The home catalogue directory.
+    pub fn home_dir() -> PathBuf {
+        crate::home::home().join("catalog")
+    }
+
+    /// Loads the home catalogue (empty when there is none).
+    pub fn load_home() -> Self {
+        let dir = Self::home_dir();
+        match Self::load_dir(&dir) {
+            Ok((c, _)) => c,
+            Err(_) => Self::default(),
+        }
+    }
+
+    /// Copies `path` (a module file) into the home catalogue and records it in the index.
+    pub fn add_to_home(path: &Path) -> Result<IndexEntry, CandidateError> {
+        let c = Candidate::from_file(path, Origin::Catalog(path.to_path_buf()))?;
+        let dir = Self::home_dir();
+        let io = |e: std::io::Error| CandidateError::Io {
+            path: dir.clone(),
+            reason: e.to_string(),
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let sha = c.sha_hex();
+        let stored = dir.join(format!("{sha}.bin"));
+        if !stored.exists() {
+            let tmp = dir.join(format!("{sha}.bin.tmp-{}", std::process::id()));
+            std::fs::write(&tmp, c.bytes.as_slice()).map_err(io)?;
+            std::fs::rename(&tmp, &stored).map_err(io)?;
+        }
+        let entry = IndexEntry {
+            file: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            sha256: sha,
+            platform_id: c.info.platform_id,
+            platform: modflash_module::platform(c.info.platform_id).map(|p| p.name.to_string()),
+            function: c.info.function.name().to_string(),
+            index: c.info.index,
+            version: c.info.version,
+            device_os: modflash_module::release::release_for_module(&c.info).map(str::to_string),
+            size: c.bytes.len(),
+        };
+        let mut index = Self::home_index();
+        index.retain(|e| e.sha256 != entry.sha256);
+        index.push(entry.clone());
+        index.sort_by(|a, b| {
+            (a.platform_id, &a.function, a.index, a.version, &a.sha256).cmp(&(
+                b.platform_id,
+                &b.function,
+                b.index,
+                b.version,
+                &b.sha256,
+            ))
+        });
+        let json = serde_json::to_vec_pretty(&index).unwrap_or_default();
+        let tmp = dir.join(format!("index.json.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, json).map_err(io)?;
+        std::fs::rename(&tmp, dir.join("index.json")).map_err(io)?;
+        Ok(entry)
+    }
+
+    /// The home catalogue index.
+    pub fn home_index() -> Vec<IndexEntry> {
+        std::fs::read(Self::home_dir().join("index.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+}

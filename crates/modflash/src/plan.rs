@@ -1,0 +1,1097 @@
+//! The planner: from what is installed and what the user wants, the cheapest sequence of
+//! writes that the device accepts step by step and that ends with every dependency met and
+//! the app running — searched on a header-level model, then proven on a `Device` twin.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::fmt;
+
+use modflash_device::hal::Hal;
+use modflash_device::{Device, Led, Mode};
+use modflash_module::platform::{dct, Family, Layout, Location, ModuleBounds, Platform, Store};
+use modflash_module::release::{platform_releases, release_name};
+use modflash_module::{Dependency, ModuleFunction, ModuleRef};
+
+use crate::catalog::{Candidate, Catalog};
+
+/// How the plan reaches the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// USB DFU: writes go to flash directly; nothing is validated until the device boots.
+    Dfu,
+    /// Serial listening mode (YMODEM into the OTA region): every module is validated by the
+    /// device before it is accepted, one module per reset.
+    Serial,
+}
+
+impl Via {
+    /// Stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dfu => "dfu",
+            Self::Serial => "serial",
+        }
+    }
+}
+
+/// What one step writes, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write the module's flash image at `address` through DFU alternate setting `alt`.
+    DfuWrite {
+        /// DfuSe alternate setting.
+        alt: u8,
+        /// DfuSe address.
+        address: u32,
+    },
+    /// Stage a bootloader in the OTA region (`alt`, `address`) and set the DCT OTA flag (alt 1,
+    /// offset 1753 = 0xA5): the system installs it at the next boot (the bootloader's own
+    /// sector is read-only over DFU).
+    DfuStageBootloader {
+        /// DfuSe alternate setting of the OTA region.
+        alt: u8,
+        /// DfuSe address of the OTA region.
+        address: u32,
+    },
+    /// Send the module over YMODEM; the device validates it and installs it at the reset.
+    Serial,
+}
+
+/// One write of a plan.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The module written.
+    pub module: Candidate,
+    /// How it is written.
+    pub action: Action,
+    /// Version installed in that slot before this step.
+    pub from_version: Option<u16>,
+    /// Why the step is there.
+    pub reason: String,
+}
+
+impl Step {
+    /// Bytes sent to the device for this step.
+    pub fn bytes(&self) -> usize {
+        match self.action {
+            Action::DfuStageBootloader { .. } => self.module.bytes.len() + 1,
+            Action::DfuWrite { .. } => self.module.flash_bytes().len(),
+            Action::Serial => self.module.bytes.len(),
+        }
+    }
+
+    /// "dfu" or "serial".
+    pub fn transport(&self) -> &'static str {
+        match self.action {
+            Action::Serial => "serial",
+            _ => "dfu",
+        }
+    }
+
+    /// The address the data goes to.
+    pub fn address(&self) -> u32 {
+        match self.action {
+            Action::DfuWrite { address, .. } | Action::DfuStageBootloader { address, .. } => {
+                address
+            }
+            Action::Serial => self.module.info.start_address,
+        }
+    }
+}
+
+/// What the device will look like when the plan has run (from the twin).
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// Mode after the final boot.
+    pub mode: Mode,
+    /// LED after the final boot.
+    pub led: Led,
+    /// Installed modules: slot, version.
+    pub modules: Vec<(ModuleRef, u16)>,
+    /// The twin's event log for the last boot.
+    pub events: Vec<String>,
+}
+
+impl Prediction {
+    /// The app runs.
+    pub fn app_runs(&self) -> bool {
+        self.mode == Mode::App
+    }
+}
+
+/// A proven plan.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Transport.
+    pub via: Via,
+    /// Writes in order (empty = nothing to do).
+    pub steps: Vec<Step>,
+    /// Requested files already installed (same SHA-256), with a note each.
+    pub skipped: Vec<String>,
+    /// The predicted final state.
+    pub prediction: Prediction,
+}
+
+impl Plan {
+    /// Total bytes written.
+    pub fn bytes(&self) -> usize {
+        self.steps.iter().map(Step::bytes).sum()
+    }
+}
+
+/// A module the plan needs and cannot find.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Missing {
+    /// The slot.
+    pub slot: ModuleRef,
+    /// Lowest acceptable version.
+    pub min_version: u16,
+    /// Who needs it.
+    pub needed_by: String,
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} \u{2265} {}", self.slot, self.min_version)?;
+        if self.slot.function == ModuleFunction::SystemPart {
+            if let Some(r) = first_release_with(self.min_version) {
+                write!(f, " (e.g. Device OS {r})")?;
+            }
+        }
+        write!(f, ", needed by {}", self.needed_by)
+    }
+}
+
+fn first_release_with(version: u16) -> Option<&'static str> {
+    modflash_module::release::RELEASES
+        .iter()
+        .find(|r| r.system_version >= version)
+        .map(|r| r.name)
+}
+
+/// Why there is no plan.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A requested file must not go to this device.
+    #[error("{file}: {reason}")]
+    Refused {
+        /// The file.
+        file: String,
+        /// Why, in a sentence.
+        reason: String,
+        /// What to do.
+        help: String,
+    },
+    /// Modules the plan needs are not available.
+    #[error("no plan: the device needs {}", .missing.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Missing {
+        /// What is missing.
+        missing: Vec<Missing>,
+        /// What to do.
+        help: String,
+    },
+    /// No order of the available modules is accepted by the device on this transport.
+    #[error("no plan over {via}: {reason}")]
+    NoOrder {
+        /// Transport.
+        via: &'static str,
+        /// What blocks every order.
+        reason: String,
+        /// What to do.
+        help: String,
+    },
+    /// The planner's model and the device twin disagreed (a bug; nothing was written).
+    #[error("the plan did not survive the dry run on the device twin: {0}")]
+    Unproven(String),
+}
+
+impl PlanError {
+    /// What to do next.
+    pub fn help(&self) -> Option<&str> {
+        match self {
+            Self::Refused { help, .. }
+            | Self::Missing { help, .. }
+            | Self::NoOrder { help, .. } => Some(help),
+            Self::Unproven(_) => Some("please report this; nothing was written"),
+        }
+    }
+}
+
+/// Checks the user named to override (`--force CHECK`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Force {
+    /// Allow a final state where dependencies are unmet (the device will be in safe mode).
+    pub dependencies: bool,
+}
+
+/// Everything the planner needs.
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    /// A twin of the device as it is now.
+    pub twin: &'a Device,
+    /// Modules the user asked for (in argument order).
+    pub targets: Vec<Candidate>,
+    /// Modules available to meet dependencies.
+    pub catalog: &'a Catalog,
+    /// Transport.
+    pub via: Via,
+    /// Overrides.
+    pub force: Force,
+    /// Write user parts to the factory-reset slot instead of the application slot.
+    pub factory: bool,
+}
+
+// ---- header-level model ------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Hdr {
+    version: u16,
+    deps: [Dependency; 2],
+    /// Candidate id, or None for what was installed at the start.
+    id: Option<usize>,
+    intact: bool,
+}
+
+impl Hdr {
+    fn listed(&self) -> impl Iterator<Item = Dependency> + '_ {
+        self.deps.iter().copied().filter(|d| !d.is_none())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct State {
+    slots: BTreeMap<ModuleRef, Hdr>,
+    /// A bootloader staged in the OTA region with the DCT flag set (DFU path).
+    staged: Option<usize>,
+    /// Factory slot content (candidate id).
+    factory: Option<usize>,
+    /// Install-order ranks written so far, as a bit set (see [`install_rank`]).
+    ranks_written: u32,
+}
+
+/// The model's view of one platform.
+struct Model<'a> {
+    platform: &'static Platform,
+    pool: &'a [Candidate],
+}
+
+fn hdr_of(c: &Candidate, id: usize) -> Hdr {
+    Hdr {
+        version: c.info.version,
+        deps: c.info.dependencies,
+        id: Some(id),
+        intact: true,
+    }
+}
+
+impl Model<'_> {
+    fn layout(&self, s: &State) -> &'static Layout {
+        let version = s
+            .slots
+            .get(&ModuleRef::new(ModuleFunction::SystemPart, 1))
+            .map(|h| h.version);
+        self.platform
+            .layout_for(version)
+            .expect("planned platforms have a memory map")
+    }
+
+    /// Version the device reads for `slot`: None when there is no such region; 0xFFFF when
+    /// the region is erased (which, as on the device, satisfies any dependency).
+    fn installed(&self, s: &State, layout: &Layout, slot: ModuleRef) -> Option<u16> {
+        layout.find_bounds(slot)?;
+        Some(s.slots.get(&slot).map_or(0xFFFF, |h| h.version))
+    }
+
+    /// `validate_module_dependencies` on the model.
+    fn deps_ok(
+        &self,
+        s: &State,
+        layout: &Layout,
+        slot: ModuleRef,
+        h: &Hdr,
+        user_optional: bool,
+    ) -> Result<(), (Dependency, Option<u16>)> {
+        let [d1, d2] = h.deps;
+        if d1.is_none() || (user_optional && slot.function == ModuleFunction::UserPart) {
+            return Ok(());
+        }
+        let check =
+            |d: Dependency| match self.installed(s, layout, ModuleRef::new(d.function, d.index)) {
+                Some(v) if v >= d.version => Ok(()),
+                v => Err((d, v)),
+            };
+        check(d1)?;
+        if d2.is_none() || (d2.function == ModuleFunction::Bootloader && user_optional) {
+            return Ok(());
+        }
+        check(d2)
+    }
+
+    /// `validate_module_dependencies_full` on the model.
+    fn deps_full_ok(
+        &self,
+        s: &State,
+        layout: &Layout,
+        slot: ModuleRef,
+        h: &Hdr,
+    ) -> Result<(), (ModuleRef, Dependency)> {
+        if slot.function != ModuleFunction::SystemPart {
+            return Ok(());
+        }
+        for (other, oh) in &s.slots {
+            if other.function != ModuleFunction::SystemPart
+                || *other == slot
+                || layout.main_bounds(*other).is_none()
+            {
+                continue;
+            }
+            for d in oh.deps {
+                if d.function == slot.function && d.index == slot.index && h.version < d.version {
+                    return Err((*other, d));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Would the device accept `c` over serial (OTA validation, spec §7.1)?
+    fn ota_accepts(&self, s: &State, id: usize) -> Result<(), String> {
+        let c = &self.pool[id];
+        let layout = self.layout(s);
+        let slot = c.slot();
+        let in_range = layout
+            .find_bounds(slot)
+            .is_some_and(|b| b.end_in_range(c.info.end_address));
+        if !in_range {
+            return Err(format!(
+                "the installed system firmware has no region for a {slot} ending at {:#010x} (module not found, \u{2212}1300)",
+                c.info.end_address
+            ));
+        }
+        if c.bytes.len() > layout.ota.max_size as usize {
+            return Err(format!(
+                "the {slot} does not fit the {} KB OTA region",
+                layout.ota.max_size / 1024
+            ));
+        }
+        let h = hdr_of(c, id);
+        self.deps_ok(s, layout, slot, &h, true).map_err(|(d, v)| {
+            format!(
+                "dependency check failed (\u{2212}1340): {slot} needs {} \u{2265} {}, installed {}",
+                ModuleRef::new(d.function, d.index),
+                d.version,
+                v.map_or("none".into(), |v| v.to_string())
+            )
+        })?;
+        self.deps_full_ok(s, layout, slot, &h).map_err(|(other, d)| {
+            format!(
+                "dependency check failed (\u{2212}1340): the installed {other} needs {slot} \u{2265} {}",
+                d.version
+            )
+        })
+    }
+
+    fn install(&self, s: &State, id: usize) -> State {
+        let mut n = s.clone();
+        n.slots
+            .insert(self.pool[id].slot(), hdr_of(&self.pool[id], id));
+        n
+    }
+
+    /// Every system part region of the memory map holds an intact module.
+    fn system_runs(&self, s: &State) -> bool {
+        let layout = self.layout(s);
+        layout
+            .bounds
+            .iter()
+            .filter(|b| {
+                b.store == Store::Main
+                    && matches!(
+                        b.function,
+                        ModuleFunction::SystemPart | ModuleFunction::MonoFirmware
+                    )
+            })
+            .all(|b| s.slots.get(&b.slot()).is_some_and(|h| h.intact))
+    }
+
+    /// The system's part in a boot: Electron installs its embedded bootloader; a staged
+    /// bootloader is applied. Returns None when the system cannot start.
+    fn boot(&self, s: &State) -> Option<State> {
+        if !self.system_runs(s) {
+            return None;
+        }
+        let mut n = s.clone();
+        let boot_slot = ModuleRef::new(ModuleFunction::Bootloader, 0);
+        if self.platform.family == Some(Family::Electron) {
+            let v = n
+                .slots
+                .get(&ModuleRef::new(ModuleFunction::SystemPart, 1))
+                .map(|h| h.version);
+            let embedded = platform_releases(self.platform)
+                .find(|r| Some(r.system_version) == v)
+                .and_then(|r| r.embedded_bootloader);
+            if let Some(e) = embedded {
+                let installed = n.slots.get(&boot_slot).map_or(0, |h| h.version);
+                if installed < e || installed == 0xFFFF {
+                    n.slots.insert(
+                        boot_slot,
+                        Hdr {
+                            version: e,
+                            deps: [Dependency::NONE; 2],
+                            id: None,
+                            intact: true,
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(id) = n.staged.take() {
+            let layout = self.layout(&n);
+            let h = hdr_of(&self.pool[id], id);
+            if self.deps_ok(&n, layout, boot_slot, &h, true).is_ok() {
+                n.slots.insert(boot_slot, h);
+            }
+        }
+        Some(n)
+    }
+
+    /// Every module's listed dependencies hold (erased regions do not count), and a user
+    /// part is installed.
+    fn consistent(&self, s: &State) -> Result<(), Missing> {
+        let layout = self.layout(s);
+        for (slot, h) in &s.slots {
+            if layout.main_bounds(*slot).is_none() {
+                continue;
+            }
+            for d in h.listed() {
+                let dslot = ModuleRef::new(d.function, d.index);
+                let ok = layout.find_bounds(dslot).is_some()
+                    && s.slots
+                        .get(&dslot)
+                        .is_some_and(|x| x.version >= d.version && x.version != 0xFFFF);
+                if !ok {
+                    return Err(Missing {
+                        slot: dslot,
+                        min_version: d.version,
+                        needed_by: format!("{slot} version {}", h.version),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---- planning -------------------------------------------------------------------------------
+
+/// Where a module goes over DFU: (alt, address, staged).
+fn dfu_target(
+    platform: &Platform,
+    layout: &Layout,
+    c: &Candidate,
+    factory: bool,
+) -> Option<(u8, u32, bool)> {
+    let ext_alt = 2;
+    let ext_base = if platform.family == Some(Family::Gen3) {
+        0x8000_0000
+    } else {
+        0
+    };
+    let place = |b: &ModuleBounds, addr: u32| match b.location {
+        Location::Internal => (0u8, addr),
+        _ => (ext_alt, ext_base + addr),
+    };
+    if factory {
+        let f = layout.factory_bounds()?;
+        let (alt, addr) = place(f, f.start);
+        return Some((alt, addr, false));
+    }
+    match (c.info.function, platform.family) {
+        // The Gen2 and Gen3 bootloaders' own sectors are read-only over DFU: stage it.
+        (ModuleFunction::Bootloader, Some(Family::Photon | Family::Electron | Family::Gen3)) => {
+            let (alt, addr) = place(&layout.ota, layout.ota.start);
+            Some((alt, addr, true))
+        }
+        _ => {
+            let b = layout.find_bounds(c.slot())?;
+            let (alt, addr) = place(b, c.info.start_address);
+            Some((alt, addr, false))
+        }
+    }
+}
+
+/// Particle's install order for a slot: its position in the module list of the platform's
+/// newest known release (bootloader, radio stack, system parts in the order their
+/// dependencies need — Electron: index 3, 1, 2 — then the application).
+fn install_rank(platform: &Platform, slot: ModuleRef) -> u8 {
+    let order = platform_releases(platform)
+        .last()
+        .map(|r| r.modules)
+        .unwrap_or_default();
+    let pos = order
+        .iter()
+        .position(|m| m.function == slot.function && m.index == slot.index)
+        .unwrap_or(order.len());
+    u8::try_from(pos + 1).unwrap_or(u8::MAX)
+}
+
+/// Finds and proves a plan.
+pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
+    let twin = req.twin;
+    let platform = twin.platform();
+    // Gate every requested file.
+    for t in &req.targets {
+        gate(platform, t, req)?;
+    }
+    // Candidate pool: targets first (ids 0..n), then the catalogue for this platform.
+    let mut pool: Vec<Candidate> = req.targets.clone();
+    for c in req.catalog.for_platform(platform.id) {
+        if !req
+            .targets
+            .iter()
+            .any(|p| p.sha256 == c.sha256 && p.info == c.info)
+        {
+            pool.push(c.clone());
+        }
+    }
+    let model = Model {
+        platform,
+        pool: &pool,
+    };
+    let start = initial_state(twin);
+    // Skip what is already installed (same SHA-256 in the same slot).
+    let hal = twin.hal();
+    let mut skipped = Vec::new();
+    let mut targets = Vec::new();
+    for (id, t) in req.targets.iter().enumerate() {
+        let installed = hal
+            .system_info()
+            .into_iter()
+            .find(|f| {
+                f.bounds.store
+                    == if req.factory {
+                        Store::Factory
+                    } else {
+                        Store::Main
+                    }
+                    && f.info.is_some_and(|i| i.slot() == t.slot())
+            })
+            .and_then(|f| f.sha256);
+        if installed == Some(t.sha256) {
+            skipped.push(format!(
+                "{}: already installed ({} version {}, same SHA-256)",
+                t.origin,
+                t.slot(),
+                t.info.version
+            ));
+        } else {
+            targets.push(id);
+        }
+    }
+    if req.factory {
+        return plan_factory(req, &pool, &targets, skipped);
+    }
+    let finals = choose_finals(&model, &start, &targets, req.force)?;
+    let steps = search(&model, &start, &finals, req)?;
+    let mut plan_steps = Vec::new();
+    let mut state = start.clone();
+    for id in steps {
+        let c = &pool[id];
+        let slot = c.slot();
+        let from_version = state
+            .slots
+            .get(&slot)
+            .map(|h| h.version)
+            .filter(|&v| v != 0xFFFF);
+        let action = match req.via {
+            Via::Serial => Action::Serial,
+            Via::Dfu => {
+                let (alt, address, staged) = dfu_target(platform, model.layout(&state), c, false)
+                    .unwrap_or((0, c.info.start_address, false));
+                if staged {
+                    Action::DfuStageBootloader { alt, address }
+                } else {
+                    Action::DfuWrite { alt, address }
+                }
+            }
+        };
+        let reason = reason_for(&model, &start, &targets, &finals, id);
+        state = model.install(&state, id);
+        plan_steps.push(Step {
+            module: c.clone(),
+            action,
+            from_version,
+            reason,
+        });
+    }
+    let prediction = prove(twin, &plan_steps, req.via, req.force)?;
+    Ok(Plan {
+        via: req.via,
+        steps: plan_steps,
+        skipped,
+        prediction,
+    })
+}
+
+fn gate(platform: &'static Platform, t: &Candidate, req: &Request<'_>) -> Result<(), PlanError> {
+    let file = t.origin.to_string();
+    if t.info.platform_id != platform.id {
+        let theirs = modflash_module::platform(t.info.platform_id).map_or_else(
+            || format!("platform {}", t.info.platform_id),
+            |p| p.display_name.to_string(),
+        );
+        return Err(PlanError::Refused {
+            file,
+            reason: format!(
+                "this is a {} for the {theirs} (platform {}); the device is a {} (platform {}). Flashing it would leave the device without a working app",
+                t.info.slot(),
+                t.info.platform_id,
+                platform.display_name,
+                platform.id
+            ),
+            help: format!(
+                "use the {} build of this firmware (--force cannot override a platform mismatch)",
+                platform.display_name
+            ),
+        });
+    }
+    let has_region = platform
+        .layouts()
+        .iter()
+        .any(|l| l.main_bounds(t.slot()).is_some());
+    if !has_region {
+        return Err(PlanError::Refused {
+            file,
+            reason: format!(
+                "the {} has no place for a {}",
+                platform.display_name,
+                t.slot()
+            ),
+            help: "check that this is the module you meant to flash".into(),
+        });
+    }
+    if req.factory && t.info.function != ModuleFunction::UserPart {
+        return Err(PlanError::Refused {
+            file,
+            reason: format!(
+                "only an application can go to the factory-reset slot; this is a {}",
+                t.slot()
+            ),
+            help: "drop --factory".into(),
+        });
+    }
+    Ok(())
+}
+
+fn initial_state(twin: &Device) -> State {
+    let mut slots = BTreeMap::new();
+    for f in twin.system_info() {
+        if f.bounds.store != Store::Main {
+            continue;
+        }
+        if let Some(info) = f.info {
+            slots.insert(
+                info.slot(),
+                Hdr {
+                    version: info.version,
+                    deps: info.dependencies,
+                    id: None,
+                    intact: f.passed & modflash_device::hal::flags::INTEGRITY != 0,
+                },
+            );
+        }
+    }
+    State {
+        slots,
+        staged: None,
+        factory: None,
+        ranks_written: 0,
+    }
+}
+
+/// Picks the module each slot must end with: the targets, then for every unmet dependency
+/// the lowest sufficient version available (preferring the dependent module's own release).
+fn choose_finals(
+    model: &Model<'_>,
+    start: &State,
+    targets: &[usize],
+    force: Force,
+) -> Result<BTreeMap<ModuleRef, usize>, PlanError> {
+    let mut finals: BTreeMap<ModuleRef, usize> = BTreeMap::new();
+    for &id in targets {
+        let slot = model.pool[id].slot();
+        if let Some(prev) = finals.insert(slot, id) {
+            return Err(PlanError::Refused {
+                file: model.pool[id].origin.to_string(),
+                reason: format!(
+                    "{} and this file are both a {slot}",
+                    model.pool[prev].origin
+                ),
+                help: "name one module per slot".into(),
+            });
+        }
+    }
+    let mut missing = Vec::new();
+    loop {
+        let mut state = start.clone();
+        for &id in finals.values() {
+            state = model.install(&state, id);
+        }
+        let state = model.boot(&state).unwrap_or(state);
+        let Err(m) = model.consistent(&state) else {
+            break;
+        };
+        if finals.contains_key(&m.slot) {
+            // A chosen module is too old for another chosen module.
+            let chosen = &model.pool[finals[&m.slot]];
+            return Err(PlanError::Refused {
+                file: chosen.origin.to_string(),
+                reason: format!(
+                    "{} needs {} \u{2265} {}, but this file is version {}",
+                    m.needed_by, m.slot, m.min_version, chosen.info.version
+                ),
+                help: "use matching modules from one Device OS release".into(),
+            });
+        }
+        // Prefer the module of the dependent's own release (e.g. the 1.5.0 bootloader for a
+        // 1.5.0 system part), then the lowest sufficient version.
+        let dependent_release = m
+            .needed_by
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<u16>().ok())
+            .and_then(release_name);
+        let best = model
+            .pool
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.slot() == m.slot && c.info.version >= m.min_version)
+            .min_by_key(|(id, c)| {
+                let same_release = match &c.origin {
+                    crate::catalog::Origin::Release { release, .. } => {
+                        Some(*release) == dependent_release
+                    }
+                    _ => {
+                        c.info.function == ModuleFunction::SystemPart
+                            && release_name(c.info.version) == dependent_release
+                    }
+                };
+                (!same_release, c.info.version, c.bytes.len(), *id)
+            })
+            .map(|(id, _)| id);
+        match best {
+            Some(id) => {
+                finals.insert(m.slot, id);
+            }
+            None => {
+                missing.push(m);
+                break;
+            }
+        }
+    }
+    if !missing.is_empty() && !force.dependencies {
+        return Err(PlanError::Missing {
+            help: "add the module to the catalogue (`modflash catalog add FILE`, or --catalog DIR); --force dependencies flashes anyway and leaves the device in safe mode".into(),
+            missing,
+        });
+    }
+    Ok(finals)
+}
+
+/// Dijkstra over model states: cost = (bytes written, resets, steps whose result would not
+/// boot, candidate ids for determinism). Serial steps must each be accepted by the device.
+fn search(
+    model: &Model<'_>,
+    start: &State,
+    finals: &BTreeMap<ModuleRef, usize>,
+    req: &Request<'_>,
+) -> Result<Vec<usize>, PlanError> {
+    const MAX_NODES: usize = 50_000;
+    // Intermediates (serial only): modules of the final slots with versions between what is
+    // installed and what the slot ends with.
+    let mut usable: Vec<usize> = finals.values().copied().collect();
+    if req.via == Via::Serial {
+        for (slot, &fid) in finals {
+            let now = start.slots.get(slot).map_or(0, |h| h.version);
+            let end = model.pool[fid].info.version;
+            for (id, c) in model.pool.iter().enumerate() {
+                if c.slot() == *slot
+                    && c.info.version > now
+                    && c.info.version < end
+                    && !usable.contains(&id)
+                {
+                    usable.push(id);
+                }
+            }
+        }
+    }
+    usable.sort_unstable();
+    let goal = |s: &State| {
+        finals.iter().all(|(slot, id)| {
+            s.slots.get(slot).and_then(|h| h.id) == Some(*id) || s.staged == Some(*id)
+        })
+    };
+    type Cost = (usize, usize, usize, usize);
+    let mut best: HashMap<State, Cost> = HashMap::new();
+    let mut heap = BinaryHeap::new();
+    best.insert(start.clone(), (0, 0, 0, 0));
+    heap.push(Reverse((
+        (0usize, 0usize, 0usize, 0usize),
+        Vec::<usize>::new(),
+        start.clone(),
+    )));
+    let mut first_refusal: Option<String> = None;
+    let mut nodes = 0;
+    while let Some(Reverse((cost, path, s))) = heap.pop() {
+        if best.get(&s).is_some_and(|c| *c < cost) {
+            continue;
+        }
+        nodes += 1;
+        if nodes > MAX_NODES {
+            break;
+        }
+        if goal(&s) {
+            let done = match req.via {
+                Via::Dfu => model
+                    .boot(&s)
+                    .is_some_and(|b| model.consistent(&b).is_ok() || req.force.dependencies),
+                Via::Serial => model.consistent(&s).is_ok() || req.force.dependencies,
+            };
+            if done {
+                return Ok(path);
+            }
+        }
+        for &id in &usable {
+            let c = &model.pool[id];
+            let slot = c.slot();
+            if s.slots.get(&slot).and_then(|h| h.id) == Some(id) || s.staged == Some(id) {
+                continue;
+            }
+            let next = match req.via {
+                Via::Serial => {
+                    if let Err(why) = model.ota_accepts(&s, id) {
+                        first_refusal.get_or_insert(format!("{}: {why}", c.origin));
+                        continue;
+                    }
+                    let installed = model.install(&s, id);
+                    // The device resets after each module; it must come back up to take the next.
+                    match model.boot(&installed) {
+                        Some(b) => b,
+                        None => continue,
+                    }
+                }
+                Via::Dfu => {
+                    let Some((_, _, staged)) =
+                        dfu_target(model.platform, model.layout(&s), c, false)
+                    else {
+                        continue;
+                    };
+                    if staged {
+                        if s.staged.is_some() || !dct_writable(model, &s) {
+                            continue;
+                        }
+                        let mut n = s.clone();
+                        n.staged = Some(id);
+                        n
+                    } else {
+                        model.install(&s, id)
+                    }
+                }
+            };
+            let unbootable = usize::from(model.boot(&next).is_none());
+            let resets = usize::from(req.via == Via::Serial);
+            // Prefer Particle's install order: count the kinds already written that should
+            // have come after this one.
+            let rank = install_rank(model.platform, slot).min(31);
+            let inversion = (s.ranks_written >> (rank + 1)).count_ones() as usize;
+            let mut next = next;
+            next.ranks_written |= 1 << rank;
+            let ncost = (
+                cost.0 + c.bytes.len(),
+                cost.1 + resets,
+                cost.2 + unbootable,
+                cost.3 + inversion,
+            );
+            if best.get(&next).is_none_or(|b| ncost < *b) {
+                best.insert(next.clone(), ncost);
+                let mut npath = path.clone();
+                npath.push(id);
+                heap.push(Reverse((ncost, npath, next)));
+            }
+        }
+    }
+    Err(PlanError::NoOrder {
+        via: req.via.name(),
+        reason: first_refusal
+            .unwrap_or_else(|| "the device would not accept any order of these modules".into()),
+        help: match req.via {
+            Via::Serial => {
+                "add an intermediate release to the catalogue (see the message), or use --via dfu"
+                    .into()
+            }
+            Via::Dfu => "check the catalogue".into(),
+        },
+    })
+}
+
+/// Photon/P1 bootloaders of the 0.7.0 line and later reach the DCT through system part 2:
+/// DFU access to the DCT needs intact system parts 1 and 2.
+fn dct_writable(model: &Model<'_>, s: &State) -> bool {
+    if model.platform.family != Some(Family::Photon) {
+        return true;
+    }
+    let boot = s
+        .slots
+        .get(&ModuleRef::new(ModuleFunction::Bootloader, 0))
+        .map_or(0, |h| h.version);
+    if !(100..0xFFFF).contains(&boot) {
+        return true;
+    }
+    [1, 2].iter().all(|&i| {
+        s.slots
+            .get(&ModuleRef::new(ModuleFunction::SystemPart, i))
+            .is_some_and(|h| h.intact)
+    })
+}
+
+fn reason_for(
+    model: &Model<'_>,
+    start: &State,
+    targets: &[usize],
+    finals: &BTreeMap<ModuleRef, usize>,
+    id: usize,
+) -> String {
+    let c = &model.pool[id];
+    if targets.contains(&id) {
+        return "requested".into();
+    }
+    let slot = c.slot();
+    let installed = start
+        .slots
+        .get(&slot)
+        .map(|h| h.version)
+        .filter(|&v| v != 0xFFFF);
+    let needers: Vec<String> = finals
+        .values()
+        .filter(|&&f| f != id)
+        .filter_map(|&f| {
+            let fc = &model.pool[f];
+            fc.info
+                .listed_dependencies()
+                .find(|d| {
+                    d.function == slot.function
+                        && d.index == slot.index
+                        && d.version > installed.unwrap_or(0)
+                })
+                .map(|d| {
+                    format!(
+                        "{} {} needs {slot} \u{2265} {}",
+                        fc.slot(),
+                        fc.info.version,
+                        d.version
+                    )
+                })
+        })
+        .collect();
+    let installed_text =
+        installed.map_or("none installed".to_string(), |v| format!("installed {v}"));
+    if finals.values().any(|&f| f == id) {
+        if needers.is_empty() {
+            format!("dependency ({installed_text})")
+        } else {
+            format!("{} ({installed_text})", needers.join("; "))
+        }
+    } else {
+        let release = release_name(c.info.version)
+            .map(|r| format!(" (Device OS {r})"))
+            .unwrap_or_default();
+        format!("intermediate{release}: the device only accepts the final version once this one is installed ({installed_text})")
+    }
+}
+
+fn plan_factory(
+    req: &Request<'_>,
+    pool: &[Candidate],
+    targets: &[usize],
+    skipped: Vec<String>,
+) -> Result<Plan, PlanError> {
+    let twin = req.twin;
+    if req.via == Via::Serial {
+        return Err(PlanError::NoOrder {
+            via: "serial",
+            reason: "the factory-reset slot cannot be written over serial".into(),
+            help: "use --via dfu".into(),
+        });
+    }
+    let layout = twin.layout();
+    let mut steps = Vec::new();
+    for &id in targets {
+        let c = &pool[id];
+        let Some((alt, address, _)) = dfu_target(twin.platform(), layout, c, true) else {
+            return Err(PlanError::Refused {
+                file: c.origin.to_string(),
+                reason: format!(
+                    "the {} has no factory-reset slot",
+                    twin.platform().display_name
+                ),
+                help: "drop --factory".into(),
+            });
+        };
+        steps.push(Step {
+            module: c.clone(),
+            action: Action::DfuWrite { alt, address },
+            from_version: None,
+            reason: "requested (factory-reset image)".into(),
+        });
+    }
+    let prediction = prove(twin, &steps, Via::Dfu, req.force)?;
+    Ok(Plan {
+        via: Via::Dfu,
+        steps,
+        skipped,
+        prediction,
+    })
+}
+
+/// Replays the plan on a copy of the twin exactly as the executor will run it on a virtual
+/// device, and returns the final state. Any refusal or a final state without the app running
+/// (unless forced) disproves the plan.
+fn prove(twin: &Device, steps: &[Step], via: Via, force: Force) -> Result<Prediction, PlanError> {
+    let mut device = twin.clone();
+    let mut target = crate::exec::VirtualTarget::new(&mut device);
+    crate::exec::run_steps(&mut target, steps, via, &mut |_| {})
+        .map_err(|e| PlanError::Unproven(e.to_string()))?;
+    let hal: Hal<'_> = device.hal();
+    let modules = hal
+        .system_info()
+        .into_iter()
+        .filter(|f| f.bounds.store == Store::Main)
+        .filter_map(|f| f.info.map(|i| (i.slot(), i.version)))
+        .collect();
+    let prediction = Prediction {
+        mode: device.state.mode,
+        led: device.state.led,
+        modules,
+        events: device
+            .state
+            .events
+            .iter()
+            .rev()
+            .take(8)
+            .rev()
+            .cloned()
+            .collect(),
+    };
+    if !steps.is_empty() && prediction.mode != Mode::App && !force.dependencies {
+        return Err(PlanError::Unproven(format!(
+            "the twin ends in {} ({}): {}",
+            prediction.mode.name(),
+            prediction.led,
+            prediction.events.last().cloned().unwrap_or_default()
+        )));
+    }
+    Ok(prediction)
+}
+
+/// The OTA flag offset, for the executor.
+pub const OTA_FLAG_OFFSET: u32 = dct::OTA_UPDATE_FLAG as u32;

@@ -1,0 +1,166 @@
+//! Device twins: a `Device` model rebuilt from an inventory, so plans for real devices are
+//! proven on the same model as virtual ones.
+
+use modflash_device::{Device, Space};
+use modflash_module::platform::Mcu;
+use modflash_module::platform::Store;
+use modflash_module::release::{platform_releases, synthesize, ReleaseModule};
+use modflash_module::{Dependency, ModuleFunction, Platform};
+
+use crate::inventory::{InstalledModule, Inventory};
+
+/// Builds a twin whose modules carry the inventory's headers (function, index, version,
+/// dependencies; real sizes when the release table knows the module), then boots it.
+/// Modules the device reported as failing integrity are corrupted in the twin.
+pub fn twin_from_inventory(
+    platform: &'static Platform,
+    inventory: &Inventory,
+) -> Result<Device, String> {
+    let mut device = Device::blank(platform, [0; 12])?;
+    let layout = platform
+        .layout_for(inventory.system_version())
+        .ok_or("no memory map")?;
+    for m in &inventory.modules {
+        let function = m.function();
+        let store = if m.is_main() {
+            Store::Main
+        } else {
+            Store::Factory
+        };
+        let Some(bounds) = layout
+            .bounds
+            .iter()
+            .find(|b| b.function == function && b.index == m.index && b.store == store)
+        else {
+            continue;
+        };
+        let image = module_image(platform, m, bounds.start, bounds.max_size)?;
+        let space = Space::of(bounds.location);
+        if store == Store::Factory {
+            device.install_factory_app(&image)?;
+        } else if function == ModuleFunction::RadioStack || bounds.fixed_end {
+            device.install_module(&image)?;
+        } else {
+            device
+                .write_raw(space, bounds.start, &image)
+                .map_err(|e| e.to_string())?;
+        }
+        if !m.checks.integrity {
+            // Flip one payload byte so the CRC fails as it does on the device.
+            let at = bounds.start + image.len() as u32 / 2;
+            device
+                .write_raw(space, at, &[0x00])
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    device.power_on();
+    Ok(device)
+}
+
+fn module_image(
+    platform: &'static Platform,
+    m: &InstalledModule,
+    start: u32,
+    max: u32,
+) -> Result<Vec<u8>, String> {
+    let deps: Vec<Dependency> = m.deps().collect();
+    let known = platform_releases(platform)
+        .flat_map(|r| r.modules_for(platform).collect::<Vec<_>>())
+        .find(|r| {
+            r.function == m.function()
+                && r.index == m.index
+                && r.version == m.version
+                && r.dependencies
+                    .iter()
+                    .filter(|d| !d.is_none())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    == deps
+        });
+    if let Some(r) = known {
+        let mut r = r;
+        r.start = if m.is_main() {
+            r.start
+        } else {
+            start_of_user(platform).unwrap_or(r.start)
+        };
+        return Ok(synthesize(platform, &r));
+    }
+    let function = m.function();
+    let prefix_offset = match (function, platform.mcu) {
+        (ModuleFunction::MonoFirmware, _) => platform.vector_table_size(),
+        (ModuleFunction::SystemPart, _) if platform.id == 10 && m.index == 3 => 0,
+        (ModuleFunction::SystemPart, Mcu::Rtl872x) => 0,
+        (ModuleFunction::Bootloader | ModuleFunction::SystemPart, _) => {
+            platform.vector_table_size()
+        }
+        _ => 0,
+    };
+    let mut deps = [Dependency::NONE; 2];
+    for (slot, d) in deps.iter_mut().zip(m.deps()) {
+        *slot = d;
+    }
+    let size = (max / 4).clamp(4096, 64 * 1024);
+    let r = ReleaseModule {
+        function,
+        index: m.index,
+        version: m.version,
+        start: if m.is_main() {
+            start
+        } else {
+            start_of_user(platform).unwrap_or(start)
+        },
+        size,
+        prefix_offset: prefix_offset as u16,
+        dependencies: deps,
+        flags: if function == ModuleFunction::RadioStack {
+            0x01
+        } else {
+            0
+        },
+        file_name: "inventory",
+    };
+    Ok(synthesize(platform, &r))
+}
+
+fn start_of_user(platform: &'static Platform) -> Option<u32> {
+    platform
+        .layout_for(None)?
+        .bounds
+        .iter()
+        .find(|b| b.function == ModuleFunction::UserPart && b.store == Store::Main)
+        .map(|b| b.start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modflash_device::Mode;
+
+    #[test]
+    fn twin_of_a_describe_behaves_like_the_device() {
+        let mut real = Device::blank(modflash_module::platform(6).unwrap(), [3; 12]).unwrap();
+        real.install_release("0.5.2", true).unwrap();
+        real.power_on();
+        let inv = Inventory::from_describe(&modflash_device::describe::describe(&real)).unwrap();
+        let twin = twin_from_inventory(real.platform(), &inv).unwrap();
+        assert_eq!(twin.state.mode, Mode::App, "{:#?}", twin.state.events);
+        let a = Inventory::from_device(&real);
+        let b = Inventory::from_device(&twin);
+        let key = |i: &Inventory| {
+            i.modules
+                .iter()
+                .map(|m| (m.function.clone(), m.index, m.version, m.checks))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(key(&a), key(&b));
+    }
+
+    #[test]
+    fn safe_mode_device_gives_a_safe_mode_twin() {
+        let text = r#"{"p":6,"m":[{"s":16384,"l":"m","vc":30,"vv":30,"f":"b","n":"0","v":7,"d":[]},{"s":262144,"l":"m","vc":30,"vv":30,"f":"s","n":"1","v":17,"d":[]},{"s":262144,"l":"m","vc":30,"vv":30,"f":"s","n":"2","v":17,"d":[{"f":"s","n":"1","v":17,"_":""}]},{"s":131072,"l":"m","vc":30,"vv":26,"f":"u","n":"1","v":6,"d":[{"f":"s","n":"2","v":1502,"_":""}]}]}"#;
+        let inv = Inventory::from_describe(text).unwrap();
+        let twin = twin_from_inventory(modflash_module::platform(6).unwrap(), &inv).unwrap();
+        assert_eq!(twin.state.mode, Mode::SafeMode, "{:#?}", twin.state.events);
+    }
+}
