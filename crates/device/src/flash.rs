@@ -6,6 +6,10 @@ use std::fmt;
 use modflash_module::platform::{FlashMemory, Layout, Location, Mcu};
 use serde::{Deserialize, Serialize};
 
+/// Bytes programmed per flash operation (one page of a serial NOR part, 64 words of the
+/// STM32F2): the granularity of power-cut injection.
+pub const PROGRAM_PAGE: usize = 256;
+
 /// Which memory an address refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Space {
@@ -329,6 +333,8 @@ impl FlashChip {
 
     /// Programs `data` at `address`: each stored byte becomes `old & new` (NOR flash can
     /// only clear bits; writing over unerased bytes stores the AND, as the real part does).
+    /// Each 256-byte page is one operation, so a power cut can stop a write between pages or
+    /// halfway through one.
     pub fn program(&mut self, space: Space, address: u32, data: &[u8]) -> Result<(), FlashError> {
         let off = self
             .memory(space)
@@ -338,21 +344,21 @@ impl FlashChip {
                 address,
                 len: data.len(),
             })?;
-        if data.is_empty() {
-            return Ok(());
-        }
-        let cut = self.begin_operation()?;
-        let m = self.memory_mut(space).expect("offset found the memory");
-        let us_per_byte = m.timing.program_us_per_byte;
-        let n = if cut { data.len() / 2 } else { data.len() };
-        for (cell, new) in m.data[off..off + n].iter_mut().zip(data) {
-            *cell &= new;
-        }
-        self.stats.bytes_programmed += n as u64;
-        self.stats.modelled_us += (us_per_byte * n as f64) as u64;
-        if cut {
-            self.powered = false;
-            return Err(FlashError::PowerLost);
+        for (i, page) in data.chunks(PROGRAM_PAGE).enumerate() {
+            let cut = self.begin_operation()?;
+            let m = self.memory_mut(space).expect("offset found the memory");
+            let us_per_byte = m.timing.program_us_per_byte;
+            let n = if cut { page.len() / 2 } else { page.len() };
+            let at = off + i * PROGRAM_PAGE;
+            for (cell, new) in m.data[at..at + n].iter_mut().zip(page) {
+                *cell &= new;
+            }
+            self.stats.bytes_programmed += n as u64;
+            self.stats.modelled_us += (us_per_byte * n as f64) as u64;
+            if cut {
+                self.powered = false;
+                return Err(FlashError::PowerLost);
+            }
         }
         Ok(())
     }

@@ -513,7 +513,14 @@ fn dfu_target(
             Some((alt, addr, true))
         }
         _ => {
-            let b = layout.find_bounds(c.slot())?;
+            // DFU writes are raw: the module may belong to another memory map than the one
+            // installed now (e.g. Electron system part 3 onto a two-part 0.5.x device).
+            let b = std::iter::once(layout)
+                .chain(platform.layouts())
+                .find_map(|l| {
+                    l.find_bounds(c.slot())
+                        .filter(|b| b.end_in_range(c.info.end_address))
+                })?;
             let (alt, addr) = place(b, c.info.start_address);
             Some((alt, addr, false))
         }
