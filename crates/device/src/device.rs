@@ -518,12 +518,7 @@ impl Device {
     /// Writes an application image raw into the user slot (even a wrong one: the virtual
     /// device must be able to reproduce users' mistakes).
     pub fn install_user_app(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let layout = self.layout();
-        let user = layout
-            .bounds
-            .iter()
-            .find(|b| b.function == ModuleFunction::UserPart && b.store == Store::Main)
-            .ok_or("no user region")?;
+        let user = self.user_bounds().ok_or("no user region")?;
         let address = match Module::parse(bytes) {
             Ok(m) if user.fixed_end => m.info.start_address,
             _ if user.fixed_end => user.end - bytes.len() as u32,
@@ -724,31 +719,10 @@ impl Device {
     /// Restores the factory application per DCT slot 0 (or the built-in default), with the
     /// CRC, function and destination checks. Outer error = power lost.
     fn restore_factory_app(&mut self) -> Result<Result<(), String>, FlashError> {
-        let layout = self.layout();
-        let (Some(factory), Some(user)) = (
-            layout.factory_bounds(),
-            layout
-                .bounds
-                .iter()
-                .find(|b| b.function == ModuleFunction::UserPart && b.store == Store::Main),
-        ) else {
+        let Some((slot, _)) = self.factory_slot() else {
             return Ok(Err("this platform has no factory-reset image".into()));
         };
         self.set_mode(Mode::Off, Led::new(Color::Green, Pattern::BlinkingFast));
-        let slot = ModuleSlot {
-            magic: dct::SLOT_FACTORY,
-            source_device: u8::from(
-                factory.location != modflash_module::platform::Location::Internal,
-            ),
-            destination_device: 0,
-            source: factory.start,
-            destination: user.start,
-            length: factory.max_size,
-            flags: slot_flags::VERIFY_CRC
-                | slot_flags::VERIFY_FUNCTION
-                | slot_flags::VERIFY_DESTINATION,
-            function: ModuleFunction::UserPart.to_u8(),
-        };
         match self.copy_module(&slot)? {
             Ok(info) => {
                 self.event(format!(
@@ -1133,42 +1107,19 @@ impl Device {
         }
     }
 
-    fn factory_app_valid(&self) -> bool {
-        let layout = self.layout();
-        let (Some(factory), Some(user)) = (
-            layout.factory_bounds(),
-            layout
-                .bounds
-                .iter()
-                .find(|b| b.function == ModuleFunction::UserPart && b.store == Store::Main),
-        ) else {
-            return false;
-        };
-        let Some(raw) =
-            self.flash
-                .read(Space::of(factory.location), factory.start, ModuleInfo::SIZE)
-        else {
-            return false;
-        };
-        let info = ModuleInfo::from_bytes(raw.try_into().expect("24 bytes"));
-        info.start_address == user.start
-            && info.platform_id == self.platform.id
-            && info.function == ModuleFunction::UserPart
+    /// The running application's region (index 2 on Gen3 from 3.1, else 1).
+    fn user_bounds(&self) -> Option<&'static ModuleBounds> {
+        self.layout()
+            .bounds
+            .iter()
+            .find(|b| b.function == ModuleFunction::UserPart && b.store == Store::Main)
     }
 
-    /// `HAL_Core_Config`: slot 0 describes the factory-reset copy (written only when it
-    /// changes).
-    fn register_factory_slot(&mut self) -> Result<(), FlashError> {
-        let layout = self.layout();
-        let (Some(factory), Some(user)) = (
-            layout.factory_bounds(),
-            layout
-                .bounds
-                .iter()
-                .find(|b| b.function == ModuleFunction::UserPart && b.store == Store::Main),
-        ) else {
-            return Ok(());
-        };
+    /// DCT slot 0: the factory-reset copy (factory image → application region, with the CRC,
+    /// function and destination checks), and the factory region; None without a factory image.
+    fn factory_slot(&self) -> Option<(ModuleSlot, &'static ModuleBounds)> {
+        let factory = self.layout().factory_bounds()?;
+        let user = self.user_bounds()?;
         let slot = ModuleSlot {
             magic: dct::SLOT_FACTORY,
             source_device: u8::from(
@@ -1182,6 +1133,31 @@ impl Device {
                 | slot_flags::VERIFY_FUNCTION
                 | slot_flags::VERIFY_DESTINATION,
             function: ModuleFunction::UserPart.to_u8(),
+        };
+        Some((slot, factory))
+    }
+
+    fn factory_app_valid(&self) -> bool {
+        let Some((slot, factory)) = self.factory_slot() else {
+            return false;
+        };
+        let Some(raw) =
+            self.flash
+                .read(Space::of(factory.location), factory.start, ModuleInfo::SIZE)
+        else {
+            return false;
+        };
+        let info = ModuleInfo::from_bytes(raw.try_into().expect("24 bytes"));
+        info.start_address == slot.destination
+            && info.platform_id == self.platform.id
+            && info.function == ModuleFunction::UserPart
+    }
+
+    /// `HAL_Core_Config`: slot 0 describes the factory-reset copy (written only when it
+    /// changes).
+    fn register_factory_slot(&mut self) -> Result<(), FlashError> {
+        let Some((slot, _)) = self.factory_slot() else {
+            return Ok(());
         };
         let loc = self.dct_location();
         dct_store::write_slot(&mut self.flash, &loc, 0, &slot).map_err(dct_flash)
