@@ -10,6 +10,7 @@ mod cmd;
 mod connect;
 mod progress;
 mod report;
+mod source;
 mod ui;
 
 /// Safe flashing for Particle-style modular firmware.
@@ -66,6 +67,19 @@ enum Command {
     /// The catalogue of Device OS module files used to meet dependencies.
     #[command(subcommand)]
     Catalog(cmd::catalog::CatalogCommand),
+    /// The modules installed on a device, every check as PASS/FAIL, and what fixes a failed
+    /// dependency.
+    Modules {
+        /// The device: serial:PORT, usb, usb:DEVICE_ID or sim:NAME.
+        #[arg(long)]
+        device: String,
+        /// Print JSON: {"platform_id", "modules"} (docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serial console: flash a module by YMODEM, monitor the port.
+    #[command(subcommand)]
+    Serial(cmd::serial::SerialCommand),
     /// Virtual devices: create, show, reset, remove.
     #[command(subcommand)]
     Sim(cmd::sim::SimCommand),
@@ -94,6 +108,8 @@ fn main() -> ExitCode {
             json,
         } => cmd::flash::run_doctor(&device, &catalog, json),
         Command::Catalog(c) => cmd::catalog::run(c),
+        Command::Modules { device, json } => cmd::modules::run(&device, json),
+        Command::Serial(c) => cmd::serial::run(c),
         Command::Sim(sim) => cmd::sim::run(sim),
     };
     match result {

@@ -3,6 +3,7 @@
 //! bootloader and system start, OTA staging, the describe JSON, the DfuSe device side and the
 //! listening-mode console. No I/O: callers persist snapshots and move bytes.
 
+pub mod console;
 pub mod dct;
 pub mod describe;
 pub mod device;

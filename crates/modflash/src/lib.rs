@@ -7,6 +7,8 @@ pub mod exec;
 pub mod home;
 pub mod inventory;
 pub mod plan;
+pub mod precheck;
+pub mod serial;
 pub mod sim;
 pub mod twin;
 

@@ -43,6 +43,21 @@ pub enum SimCommand {
         /// Device name.
         name: String,
     },
+    /// Expose a virtual device's USB serial port as a pty linked at PATH (28800 baud enters
+    /// listening mode, 14400 DFU mode) until Ctrl-C; the device is saved after every change.
+    Serve {
+        /// Device name.
+        name: String,
+        /// Where to create the symlink to the pty (e.g. /tmp/photon.tty).
+        #[arg(long, value_name = "PATH")]
+        serial_link: PathBuf,
+    },
+    /// Talk to a virtual device's listening-mode console on this terminal (keys i, m, s, v,
+    /// f, x, w).
+    Serial {
+        /// Device name.
+        name: String,
+    },
     /// Write a release's Tinker application as a module file, to try modflash on virtual
     /// devices (a synthetic image with the release's real header: version, dependencies).
     MakeApp {
@@ -123,6 +138,10 @@ pub fn run(cmd: SimCommand) -> CmdResult {
             device_os,
             output,
         } => make_app(&platform, &device_os, &output),
+        SimCommand::Serve { name, serial_link } => {
+            super::sim_serve::serve(&store, &name, &serial_link)
+        }
+        SimCommand::Serial { name } => super::sim_serve::serial(&store, &name),
         SimCommand::Rm { name } => {
             store.remove(&name).map_err(sim_error)?;
             println!("removed sim:{name}");
