@@ -4,7 +4,9 @@
 use modflash::catalog::Catalog;
 use modflash::exec::{Target, VirtualTarget};
 use modflash::inventory::Inventory;
+use modflash::serial::SerialTarget;
 use modflash::sim::{SimHandle, SimStore};
+use modflash::usb::UsbTarget;
 use modflash::DeviceRef;
 use modflash_device::Device;
 use modflash_module::Platform;
@@ -15,6 +17,19 @@ use crate::ui::CliError;
 pub enum Connection {
     /// A virtual device, locked for the duration of the command.
     Sim(SimHandle),
+    /// A real device over USB (libusb): DFU read-back, DFU writes, serial for the rest.
+    Usb(UsbTarget),
+    /// A real device on a serial port: listening-mode inventory, YMODEM updates.
+    Serial {
+        /// The port's path.
+        port: String,
+        /// The device's platform, from its inventory.
+        platform: &'static Platform,
+        /// The inventory read when the port was opened (the planner's starting point).
+        inventory: Inventory,
+        /// The executor target.
+        target: Box<SerialTarget>,
+    },
 }
 
 /// Turns a `--device` string into a reference with a helpful error.
@@ -39,10 +54,31 @@ impl Connection {
                 })?;
                 Ok(Self::Sim(h))
             }
-            other => Err(CliError::usage(format!(
-                "{other}: this command cannot reach USB or serial devices in this build"
-            ))
-            .with_help("use a virtual device (--device sim:NAME)")),
+            DeviceRef::Usb | DeviceRef::UsbId(_) => UsbTarget::open(devref)
+                .map(Self::Usb)
+                .map_err(crate::cmd::dfu::usb_error),
+            DeviceRef::Serial(_) => {
+                let link = crate::source::open_serial(devref)?;
+                let port = link.path().to_string();
+                let mut target = Box::new(SerialTarget::new(link));
+                let inventory =
+                    modflash::exec::Target::inventory(target.as_mut()).map_err(|e| {
+                        CliError::usage(format!("cannot read the modules on {port}: {e}"))
+                    })?;
+                let platform =
+                    modflash_module::platform(inventory.platform_id).ok_or_else(|| {
+                        CliError::usage(format!(
+                        "the device on {port} reports platform {}, which modflash does not know",
+                        inventory.platform_id
+                    ))
+                    })?;
+                Ok(Self::Serial {
+                    port,
+                    platform,
+                    inventory,
+                    target,
+                })
+            }
         }
     }
 
@@ -50,6 +86,10 @@ impl Connection {
     pub fn label(&self) -> String {
         match self {
             Self::Sim(h) => format!("sim:{} ({})", h.name(), h.device.platform().display_name),
+            Self::Usb(t) => format!("{} ({})", t.device().reference(), t.platform().display_name),
+            Self::Serial { port, platform, .. } => {
+                format!("serial:{port} ({})", platform.display_name)
+            }
         }
     }
 
@@ -57,6 +97,8 @@ impl Connection {
     pub fn platform(&self) -> &'static Platform {
         match self {
             Self::Sim(h) => h.device.platform(),
+            Self::Usb(t) => t.platform(),
+            Self::Serial { platform, .. } => platform,
         }
     }
 
@@ -64,6 +106,17 @@ impl Connection {
     pub fn inventory(&mut self) -> Result<Inventory, CliError> {
         match self {
             Self::Sim(h) => Ok(Inventory::from_device(&h.device)),
+            Self::Usb(t) => {
+                let inventory = modflash::exec::Target::inventory(t).map_err(|e| {
+                    CliError::usage(format!("cannot read the modules of {}: {e}", t.device()))
+                });
+                for n in t.take_notes() {
+                    eprintln!("note: {n}");
+                }
+                inventory
+            }
+            Self::Serial { port, target, .. } => modflash::exec::Target::inventory(target.as_mut())
+                .map_err(|e| CliError::usage(format!("cannot read the modules on {port}: {e}"))),
         }
     }
 
@@ -71,6 +124,20 @@ impl Connection {
     pub fn twin(&mut self) -> Result<Device, CliError> {
         match self {
             Self::Sim(h) => Ok(h.device.clone()),
+            Self::Serial {
+                platform,
+                inventory,
+                ..
+            } => modflash::twin::twin_from_inventory(platform, inventory).map_err(|e| {
+                CliError::usage(format!("cannot model the device from its modules: {e}"))
+            }),
+            Self::Usb(_) => {
+                let platform = self.platform();
+                let inventory = self.inventory()?;
+                modflash::twin::twin_from_inventory(platform, &inventory).map_err(|e| {
+                    CliError::usage(format!("cannot model the device from its modules: {e}"))
+                })
+            }
         }
     }
 
@@ -78,6 +145,7 @@ impl Connection {
     pub fn virtual_device(&self) -> Option<&Device> {
         match self {
             Self::Sim(h) => Some(&h.device),
+            Self::Usb(_) | Self::Serial { .. } => None,
         }
     }
 
@@ -87,6 +155,8 @@ impl Connection {
         let mut c = Catalog::default();
         match self {
             Self::Sim(h) => c.add_release_table(h.device.platform()),
+            // Real devices only get the user's files: synthetic images are not firmware.
+            Self::Usb(_) | Self::Serial { .. } => {}
         }
         c
     }
@@ -95,6 +165,8 @@ impl Connection {
     pub fn target(&mut self) -> Box<dyn Target + '_> {
         match self {
             Self::Sim(h) => Box::new(VirtualTarget::new(&mut h.device)),
+            Self::Usb(t) => Box::new(t),
+            Self::Serial { target, .. } => Box::new(target.as_mut()),
         }
     }
 
@@ -104,6 +176,13 @@ impl Connection {
             Self::Sim(h) => h
                 .save()
                 .map_err(|e| CliError::usage(format!("cannot save the virtual device: {e}"))),
+            Self::Usb(t) => {
+                for n in t.take_notes() {
+                    eprintln!("note: {n}");
+                }
+                Ok(())
+            }
+            Self::Serial { .. } => Ok(()),
         }
     }
 }

@@ -77,6 +77,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every reachable device: Particle devices on USB (normal and DFU mode), their serial
+    /// ports, and virtual devices, with platform, mode and device id.
+    Devices {
+        /// Print a JSON array (docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// USB DFU, safely: download (checked, verified) and upload.
+    #[command(subcommand)]
+    Dfu(cmd::dfu::DfuCommand),
+    /// The udev rules that let your user open Particle devices: print them, or install them.
+    Udev {
+        /// Write them to /etc/udev/rules.d/50-particle.rules (needs root).
+        #[arg(long)]
+        install: bool,
+        /// Install into this directory instead (for packaging and tests).
+        #[arg(long, hide = true, requires = "install")]
+        rules_dir: Option<PathBuf>,
+    },
     /// Serial console: flash a module by YMODEM, monitor the port.
     #[command(subcommand)]
     Serial(cmd::serial::SerialCommand),
@@ -86,6 +105,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools, stop quietly when the reader of our output goes away
+    // (`modflash sim show x | head`) instead of panicking on a broken pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -110,6 +135,9 @@ fn main() -> ExitCode {
         Command::Catalog(c) => cmd::catalog::run(c),
         Command::Modules { device, json } => cmd::modules::run(&device, json),
         Command::Serial(c) => cmd::serial::run(c),
+        Command::Devices { json } => cmd::devices::run(json),
+        Command::Dfu(c) => cmd::dfu::run(c),
+        Command::Udev { install, rules_dir } => cmd::udev::run(install, rules_dir),
         Command::Sim(sim) => cmd::sim::run(sim),
     };
     match result {

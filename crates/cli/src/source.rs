@@ -127,6 +127,10 @@ pub fn open_serial(devref: &DeviceRef) -> Result<PortLink, CliError> {
 
 /// What is installed on the device `devref` names.
 pub fn read_inventory(devref: &DeviceRef) -> Result<Inventory, CliError> {
+    // A device in DFU mode (virtual or on USB): module headers and CRCs read back over DFU.
+    if let Some(inventory) = crate::cmd::dfu::dfu_inventory(devref) {
+        return inventory;
+    }
     match devref {
         DeviceRef::Sim(name) => {
             let h = open_sim(name)?;

@@ -317,3 +317,60 @@ fn monitor_survives_the_port_going_away() {
     assert_eq!(stderr.matches("connected to").count(), 2, "{stderr}");
     drop(serve);
 }
+
+#[test]
+fn planned_flash_over_a_serial_port_with_a_catalogue() {
+    // A 0.7.0 Photon on a pty; the app needs 1.5.0; the catalogue holds the real 1.5.0 modules
+    // (no synthetic release table for a real port): the plan sends bootloader, part 1, part 2
+    // and the app over YMODEM, each validated by the device, and verifies the result.
+    let home = Home::new();
+    home.create("planned", "0.7.0");
+    let serve = Serve::start(&home, "planned");
+    let catalog = tempfile::tempdir().unwrap();
+    for f in [
+        "photon-bootloader@1.5.0+lto.bin",
+        "photon-system-part1@1.5.0.bin",
+        "photon-system-part2@1.5.0.bin",
+    ] {
+        std::fs::copy(fixture(f), catalog.path().join(f)).unwrap();
+    }
+    let app = home.path().join("app.bin");
+    let made = home
+        .cmd()
+        .args([
+            "sim",
+            "make-app",
+            "--platform",
+            "photon",
+            "--device-os",
+            "1.5.0",
+            "-o",
+        ])
+        .arg(&app)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let out = home
+        .cmd()
+        .arg("flash")
+        .arg(&app)
+        .args([
+            "--device",
+            &serve.device(),
+            "--via",
+            "serial",
+            "--yes",
+            "--catalog",
+        ])
+        .arg(catalog.path())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("over SERIAL — 4 writes"), "{stdout}");
+    assert!(stdout.contains("Verified:"), "{stdout}");
+    assert!(serve.stop().success());
+    let sim = home.sim_json("planned");
+    assert_eq!(sim["mode"], "app");
+    assert_eq!(sim["device_os"], "1.5.0");
+}

@@ -4,8 +4,11 @@
 
 use std::fmt;
 
+use modflash_device::console::ConsoleConfig;
 use modflash_device::dfuse::Setup as DeviceSetup;
-use modflash_device::{Device, Mode, OtaOutcome, ResetReason};
+use modflash_device::{Device, Mode, ResetReason};
+
+use crate::serial::{ConsoleLink, Session};
 use modflash_dfu::descriptor::ConfigDescriptor;
 use modflash_dfu::layout::MemoryLayout;
 use modflash_dfu::{Control, DfuSe, Progress as DfuProgress, Setup, TransferError};
@@ -101,6 +104,39 @@ pub trait Target {
     ) -> Result<(), ExecError>;
 }
 
+impl<T: Target + ?Sized> Target for &mut T {
+    fn inventory(&mut self) -> Result<Inventory, ExecError> {
+        (**self).inventory()
+    }
+
+    fn enter_dfu(&mut self) -> Result<(), ExecError> {
+        (**self).enter_dfu()
+    }
+
+    fn dfu_write(
+        &mut self,
+        alt: u8,
+        address: u32,
+        data: &[u8],
+        progress: &mut dyn FnMut(Event),
+    ) -> Result<(), ExecError> {
+        (**self).dfu_write(alt, address, data, progress)
+    }
+
+    fn dfu_leave(&mut self, address: u32) -> Result<(), ExecError> {
+        (**self).dfu_leave(address)
+    }
+
+    fn serial_flash(
+        &mut self,
+        name: &str,
+        data: &[u8],
+        progress: &mut dyn FnMut(Event),
+    ) -> Result<(), ExecError> {
+        (**self).serial_flash(name, data, progress)
+    }
+}
+
 /// Runs `steps` in order.
 pub fn run_steps(
     target: &mut dyn Target,
@@ -182,6 +218,22 @@ impl<'a> SimControl<'a> {
     pub fn new(device: &'a mut Device) -> Self {
         let connection = device.dfu_connection();
         Self { device, connection }
+    }
+
+    /// SET_INTERFACE: selects alternate setting `alt` (a stall when the device has no such
+    /// alt setting).
+    pub fn select_alt(&mut self, alt: u8) -> Result<(), TransferError> {
+        if self.connection.is_none() || self.device.dfu_connection() != self.connection {
+            return Err(TransferError::NoDevice);
+        }
+        self.device
+            .dfu_set_alt(alt)
+            .map_err(|_| TransferError::Stall)
+    }
+
+    /// The device behind the pipe.
+    pub fn device(&self) -> &Device {
+        self.device
     }
 
     fn transfer(&mut self, setup: &Setup, data: &[u8]) -> Result<Vec<u8>, TransferError> {
@@ -323,33 +375,24 @@ impl Target for VirtualTarget<'_> {
         data: &[u8],
         progress: &mut dyn FnMut(Event),
     ) -> Result<(), ExecError> {
+        // Through the device's own listening-mode console and YMODEM receiver, on the
+        // console's clock: the same bytes a serial port would carry.
         if !self.device.enter_listening() {
             return Err(ExecError::WrongMode {
                 mode: self.device.state.mode.name().into(),
                 what: "enter listening mode for a serial update".into(),
             });
         }
-        let refused = |e: modflash_device::OtaError| ExecError::Refused {
-            module: name.to_string(),
-            verdict: e.to_string(),
-        };
-        self.device.ota_begin(data.len()).map_err(refused)?;
-        for (i, chunk) in data.chunks(1024).enumerate() {
-            self.device.ota_write(i * 1024, chunk).map_err(refused)?;
-            progress(Event::Bytes {
-                done: (i * 1024 + chunk.len()).min(data.len()),
-                total: data.len(),
-            });
+        let link = ConsoleLink::new(self.device, ConsoleConfig::device(), "sim");
+        let mut session = Session::new(link);
+        crate::serial::flash_and_wait(&mut session, name, data, progress, &mut |s| {
+            s.link().settle();
+            Ok(())
+        })?;
+        drop(session);
+        if self.device.state.mode == Mode::Listening {
+            self.device.exit_listening();
         }
-        match self.device.ota_finish() {
-            Ok(OtaOutcome::Applied | OtaOutcome::PendingRestart) => {
-                self.device.reset(ResetReason::Update, None);
-                Ok(())
-            }
-            Err(e) => {
-                self.device.exit_listening();
-                Err(refused(e))
-            }
-        }
+        Ok(())
     }
 }

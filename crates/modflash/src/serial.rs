@@ -1181,6 +1181,118 @@ pub fn find_port(device_id: Option<&str>) -> Result<ParticlePort, SerialError> {
     }
 }
 
+/// Sends one module over `session` and returns once the device has accepted it and come back
+/// after its restart (`reconnect` re-opens the link); a refusal is the device's verdict in
+/// words. Shared by [`SerialTarget`] and the virtual device's serial path.
+pub fn flash_and_wait<L: Link>(
+    session: &mut Session<L>,
+    name: &str,
+    data: &[u8],
+    progress: &mut dyn FnMut(crate::exec::Event),
+    reconnect: &mut dyn FnMut(&mut Session<L>) -> Result<(), SerialError>,
+) -> Result<(), crate::exec::ExecError> {
+    use crate::exec::{Event, ExecError};
+    let transport = |e: SerialError| ExecError::Transport(e.to_string());
+    session.enter_listening().map_err(transport)?;
+    let total = data.len();
+    let report = session
+        .flash(name, data, SenderConfig::device_os(), &mut |p| {
+            progress(Event::Bytes {
+                done: p.bytes_acked as usize,
+                total,
+            });
+            true
+        })
+        .map_err(transport)?;
+    match report.verdict {
+        Verdict::Accepted { .. } => reconnect(session).map_err(transport),
+        Verdict::Refused { code } => {
+            let _ = session.exit_listening();
+            Err(ExecError::Refused {
+                module: name.to_string(),
+                verdict: match code {
+                    Some(c) => format!("{} ({c})", ota_error_name(c)),
+                    None => "it cancelled the transfer without giving a reason".into(),
+                },
+            })
+        }
+        Verdict::TooLarge => {
+            let _ = session.exit_listening();
+            Err(ExecError::Refused {
+                module: name.to_string(),
+                verdict: "the file is larger than the OTA region".into(),
+            })
+        }
+    }
+}
+
+/// A real device on a serial port, as an executor target: listening-mode inventory and
+/// YMODEM updates. DFU steps need the USB interface (`--device usb`).
+pub struct SerialTarget {
+    session: Session<PortLink>,
+}
+
+impl SerialTarget {
+    /// A target on an open port.
+    pub fn new(link: PortLink) -> Self {
+        Self {
+            session: Session::new(link),
+        }
+    }
+}
+
+/// How long a device may take to come back on its port after an update restart.
+const RECONNECT_WITHIN: Duration = Duration::from_secs(30);
+
+impl crate::exec::Target for SerialTarget {
+    fn inventory(&mut self) -> Result<Inventory, crate::exec::ExecError> {
+        let transport = |e: SerialError| crate::exec::ExecError::Transport(e.to_string());
+        self.session.enter_listening().map_err(transport)?;
+        let inventory = match self.session.inventory() {
+            Err(SerialError::NoReply { .. }) => {
+                std::thread::sleep(Duration::from_millis(100));
+                self.session.enter_listening().map_err(transport)?;
+                self.session.inventory()
+            }
+            other => other,
+        }
+        .map_err(transport)?;
+        let _ = self.session.exit_listening();
+        Ok(inventory)
+    }
+
+    fn enter_dfu(&mut self) -> Result<(), crate::exec::ExecError> {
+        Err(crate::exec::ExecError::Transport(
+            "a serial port carries listening-mode updates only: use --via serial, or --device usb for DFU".into(),
+        ))
+    }
+
+    fn dfu_write(
+        &mut self,
+        _: u8,
+        _: u32,
+        _: &[u8],
+        _: &mut dyn FnMut(crate::exec::Event),
+    ) -> Result<(), crate::exec::ExecError> {
+        self.enter_dfu()
+    }
+
+    fn dfu_leave(&mut self, _: u32) -> Result<(), crate::exec::ExecError> {
+        self.enter_dfu()
+    }
+
+    fn serial_flash(
+        &mut self,
+        name: &str,
+        data: &[u8],
+        progress: &mut dyn FnMut(crate::exec::Event),
+    ) -> Result<(), crate::exec::ExecError> {
+        flash_and_wait(&mut self.session, name, data, progress, &mut |s| {
+            s.link().reopen(LISTENING_BAUD, RECONNECT_WITHIN)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

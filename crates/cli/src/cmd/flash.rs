@@ -443,19 +443,32 @@ pub fn run_flash(args: PlanArgs, dry_run: bool, yes: bool) -> CmdResult {
     }
     if !args.json {
         let state = actual_mode
-            .map(|(m, led, _)| format!("{} (LED {led})", m.name()))
-            .unwrap_or_else(|| "as predicted".into());
+            .map(|(m, led, _)| format!("{} (LED {led})", mode_words(m)))
+            .unwrap_or_else(|| mode_words(plan.prediction.mode).to_string());
         let release = after
             .system_version()
             .and_then(release_name)
             .map(|r| format!(", Device OS {r}"))
             .unwrap_or_default();
         println!(
-            "{} {label} is {state}{release}; every module matches the plan.",
+            "{} {label} {state}{release}; every module matches the plan.",
             style.good("Verified:")
         );
     }
     Ok(EXIT_OK)
+}
+
+/// "runs the app", "is in safe mode", ...
+fn mode_words(mode: Mode) -> &'static str {
+    match mode {
+        Mode::App => "runs the app",
+        Mode::SafeMode => "is in safe mode",
+        Mode::NoApp => "runs no app",
+        Mode::Dfu => "is in DFU mode",
+        Mode::Listening => "is in listening mode",
+        Mode::Panic => "crashes at start",
+        Mode::Off => "is off",
+    }
 }
 
 /// Differences between the predicted and the actual final state.

@@ -1,9 +1,13 @@
 //! One module per command.
 
+pub mod attach;
 pub mod catalog;
+pub mod devices;
+pub mod dfu;
 pub mod flash;
 pub mod inspect;
 pub mod modules;
 pub mod serial;
 pub mod sim;
 pub mod sim_serve;
+pub mod udev;

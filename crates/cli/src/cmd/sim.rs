@@ -58,6 +58,19 @@ pub enum SimCommand {
         /// Device name.
         name: String,
     },
+    /// Run COMMAND with the device plugged into an emulated USB bus (umockdev): dfu-util,
+    /// modflash --device usb or any libusb program sees it in DFU or normal mode; the device is
+    /// saved afterwards and the command's exit code returned.
+    Attach {
+        /// Device name.
+        name: String,
+        /// Print every usbfs ioctl and control transfer on standard error.
+        #[arg(long)]
+        trace: bool,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Write a release's Tinker application as a module file, to try modflash on virtual
     /// devices (a synthetic image with the release's real header: version, dependencies).
     MakeApp {
@@ -142,6 +155,11 @@ pub fn run(cmd: SimCommand) -> CmdResult {
             super::sim_serve::serve(&store, &name, &serial_link)
         }
         SimCommand::Serial { name } => super::sim_serve::serial(&store, &name),
+        SimCommand::Attach {
+            name,
+            trace,
+            command,
+        } => super::attach::run(&store, &name, &command, trace),
         SimCommand::Rm { name } => {
             store.remove(&name).map_err(sim_error)?;
             println!("removed sim:{name}");
@@ -278,6 +296,7 @@ pub fn device_json(name: &str, d: &Device) -> Value {
             "bytes_programmed": stats.bytes_programmed,
             "sectors_erased": stats.sectors_erased,
             "modelled_ms": stats.modelled_us / 1000,
+            "modelled_us": stats.modelled_us,
         },
     })
 }

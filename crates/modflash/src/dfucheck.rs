@@ -1,0 +1,558 @@
+//! The checks of `modflash dfu download`, a safe dfu-util: what a file is (a module, a DfuSe
+//! `.dfu` container, raw bytes), where it goes, and whether writing it there is allowed.
+//!
+//! * A module goes to its own start address (prefix dropped for DROP_MODULE_INFO modules) and
+//!   is checked first: platform (a mismatch is refused, always), CRC/SHA, size, range.
+//! * Writes touching the bootloader or the DCT (the DCT alt, or the DCT sectors of internal
+//!   flash), and a module written outside the regions it belongs in (its own slot, the factory
+//!   slot for apps, the OTA staging region) are refused unless forced.
+//! * A `.dfu` file is written element by element, each checked the same way; its suffix
+//!   VID:PID must name this device's DFU id (or "any").
+
+use modflash_device::dct::DctLocation;
+use modflash_device::Space;
+use modflash_dfu::dfufile::{split_suffix, DfuseFile};
+use modflash_module::platform::{Location, ModuleBounds, Store};
+use modflash_module::{Module, ModuleFlags, ModuleFunction, ModuleInfo, Platform};
+
+/// What the file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A Particle module.
+    Module,
+    /// A DfuSe container.
+    Dfuse,
+    /// Anything else (written as is).
+    Raw,
+}
+
+impl FileKind {
+    /// `"module"`, `"dfuse"`, `"raw"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Module => "module",
+            Self::Dfuse => "dfuse",
+            Self::Raw => "raw",
+        }
+    }
+}
+
+/// One write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteOp {
+    /// Alternate setting.
+    pub alt: u8,
+    /// Address in that alt.
+    pub address: u32,
+    /// Bytes.
+    pub data: Vec<u8>,
+    /// What is written, for messages ("application (user part 1) version 6").
+    pub what: String,
+}
+
+/// The checked writes of one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadPlan {
+    /// The file's kind.
+    pub kind: FileKind,
+    /// The writes, in order.
+    pub writes: Vec<WriteOp>,
+    /// Checks that `--force` overrode.
+    pub forced: Vec<String>,
+}
+
+impl DownloadPlan {
+    /// Where a leave request jumps: the first write's address.
+    pub fn leave_address(&self) -> u32 {
+        self.writes.first().map_or(0, |w| w.address)
+    }
+}
+
+/// Why a download is refused (nothing was written).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The file is for another platform: never written.
+    #[error("{0}")]
+    Platform(String),
+    /// Checks failed that `--force` can override.
+    #[error("{}", .0.join("; "))]
+    NeedsForce(Vec<String>),
+    /// The request itself is wrong (missing address, conflicting options, a broken file).
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Refusal {
+    /// What to do next.
+    pub fn help(&self) -> String {
+        match self {
+            Self::Platform(_) => {
+                "use the file built for this device's platform (`modflash inspect FILE` shows \
+                 which platform a module is for)"
+                    .into()
+            }
+            Self::NeedsForce(_) => {
+                "if you really mean it, add --force; to install modules safely use \
+                 `modflash flash FILE --device REF`, which stages bootloaders and checks \
+                 dependencies"
+                    .into()
+            }
+            Self::Usage(_) => "see `modflash dfu download --help`".into(),
+        }
+    }
+}
+
+fn region_name(b: &ModuleBounds) -> String {
+    let store = match b.store {
+        Store::Main => "",
+        Store::Factory => " factory",
+        Store::Backup => " backup",
+        Store::Scratchpad => " scratchpad",
+    };
+    format!(
+        "{}{store} region {:#010x}..{:#010x}",
+        b.slot(),
+        b.start,
+        b.end
+    )
+}
+
+/// The memory ranges (flash space, start, end) a write must not touch without `--force`.
+fn protected(platform: &Platform) -> Vec<(Space, u64, u64, String)> {
+    let mut out = Vec::new();
+    for layout in platform.layouts() {
+        for b in layout.bounds {
+            if b.function == ModuleFunction::Bootloader && b.location == Location::Internal {
+                let entry = (
+                    Space::Internal,
+                    u64::from(b.start),
+                    u64::from(b.end),
+                    format!("the bootloader ({:#010x}..{:#010x})", b.start, b.end),
+                );
+                if !out.contains(&entry) {
+                    out.push(entry);
+                }
+            }
+        }
+    }
+    let dct = DctLocation::of(platform);
+    let first = u64::from(dct.copies[0].min(dct.copies[1]));
+    let last = u64::from(dct.copies[0].max(dct.copies[1])) + 0x4000;
+    out.push((
+        dct.space,
+        first,
+        last,
+        format!("the DCT ({first:#010x}..{last:#010x}: keys, claim code, OTA flags)"),
+    ));
+    out
+}
+
+/// How an alt maps to flash: the space and the delta (flash address = alt address − delta).
+fn alt_space(platform: &Platform, alt_name: &str) -> Option<(Space, i64)> {
+    let lower = alt_name.to_ascii_lowercase();
+    let layout = platform.layout_for(None)?;
+    if lower.contains("internal") {
+        return Some((Space::Internal, 0));
+    }
+    if lower.contains("external") {
+        let ext = layout.external?;
+        let base = modflash_dfu::MemoryLayout::parse(alt_name)
+            .ok()?
+            .regions
+            .first()?
+            .address;
+        return Some((Space::External, i64::from(base) - i64::from(ext.base)));
+    }
+    None
+}
+
+fn is_dct_alt(alt_name: &str) -> bool {
+    alt_name.to_ascii_lowercase().contains("dct")
+}
+
+/// Regions a module may be written to: its own slot in any memory map, the factory slot
+/// for applications, and the OTA staging region.
+fn allowed_regions(platform: &Platform, info: &ModuleInfo) -> Vec<ModuleBounds> {
+    let mut out: Vec<ModuleBounds> = Vec::new();
+    for layout in platform.layouts() {
+        for b in layout.bounds.iter().chain(std::iter::once(&layout.ota)) {
+            let own = b.function == info.function && b.index == info.index;
+            let staging = b.store == Store::Scratchpad || *b == layout.ota;
+            if (own || staging) && !out.contains(b) {
+                out.push(*b);
+            }
+        }
+    }
+    out
+}
+
+fn location_space(l: Location) -> Option<Space> {
+    match l {
+        Location::Internal => Some(Space::Internal),
+        Location::External => Some(Space::External),
+        Location::Ncp => None,
+    }
+}
+
+/// Checks one write against the platform's protected areas and, for a module, its regions.
+/// Returns the checks that failed (empty = allowed).
+fn check_write(
+    platform: &Platform,
+    alt_name: &str,
+    op: &WriteOp,
+    module: Option<&ModuleInfo>,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    let end = u64::from(op.address) + op.data.len() as u64;
+    if is_dct_alt(alt_name) {
+        failed.push(format!(
+            "the write goes to the DCT (alt {}, offset {:#x}): keys, claim code and OTA flags live there",
+            op.alt, op.address
+        ));
+        return failed;
+    }
+    let Some((space, delta)) = alt_space(platform, alt_name) else {
+        return failed; // an alt modflash does not know: the layout check still applies
+    };
+    let start = i64::from(op.address) - delta;
+    let stop = end as i64 - delta;
+    for (s, a, b, what) in protected(platform) {
+        if s == space && start < b as i64 && stop > a as i64 {
+            failed.push(format!(
+                "{:#010x}..{:#010x} touches {what}",
+                op.address, end
+            ));
+        }
+    }
+    if let Some(info) = module {
+        let fits = allowed_regions(platform, info).iter().any(|r| {
+            location_space(r.location) == Some(space)
+                && start >= i64::from(r.lowest_start())
+                && stop <= i64::from(r.end)
+        });
+        if !fits {
+            let own: Vec<String> = allowed_regions(platform, info)
+                .iter()
+                .filter(|r| r.function == info.function && r.index == info.index)
+                .map(region_name)
+                .collect();
+            failed.push(format!(
+                "{} does not belong at {:#010x}..{end:#010x} (it belongs in {})",
+                info.slot(),
+                op.address,
+                if own.is_empty() {
+                    "no region of this platform".to_string()
+                } else {
+                    own.join(" or ")
+                }
+            ));
+        }
+    }
+    failed
+}
+
+fn module_words(info: &ModuleInfo) -> String {
+    format!("{} version {}", info.slot(), info.version)
+}
+
+/// Plans and checks the download of `file` to a device of `platform` with DFU id
+/// `vendor:product`. `alt_name(n)` gives the memory-layout string of alt n (read from the
+/// device only for the alts the file uses).
+pub fn plan_download(
+    platform: &'static Platform,
+    dfu_id: (u16, u16),
+    alt_name: &mut dyn FnMut(u8) -> Option<String>,
+    file: &[u8],
+    address: Option<u32>,
+    alt: Option<u8>,
+    force: bool,
+) -> Result<DownloadPlan, Refusal> {
+    if file.is_empty() {
+        return Err(Refusal::Usage("the file is empty".into()));
+    }
+    let mut failed = Vec::new();
+    let (kind, writes, modules): (FileKind, Vec<WriteOp>, Vec<Option<ModuleInfo>>) = if let Some(
+        dfuse,
+    ) =
+        parse_dfuse(file)?
+    {
+        if address.is_some() || alt.is_some() {
+            return Err(Refusal::Usage(
+                "a .dfu file carries its own addresses and alternate settings: drop \
+                     --address and --alt"
+                    .into(),
+            ));
+        }
+        let any = 0xFFFF;
+        if (dfuse.vendor_id != any && dfuse.vendor_id != dfu_id.0)
+            || (dfuse.product_id != any && dfuse.product_id != dfu_id.1)
+        {
+            return Err(Refusal::Platform(format!(
+                    "the .dfu file is for USB device {:04x}:{:04x}, this device is {:04x}:{:04x} ({} in DFU mode)",
+                    dfuse.vendor_id, dfuse.product_id, dfu_id.0, dfu_id.1, platform.display_name
+                )));
+        }
+        let mut writes = Vec::new();
+        let mut modules = Vec::new();
+        for t in &dfuse.targets {
+            for e in &t.elements {
+                let info = element_module(platform, &e.data)?;
+                writes.push(WriteOp {
+                    alt: t.alt,
+                    address: e.address,
+                    data: e.data.clone(),
+                    what: info
+                        .as_ref()
+                        .map_or_else(|| format!("{} bytes", e.data.len()), module_words),
+                });
+                modules.push(info);
+            }
+        }
+        if writes.is_empty() {
+            return Err(Refusal::Usage("the .dfu file has no elements".into()));
+        }
+        (FileKind::Dfuse, writes, modules)
+    } else if let Ok(m) = Module::parse(file) {
+        if m.platform.id != platform.id {
+            return Err(Refusal::Platform(format!(
+                    "the file is a {} module for the {} (platform {}); this device is a {} (platform {})",
+                    m.info.function.name(),
+                    m.platform.display_name,
+                    m.platform.id,
+                    platform.display_name,
+                    platform.id
+                )));
+        }
+        for p in m.problems() {
+            failed.push(format!("the module is damaged: {p}"));
+        }
+        let info = m.info;
+        let data = if info.flags.contains(ModuleFlags::DROP_MODULE_INFO) {
+            file.get(ModuleInfo::SIZE..).unwrap_or_default().to_vec()
+        } else {
+            file.to_vec()
+        };
+        let address = address.unwrap_or(info.start_address);
+        let w = WriteOp {
+            alt: alt.unwrap_or(0),
+            address,
+            data,
+            what: module_words(&info),
+        };
+        (FileKind::Module, vec![w], vec![Some(info)])
+    } else {
+        let Some(address) = address else {
+            return Err(Refusal::Usage(
+                "the file is not a module or a .dfu file, so modflash does not know where it \
+                     goes: give --address"
+                    .into(),
+            ));
+        };
+        let w = WriteOp {
+            alt: alt.unwrap_or(0),
+            address,
+            data: file.to_vec(),
+            what: format!("{} raw bytes", file.len()),
+        };
+        (FileKind::Raw, vec![w], vec![None])
+    };
+    for (w, m) in writes.iter().zip(&modules) {
+        let Some(name) = alt_name(w.alt) else {
+            return Err(Refusal::Usage(format!(
+                "the device has no alternate setting {} (see `modflash devices` or `dfu-util -l`)",
+                w.alt
+            )));
+        };
+        failed.extend(check_write(platform, &name, w, m.as_ref()));
+    }
+    let forced = if failed.is_empty() {
+        Vec::new()
+    } else if force {
+        failed
+    } else {
+        return Err(Refusal::NeedsForce(failed));
+    };
+    Ok(DownloadPlan {
+        kind,
+        writes,
+        forced,
+    })
+}
+
+fn parse_dfuse(file: &[u8]) -> Result<Option<DfuseFile>, Refusal> {
+    let (payload, _) = split_suffix(file);
+    if !payload.starts_with(b"DfuSe") {
+        return Ok(None);
+    }
+    DfuseFile::parse(file)
+        .map(Some)
+        .map_err(|e| Refusal::Usage(format!("the .dfu file is malformed: {e}")))
+}
+
+/// A module inside a .dfu element: platform refused always; `None` when not a module.
+fn element_module(platform: &Platform, data: &[u8]) -> Result<Option<ModuleInfo>, Refusal> {
+    match Module::parse(data) {
+        Ok(m) if m.platform.id != platform.id => Err(Refusal::Platform(format!(
+            "the .dfu file holds a {} module for the {} (platform {}); this device is a {}",
+            m.info.function.name(),
+            m.platform.display_name,
+            m.platform.id,
+            platform.display_name
+        ))),
+        Ok(m) => Ok(Some(m.info)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Parses an address or length: `0x080A0000`, `1762`.
+pub fn parse_number(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(&h.replace('_', ""), 16),
+        None => t.replace('_', "").parse::<u32>(),
+    };
+    r.map_err(|_| format!("`{text}` is not a number (use 0x080A0000 or 1762)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modflash_module::platform::platform;
+
+    fn photon() -> &'static Platform {
+        platform(6).unwrap()
+    }
+
+    fn alts() -> impl FnMut(u8) -> Option<String> {
+        |a| {
+            photon()
+                .layout_for(None)
+                .unwrap()
+                .dfu_alts
+                .get(usize::from(a))
+                .map(|s| s.to_string())
+        }
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/../../tests/fixtures/real/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    const DFU_ID: (u16, u16) = (0x2b04, 0xd006);
+
+    #[test]
+    fn an_app_goes_to_its_own_address() {
+        let app = fixture("photon_tinker.bin");
+        let p = plan_download(photon(), DFU_ID, &mut alts(), &app, None, None, false).unwrap();
+        assert_eq!(p.kind, FileKind::Module);
+        assert_eq!(p.writes[0].address, 0x080A_0000);
+        assert_eq!(p.writes[0].data, app);
+        assert!(p.forced.is_empty());
+    }
+
+    #[test]
+    fn a_core_image_is_refused_even_with_force() {
+        let core = fixture("core_tinker.bin");
+        let e = plan_download(photon(), DFU_ID, &mut alts(), &core, None, None, true).unwrap_err();
+        assert!(matches!(e, Refusal::Platform(_)), "{e}");
+    }
+
+    #[test]
+    fn bootloader_dct_and_wrong_regions_need_force() {
+        let app = fixture("photon_tinker.bin");
+        for (address, alt, needle) in [
+            (Some(0x0800_0000), None, "bootloader"),
+            (Some(0x0802_0000), None, "does not belong"),
+            (Some(1753), Some(1), "DCT"),
+        ] {
+            let e = plan_download(photon(), DFU_ID, &mut alts(), &app, address, alt, false)
+                .unwrap_err();
+            assert!(e.to_string().contains(needle), "{e}");
+            let ok =
+                plan_download(photon(), DFU_ID, &mut alts(), &app, address, alt, true).unwrap();
+            assert!(!ok.forced.is_empty());
+        }
+        // The factory slot is a place an app belongs.
+        plan_download(
+            photon(),
+            DFU_ID,
+            &mut alts(),
+            &app,
+            Some(0x080E_0000),
+            None,
+            false,
+        )
+        .unwrap();
+        // Raw bytes into the DCT sectors.
+        let e = plan_download(
+            photon(),
+            DFU_ID,
+            &mut alts(),
+            &[1, 2, 3],
+            Some(0x0800_4000),
+            None,
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("DCT"), "{e}");
+        // Raw bytes need an address.
+        assert!(matches!(
+            plan_download(photon(), DFU_ID, &mut alts(), &[1, 2, 3], None, None, false),
+            Err(Refusal::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn a_damaged_module_needs_force() {
+        let mut app = fixture("photon_tinker.bin");
+        app[100] ^= 0xFF;
+        let e = plan_download(photon(), DFU_ID, &mut alts(), &app, None, None, false).unwrap_err();
+        assert!(e.to_string().contains("damaged"), "{e}");
+    }
+
+    #[test]
+    fn dfuse_files_are_written_per_element_and_checked() {
+        let app = fixture("photon_tinker.bin");
+        let file = DfuseFile {
+            vendor_id: 0x2b04,
+            product_id: 0xd006,
+            device_version: 0xFFFF,
+            targets: vec![modflash_dfu::DfuseTarget {
+                alt: 0,
+                name: None,
+                elements: vec![modflash_dfu::DfuseElement {
+                    address: 0x080A_0000,
+                    data: app.clone(),
+                }],
+            }],
+        }
+        .to_bytes()
+        .unwrap();
+        let p = plan_download(photon(), DFU_ID, &mut alts(), &file, None, None, false).unwrap();
+        assert_eq!(p.kind, FileKind::Dfuse);
+        assert_eq!(p.writes.len(), 1);
+        assert_eq!(p.writes[0].data, app);
+        let e = plan_download(
+            photon(),
+            (0x2b04, 0xd00a),
+            &mut alts(),
+            &file,
+            None,
+            None,
+            true,
+        )
+        .unwrap_err();
+        assert!(matches!(e, Refusal::Platform(_)));
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_number("0x080A0000"), Ok(0x080A_0000));
+        assert_eq!(parse_number("1762"), Ok(1762));
+        assert!(parse_number("zz").is_err());
+    }
+}
