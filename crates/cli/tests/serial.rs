@@ -374,3 +374,40 @@ fn planned_flash_over_a_serial_port_with_a_catalogue() {
     assert_eq!(sim["mode"], "app");
     assert_eq!(sim["device_os"], "1.5.0");
 }
+
+#[test]
+fn over_serial_without_an_intermediate_release_the_missing_module_is_named() {
+    // A 0.5.2 Photon behind a serial port and only the 1.5.0 modules in the catalogue: part 1
+    // of 1.5.0 needs part 2 >= 207 before the device will take it, so no order exists.
+    let home = Home::new();
+    home.create("gap", "0.5.2");
+    let serve = Serve::start(&home, "gap");
+    let catalog = tempfile::tempdir().unwrap();
+    for f in [
+        "photon-bootloader@1.5.0+lto.bin",
+        "photon-system-part1@1.5.0.bin",
+        "photon-system-part2@1.5.0.bin",
+    ] {
+        std::fs::copy(fixture(f), catalog.path().join(f)).unwrap();
+    }
+    let out = home
+        .cmd()
+        .args(["plan", "--device-os", "1.5.0", "--device", &serve.device()])
+        .args(["--via", "serial", "--catalog"])
+        .arg(catalog.path())
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("needs system part 2 \u{2265} 207"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--via dfu"), "{stderr}");
+    assert!(serve.stop().success());
+    assert_eq!(
+        home.sim_json("gap")["device_os"],
+        "0.5.2",
+        "nothing was written"
+    );
+}
