@@ -243,3 +243,72 @@ fn a_device_that_has_everything_gets_only_the_app() {
     assert_eq!(steps[0]["function"], "user");
     assert_eq!(steps[0]["address"], 0x0808_0000);
 }
+
+#[test]
+fn factory_slot_is_written_and_a_factory_reset_restores_it() {
+    let h = Home::new();
+    h.ok(&[
+        "sim",
+        "create",
+        "f",
+        "--platform",
+        "photon",
+        "--device-os",
+        "1.5.0",
+    ]);
+    let tinker = real("photon_tinker.bin");
+    let plan: Value = serde_json::from_str(&h.ok(&[
+        "plan",
+        s(&tinker),
+        "--device",
+        "sim:f",
+        "--factory",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(plan["steps"][0]["address"], 0x080E_0000, "{plan}");
+    let (code, _, err) = h.run(&[
+        "flash",
+        s(&tinker),
+        "--device",
+        "sim:f",
+        "--factory",
+        "--via",
+        "serial",
+        "--yes",
+    ]);
+    assert_eq!(
+        code, 1,
+        "the factory slot cannot be written over serial: {err}"
+    );
+    h.ok(&[
+        "flash",
+        s(&tinker),
+        "--device",
+        "sim:f",
+        "--factory",
+        "--yes",
+    ]);
+    let dev = h.show("f");
+    let factory = dev["describe"]["m"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["l"] == "f")
+        .expect("listed");
+    assert_eq!(
+        (factory["v"].as_u64(), factory["vv"].as_u64()),
+        (Some(2), Some(30))
+    );
+    // Holding SETUP for 7 s restores it into the application slot.
+    h.ok(&["sim", "reset", "f", "--hold-button", "7"]);
+    let dev = h.show("f");
+    assert_eq!(dev["mode"], "app");
+    let user = dev["describe"]["m"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["f"] == "u" && m["l"] == "m")
+        .unwrap();
+    assert_eq!(user["v"], 2);
+}

@@ -376,11 +376,17 @@ impl Model<'_> {
         }
         let h = hdr_of(c, id);
         self.deps_ok(s, layout, slot, &h, true).map_err(|(d, v)| {
+            let needed = ModuleRef::new(d.function, d.index);
+            let example = match (d.function, first_release_with(d.version)) {
+                (ModuleFunction::SystemPart, Some(r)) => format!(" (e.g. Device OS {r})"),
+                _ => String::new(),
+            };
             format!(
-                "dependency check failed (\u{2212}1340): {slot} needs {} \u{2265} {}, installed {}",
-                ModuleRef::new(d.function, d.index),
+                "dependency check failed (\u{2212}1340): {slot} needs {needed} \u{2265} {}, installed {}; \
+                 a serial plan needs a {needed} \u{2265} {}{example} in the catalogue to install first",
                 d.version,
-                v.map_or("none".into(), |v| v.to_string())
+                v.map_or("none".into(), |v| v.to_string()),
+                d.version
             )
         })?;
         self.deps_full_ok(s, layout, slot, &h).map_err(|(other, d)| {
@@ -933,7 +939,7 @@ fn search(
             .unwrap_or_else(|| "the device would not accept any order of these modules".into()),
         help: match req.via {
             Via::Serial => {
-                "add an intermediate release to the catalogue (see the message), or use --via dfu"
+                "add the module named above to the catalogue (`modflash catalog add FILE` or --catalog DIR), or use --via dfu, which validates nothing per step"
                     .into()
             }
             Via::Dfu => "check the catalogue".into(),
