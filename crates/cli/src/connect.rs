@@ -47,10 +47,7 @@ impl Connection {
                 let h = SimStore::default().open(name).map_err(|e| {
                     let help = e.help();
                     let err = CliError::usage(e.to_string());
-                    match help {
-                        Some(h) => err.with_help(h),
-                        None => err,
-                    }
+                    err.with_help_opt(help)
                 })?;
                 Ok(Self::Sim(h))
             }

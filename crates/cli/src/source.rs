@@ -77,20 +77,14 @@ pub fn parse_device(text: &str) -> Result<DeviceRef, CliError> {
 pub fn serial_error(e: SerialError) -> CliError {
     let help = e.help();
     let err = CliError::usage(e.to_string());
-    match help {
-        Some(h) => err.with_help(h),
-        None => err,
-    }
+    err.with_help_opt(help)
 }
 
 /// A sim-store error as a CLI error.
 pub fn sim_error(e: SimError) -> CliError {
     let help = e.help();
     let err = CliError::usage(e.to_string());
-    match help {
-        Some(h) => err.with_help(h),
-        None => err,
-    }
+    err.with_help_opt(help)
 }
 
 /// Opens and locks a virtual device.

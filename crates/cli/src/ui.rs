@@ -46,6 +46,14 @@ impl CliError {
         self.help = Some(help.into());
         self
     }
+
+    /// Adds a `help:` line when there is one.
+    pub fn with_help_opt(mut self, help: Option<String>) -> Self {
+        if help.is_some() {
+            self.help = help;
+        }
+        self
+    }
 }
 
 impl fmt::Display for CliError {

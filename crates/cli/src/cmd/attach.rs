@@ -28,10 +28,7 @@ pub fn run(store: &SimStore, name: &str, command: &[OsString], trace: bool) -> C
     let attached = result.map_err(|e| {
         let help = e.help();
         let err = CliError::usage(format!("sim attach {name}: {e}"));
-        match help {
-            Some(h) => err.with_help(h),
-            None => err,
-        }
+        err.with_help_opt(help)
     })?;
     handle.device = attached.device;
     handle.save().map_err(crate::source::sim_error)?;

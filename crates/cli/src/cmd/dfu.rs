@@ -98,10 +98,7 @@ pub fn run(cmd: DfuCommand) -> CmdResult {
 pub fn usb_error(e: UsbError) -> CliError {
     let help = e.help();
     let err = CliError::usage(e.to_string());
-    match help {
-        Some(h) => err.with_help(h),
-        None => err,
-    }
+    err.with_help_opt(help)
 }
 
 /// A DFU operation error as a CLI error: a device refusal or a read-back mismatch is a
@@ -114,10 +111,7 @@ pub fn dfu_error(e: DfuOpError) -> CliError {
     } else {
         CliError::usage(e.to_string())
     };
-    match help {
-        Some(h) => err.with_help(h),
-        None => err,
-    }
+    err.with_help_opt(help)
 }
 
 /// An open device in DFU mode.

@@ -72,10 +72,7 @@ fn device_arg(args: &PlanArgs) -> Result<&str, CliError> {
 fn plan_error(e: PlanError) -> CliError {
     let help = e.help().map(str::to_string);
     let err = CliError::check(format!("refused, nothing was written: {e}"));
-    match help {
-        Some(h) => err.with_help(h),
-        None => err,
-    }
+    err.with_help_opt(help)
 }
 
 struct Planned {

@@ -116,10 +116,7 @@ pub struct CreateArgs {
 fn sim_error(e: SimError) -> CliError {
     let help = e.help();
     let err = CliError::usage(e.to_string());
-    match help {
-        Some(h) => err.with_help(h),
-        None => err,
-    }
+    err.with_help_opt(help)
 }
 
 fn read_file(path: &PathBuf) -> Result<Vec<u8>, CliError> {
