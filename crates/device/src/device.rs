@@ -961,16 +961,22 @@ impl Device {
             let Some(info) = f.info else {
                 return Err(format!("the {} is missing", b.slot()));
             };
-            if f.failed() & (flags::INTEGRITY | flags::PLATFORM | flags::RANGE) != 0
-                || info.slot() != b.slot()
-            {
+            // The part the bootloader jumps into must be intact, and on the Electron (which
+            // skips `HAL_Core_Validate_Modules`) every part. A later Photon/P1 part with a bad
+            // CRC is caught by that validation instead: safe mode (spec §6.2 steps 2 and 4).
+            let entry = b.index == 1 || b.function == ModuleFunction::MonoFirmware;
+            let must_be_intact = entry || self.platform.family == Some(Family::Electron);
+            let mask = if must_be_intact {
+                flags::INTEGRITY | flags::PLATFORM | flags::RANGE
+            } else {
+                flags::PLATFORM | flags::RANGE
+            };
+            if f.failed() & mask != 0 || info.slot() != b.slot() {
                 return Err(format!(
                     "the {} at {:#010x} is corrupt ({} failed)",
                     b.slot(),
                     b.start,
-                    describe_flags(
-                        f.failed() & (flags::INTEGRITY | flags::PLATFORM | flags::RANGE)
-                    )
+                    describe_flags(f.failed() & mask)
                 ));
             }
         }

@@ -112,9 +112,10 @@ impl<'a> Hal<'a> {
             Space::Internal,
             bounds.start + softdevice::INFO_OFFSET as u32 + 8,
         )?;
+        // SD_SIZE_GET counts from address 0 (the MBR included): it is the SoftDevice's end.
         let info = ModuleInfo {
             start_address: bounds.start,
-            end_address: bounds.start.saturating_add(size.min(bounds.max_size)),
+            end_address: size.clamp(bounds.start, bounds.end),
             mcu_target: 0,
             flags: ModuleFlags(ModuleFlags::DROP_MODULE_INFO),
             version,

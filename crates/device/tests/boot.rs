@@ -256,3 +256,24 @@ fn corrupt_system_part_ends_in_dfu_mode() {
     d.reset(ResetReason::Button, None);
     assert_eq!(d.state.mode, Mode::Dfu, "{:#?}", d.state.events);
 }
+
+#[test]
+fn corrupt_system_part_2_gives_safe_mode() {
+    // Spec §6.2: HAL_Core_Validate_Modules fails on part 2's CRC -> safe mode (the bootloader
+    // only needs part 1, which it jumps into without a CRC check).
+    let mut d = photon("1.5.0");
+    d.flash_mut()
+        .program(modflash_device::Space::Internal, 0x0807_0000, &[0x00])
+        .unwrap();
+    d.reset(ResetReason::Button, None);
+    assert_eq!(d.state.mode, Mode::SafeMode, "{:#?}", d.state.events);
+    assert!(
+        d.state
+            .events
+            .last()
+            .unwrap()
+            .contains("system part 2 failed integrity"),
+        "{:#?}",
+        d.state.events
+    );
+}

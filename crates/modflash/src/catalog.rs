@@ -100,6 +100,15 @@ impl Candidate {
                 reason: p.to_string(),
             });
         }
+        if m.info.flags.contains(ModuleFlags::COMBINED) {
+            let n = modflash_module::chain(&bytes).count();
+            return Err(CandidateError::Damaged {
+                path,
+                reason: format!(
+                    "it is a combined image of {n} modules; modflash plans and writes single modules, so split it first"
+                ),
+            });
+        }
         let info = m.info;
         let sha256 = m.stored_sha256().unwrap_or([0; 32]);
         Ok(Self {

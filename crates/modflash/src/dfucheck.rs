@@ -186,6 +186,31 @@ fn allowed_regions(platform: &Platform, info: &ModuleInfo) -> Vec<ModuleBounds> 
     out
 }
 
+/// A running-copy region of another module that `[start, stop)` overlaps in some memory map
+/// of the platform.
+fn overlapped_slot(
+    platform: &Platform,
+    info: &ModuleInfo,
+    space: Space,
+    start: i64,
+    stop: i64,
+) -> Option<(&'static str, ModuleBounds)> {
+    platform.layouts().iter().find_map(|l| {
+        l.bounds
+            .iter()
+            .find(|b| {
+                // Another function's module (applications of both sizes share space by
+                // design: the legacy 128 KB slot lies inside the 256 KB one).
+                b.store == Store::Main
+                    && b.function != info.function
+                    && location_space(b.location) == Some(space)
+                    && start < i64::from(b.end)
+                    && stop > i64::from(b.lowest_start())
+            })
+            .map(|b| (l.name, *b))
+    })
+}
+
 fn location_space(l: Location) -> Option<Space> {
     match l {
         Location::Internal => Some(Space::Internal),
@@ -246,6 +271,16 @@ fn check_write(
                     own.join(" or ")
                 }
             ));
+        } else if let Some((layout, other)) = overlapped_slot(platform, info, space, start, stop) {
+            // The module belongs here in some memory map, but under another one this range
+            // holds a different module: a device running that system firmware loses it.
+            failed.push(format!(
+                "{:#010x}..{end:#010x} is the {} region under the {} memory map: on a device with that system firmware this overwrites its {}; `modflash flash` plans the system parts first",
+                op.address,
+                other.slot(),
+                layout,
+                other.slot()
+            ));
         }
     }
     failed
@@ -297,6 +332,14 @@ pub fn plan_download(
         for t in &dfuse.targets {
             for e in &t.elements {
                 let info = element_module(platform, &e.data)?;
+                if let Ok(m) = Module::parse(&e.data) {
+                    for p in m.problems() {
+                        failed.push(format!(
+                            "the module in the element at {:#010x} is damaged: {p}",
+                            e.address
+                        ));
+                    }
+                }
                 writes.push(WriteOp {
                     alt: t.alt,
                     address: e.address,
@@ -325,6 +368,13 @@ pub fn plan_download(
         }
         for p in m.problems() {
             failed.push(format!("the module is damaged: {p}"));
+        }
+        if m.info.flags.contains(ModuleFlags::COMBINED) {
+            // Written as one blob at the first module's address, the second module would
+            // never reach its own region.
+            return Err(Refusal::Usage(
+                "the file is a combined image of several modules: write them one at a time".into(),
+            ));
         }
         let info = m.info;
         let data = if info.flags.contains(ModuleFlags::DROP_MODULE_INFO) {

@@ -178,6 +178,10 @@ pub fn run_steps(
                     &mut |_| {},
                 )?;
             }
+            Action::DfuErase { alt, address, len } => {
+                // Written as 0xFF: the download erases the page first, so the result is erased.
+                target.dfu_write(alt, address, &vec![0xFF; len as usize], progress)?;
+            }
             Action::Serial => {
                 let name = step.module.origin.to_string();
                 target.serial_flash(&name, &step.module.bytes, progress)?;

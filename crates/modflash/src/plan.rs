@@ -53,6 +53,17 @@ pub enum Action {
         /// DfuSe address of the OTA region.
         address: u32,
     },
+    /// Erase `len` bytes at `address` of alternate setting `alt` (written as 0xFF after the
+    /// page erase): invalidates the legacy 128 KB application on Gen3 from 3.1, which would
+    /// otherwise run instead of the new one. `module` is the application it makes way for.
+    DfuErase {
+        /// DfuSe alternate setting.
+        alt: u8,
+        /// DfuSe address.
+        address: u32,
+        /// Bytes to erase.
+        len: u32,
+    },
     /// Send the module over YMODEM; the device validates it and installs it at the reset.
     Serial,
 }
@@ -76,6 +87,7 @@ impl Step {
         match self.action {
             Action::DfuStageBootloader { .. } => self.module.bytes.len() + 1,
             Action::DfuWrite { .. } => self.module.flash_bytes().len(),
+            Action::DfuErase { len, .. } => len as usize,
             Action::Serial => self.module.bytes.len(),
         }
     }
@@ -91,9 +103,9 @@ impl Step {
     /// The address the data goes to.
     pub fn address(&self) -> u32 {
         match self.action {
-            Action::DfuWrite { address, .. } | Action::DfuStageBootloader { address, .. } => {
-                address
-            }
+            Action::DfuWrite { address, .. }
+            | Action::DfuStageBootloader { address, .. }
+            | Action::DfuErase { address, .. } => address,
             Action::Serial => self.module.info.start_address,
         }
     }
@@ -108,6 +120,9 @@ pub struct Prediction {
     pub led: Led,
     /// Installed modules: slot, version.
     pub modules: Vec<(ModuleRef, u16)>,
+    /// Installed modules that fail one of the device's checks (e.g. an unmet dependency
+    /// when `--force dependencies` was given).
+    pub failing: Vec<ModuleRef>,
     /// The twin's event log for the last boot.
     pub events: Vec<String>,
 }
@@ -250,6 +265,8 @@ struct Hdr {
     /// Candidate id, or None for what was installed at the start.
     id: Option<usize>,
     intact: bool,
+    /// Flash bytes the module occupies: `[start, end + 4)`.
+    extent: (u32, u32),
 }
 
 impl Hdr {
@@ -281,7 +298,22 @@ fn hdr_of(c: &Candidate, id: usize) -> Hdr {
         deps: c.info.dependencies,
         id: Some(id),
         intact: true,
+        extent: extent_of(c.info.start_address, c.info.end_address),
     }
+}
+
+fn extent_of(start: u32, end: u32) -> (u32, u32) {
+    (start, end.saturating_add(4).max(start))
+}
+
+/// True when writing `c` would overwrite a module of another slot installed in `s` (a DFU
+/// write is raw: nothing stops a module built for a newer memory map from landing on a
+/// module of the current one).
+fn overwrites_another(s: &State, c: &Candidate) -> bool {
+    let (start, end) = extent_of(c.info.start_address, c.info.end_address);
+    s.slots
+        .iter()
+        .any(|(slot, h)| *slot != c.slot() && h.extent.0 < end && start < h.extent.1)
 }
 
 impl Model<'_> {
@@ -404,9 +436,12 @@ impl Model<'_> {
         n
     }
 
-    /// Every system part region of the memory map holds an intact module.
+    /// Every system part region of the memory map holds a module, and the part the
+    /// bootloader jumps into (every part on the Electron) is intact — as the device's
+    /// `system_runnable`.
     fn system_runs(&self, s: &State) -> bool {
         let layout = self.layout(s);
+        let electron = self.platform.family == Some(Family::Electron);
         layout
             .bounds
             .iter()
@@ -417,7 +452,12 @@ impl Model<'_> {
                         ModuleFunction::SystemPart | ModuleFunction::MonoFirmware
                     )
             })
-            .all(|b| s.slots.get(&b.slot()).is_some_and(|h| h.intact))
+            .all(|b| {
+                let entry = b.index == 1 || b.function == ModuleFunction::MonoFirmware;
+                s.slots
+                    .get(&b.slot())
+                    .is_some_and(|h| h.intact || !(entry || electron))
+            })
     }
 
     /// The system's part in a boot: Electron installs its embedded bootloader; a staged
@@ -446,6 +486,7 @@ impl Model<'_> {
                             deps: [Dependency::NONE; 2],
                             id: None,
                             intact: true,
+                            extent: n.slots.get(&boot_slot).map_or((0, 0), |h| h.extent),
                         },
                     );
                 }
@@ -465,10 +506,9 @@ impl Model<'_> {
     /// part is installed.
     fn consistent(&self, s: &State) -> Result<(), Missing> {
         let layout = self.layout(s);
+        // Every module, also one the installed memory map has no region for yet (an app
+        // built for a newer map needs that map's system part).
         for (slot, h) in &s.slots {
-            if layout.main_bounds(*slot).is_none() {
-                continue;
-            }
             for d in h.listed() {
                 let dslot = ModuleRef::new(d.function, d.index);
                 let ok = layout.find_bounds(dslot).is_some()
@@ -491,9 +531,13 @@ impl Model<'_> {
 // ---- planning -------------------------------------------------------------------------------
 
 /// Where a module goes over DFU: (alt, address, staged).
+/// Where a module goes over DFU: (alt, address, staged). `layout` is the memory map in force
+/// when it is written; `final_layout` the one whose system firmware will install a staged
+/// bootloader at the final boot (its OTA region is where the bootloader must be).
 fn dfu_target(
     platform: &Platform,
     layout: &Layout,
+    final_layout: &Layout,
     c: &Candidate,
     factory: bool,
 ) -> Option<(u8, u32, bool)> {
@@ -515,7 +559,7 @@ fn dfu_target(
     match (c.info.function, platform.family) {
         // The Gen2 and Gen3 bootloaders' own sectors are read-only over DFU: stage it.
         (ModuleFunction::Bootloader, Some(Family::Photon | Family::Electron | Family::Gen3)) => {
-            let (alt, addr) = place(&layout.ota, layout.ota.start);
+            let (alt, addr) = place(&final_layout.ota, final_layout.ota.start);
             Some((alt, addr, true))
         }
         _ => {
@@ -605,6 +649,7 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
         return plan_factory(req, &pool, &targets, skipped);
     }
     let finals = choose_finals(&model, &start, &targets, req.force)?;
+    let final_layout = model.layout(&final_state(&model, &start, &finals));
     let steps = search(&model, &start, &finals, req)?;
     let mut plan_steps = Vec::new();
     let mut state = start.clone();
@@ -616,18 +661,20 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
             .get(&slot)
             .map(|h| h.version)
             .filter(|&v| v != 0xFFFF);
-        let action = match req.via {
-            Via::Serial => Action::Serial,
-            Via::Dfu => {
-                let (alt, address, staged) = dfu_target(platform, model.layout(&state), c, false)
-                    .unwrap_or((0, c.info.start_address, false));
-                if staged {
-                    Action::DfuStageBootloader { alt, address }
-                } else {
-                    Action::DfuWrite { alt, address }
+        let action =
+            match req.via {
+                Via::Serial => Action::Serial,
+                Via::Dfu => {
+                    let (alt, address, staged) =
+                        dfu_target(platform, model.layout(&state), final_layout, c, false)
+                            .unwrap_or((0, c.info.start_address, false));
+                    if staged {
+                        Action::DfuStageBootloader { alt, address }
+                    } else {
+                        Action::DfuWrite { alt, address }
+                    }
                 }
-            }
-        };
+            };
         let reason = reason_for(&model, &start, &targets, &finals, id);
         state = model.install(&state, id);
         plan_steps.push(Step {
@@ -636,6 +683,9 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
             from_version,
             reason,
         });
+    }
+    if req.via == Via::Dfu {
+        invalidate_legacy_app(&mut plan_steps, &start, final_layout);
     }
     let prediction = prove(twin, &plan_steps, req.via, req.force)?;
     Ok(Plan {
@@ -710,6 +760,10 @@ fn initial_state(twin: &Device) -> State {
                     deps: info.dependencies,
                     id: None,
                     intact: f.passed & modflash_device::hal::flags::INTEGRITY != 0,
+                    extent: extent_of(
+                        f.address,
+                        f.address.saturating_add(info.module_length().unwrap_or(0)),
+                    ),
                 },
             );
         }
@@ -813,6 +867,51 @@ fn choose_finals(
 
 /// Dijkstra over model states: cost = (bytes written, resets, steps whose result would not
 /// boot, candidate ids for determinism). Serial steps must each be accepted by the device.
+/// Gen3 from 3.1 runs the legacy 128 KB application (user part 1 at 0xD4000) instead of the
+/// 256 KB one (user part 2) when both are valid. Over DFU nothing erases the old one, so the
+/// plan erases its first page right before writing the new app (as particle-cli does); over
+/// serial the device's own copy does it.
+fn invalidate_legacy_app(steps: &mut Vec<Step>, start: &State, final_layout: &Layout) {
+    let legacy = ModuleRef::new(ModuleFunction::UserPart, 1);
+    let Some(app_at) = steps
+        .iter()
+        .position(|s| s.module.slot() == ModuleRef::new(ModuleFunction::UserPart, 2))
+    else {
+        return;
+    };
+    let (Some(bounds), Some(old)) = (final_layout.main_bounds(legacy), start.slots.get(&legacy))
+    else {
+        return;
+    };
+    if steps.iter().any(|s| s.module.slot() == legacy) {
+        return;
+    }
+    let app = steps[app_at].module.clone();
+    steps.insert(
+        app_at,
+        Step {
+            module: app,
+            action: Action::DfuErase {
+                alt: 0,
+                address: bounds.start,
+                len: 4096,
+            },
+            from_version: Some(old.version),
+            reason: format!(
+                "erase the first page of the legacy 128 KB app at {:#x} (user part 1 version {}): Device OS prefers it over the new app",
+                bounds.start, old.version
+            ),
+        },
+    );
+}
+
+/// The model state once every chosen module is installed.
+fn final_state(model: &Model<'_>, start: &State, finals: &BTreeMap<ModuleRef, usize>) -> State {
+    finals
+        .values()
+        .fold(start.clone(), |s, &id| model.install(&s, id))
+}
+
 fn search(
     model: &Model<'_>,
     start: &State,
@@ -820,6 +919,7 @@ fn search(
     req: &Request<'_>,
 ) -> Result<Vec<usize>, PlanError> {
     const MAX_NODES: usize = 50_000;
+    let final_layout = model.layout(&final_state(model, start, finals));
     // Intermediates (serial only): modules of the final slots with versions between what is
     // installed and what the slot ends with.
     let mut usable: Vec<usize> = finals.values().copied().collect();
@@ -886,7 +986,13 @@ fn search(
                         first_refusal.get_or_insert(format!("{}: {why}", c.origin));
                         continue;
                     }
-                    let installed = model.install(&s, id);
+                    let mut installed = model.install(&s, id);
+                    if slot == ModuleRef::new(ModuleFunction::UserPart, 2) {
+                        // The device's copy erases the legacy app's first page (v6.2 HAL).
+                        installed
+                            .slots
+                            .remove(&ModuleRef::new(ModuleFunction::UserPart, 1));
+                    }
                     // The device resets after each module; it must come back up to take the next.
                     match model.boot(&installed) {
                         Some(b) => b,
@@ -895,7 +1001,7 @@ fn search(
                 }
                 Via::Dfu => {
                     let Some((_, _, staged)) =
-                        dfu_target(model.platform, model.layout(&s), c, false)
+                        dfu_target(model.platform, model.layout(&s), final_layout, c, false)
                     else {
                         continue;
                     };
@@ -906,6 +1012,12 @@ fn search(
                         let mut n = s.clone();
                         n.staged = Some(id);
                         n
+                    } else if overwrites_another(&s, c) {
+                        first_refusal.get_or_insert(format!(
+                            "{}: writing it now would overwrite another installed module",
+                            c.origin
+                        ));
+                        continue;
                     } else {
                         model.install(&s, id)
                     }
@@ -1040,7 +1152,7 @@ fn plan_factory(
     let mut steps = Vec::new();
     for &id in targets {
         let c = &pool[id];
-        let Some((alt, address, _)) = dfu_target(twin.platform(), layout, c, true) else {
+        let Some((alt, address, _)) = dfu_target(twin.platform(), layout, layout, c, true) else {
             return Err(PlanError::Refused {
                 file: c.origin.to_string(),
                 reason: format!(
@@ -1075,16 +1187,25 @@ fn prove(twin: &Device, steps: &[Step], via: Via, force: Force) -> Result<Predic
     crate::exec::run_steps(&mut target, steps, via, &mut |_| {})
         .map_err(|e| PlanError::Unproven(e.to_string()))?;
     let hal: Hal<'_> = device.hal();
-    let modules = hal
+    let main: Vec<_> = hal
         .system_info()
         .into_iter()
-        .filter(|f| f.bounds.store == Store::Main)
+        .filter(|f| f.bounds.store == Store::Main && f.info.is_some())
+        .collect();
+    let modules = main
+        .iter()
         .filter_map(|f| f.info.map(|i| (i.slot(), i.version)))
+        .collect();
+    let failing = main
+        .iter()
+        .filter(|f| !f.is_valid())
+        .filter_map(|f| f.info.map(|i| i.slot()))
         .collect();
     let prediction = Prediction {
         mode: device.state.mode,
         led: device.state.led,
         modules,
+        failing,
         events: device
             .state
             .events
@@ -1095,7 +1216,13 @@ fn prove(twin: &Device, steps: &[Step], via: Via, force: Force) -> Result<Predic
             .cloned()
             .collect(),
     };
-    if !steps.is_empty() && prediction.mode != Mode::App && !force.dependencies {
+    // A device without an application may end without one when none was asked for.
+    let no_app_is_fine = prediction.mode == Mode::NoApp
+        && twin.state.mode == Mode::NoApp
+        && !steps
+            .iter()
+            .any(|s| s.module.info.function == ModuleFunction::UserPart);
+    if !steps.is_empty() && prediction.mode != Mode::App && !no_app_is_fine && !force.dependencies {
         return Err(PlanError::Unproven(format!(
             "the twin ends in {} ({}): {}",
             prediction.mode.name(),

@@ -34,7 +34,15 @@ pub fn twin_from_inventory(
         else {
             continue;
         };
-        let image = module_image(platform, m, bounds.start, bounds.max_size)?;
+        let mut image = module_image(platform, m, bounds.start, bounds.max_size)?;
+        if let Some(sha) = m.sha256.as_deref().and_then(parse_sha) {
+            // The device's own SHA-256, so the planner recognises what is already installed
+            // (the device never checks it; the CRC is recomputed to stay intact).
+            let len = image.len();
+            image[len - 38..len - 6].copy_from_slice(&sha);
+            let crc = modflash_module::checksum::crc32(&image[..len - 4]);
+            image[len - 4..].copy_from_slice(&crc.to_be_bytes());
+        }
         let space = Space::of(bounds.location);
         if store == Store::Factory {
             device.install_factory_app(&image)?;
@@ -46,10 +54,16 @@ pub fn twin_from_inventory(
                 .map_err(|e| e.to_string())?;
         }
         if !m.checks.integrity {
-            // Flip one payload byte so the CRC fails as it does on the device.
-            let at = bounds.start + image.len() as u32 / 2;
+            // Clear one payload byte (programming without an erase, so nothing else changes)
+            // so the CRC fails as it does on the device.
+            let middle = image.len() / 2;
+            let offset = image[middle..]
+                .iter()
+                .position(|&b| b != 0)
+                .map_or(middle, |p| middle + p);
             device
-                .write_raw(space, at, &[0x00])
+                .flash_mut()
+                .program(space, bounds.start + offset as u32, &[0x00])
                 .map_err(|e| e.to_string())?;
         }
     }
@@ -123,6 +137,17 @@ fn module_image(
     Ok(synthesize(platform, &r))
 }
 
+fn parse_sha(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 fn start_of_user(platform: &'static Platform) -> Option<u32> {
     platform
         .layout_for(None)?
@@ -154,6 +179,31 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(key(&a), key(&b));
+    }
+
+    #[test]
+    fn the_twin_carries_the_devices_own_hashes() {
+        let mut real = Device::blank(modflash_module::platform(6).unwrap(), [3; 12]).unwrap();
+        real.install_release("1.5.0", true).unwrap();
+        real.install_user_app(include_bytes!(
+            "../../../tests/fixtures/real/photon_tinker.bin"
+        ))
+        .unwrap();
+        real.power_on();
+        let inv = Inventory::from_describe(&modflash_device::describe::describe(&real)).unwrap();
+        let twin = twin_from_inventory(real.platform(), &inv).unwrap();
+        let user = |d: &Device| {
+            d.system_info()
+                .into_iter()
+                .find(|f| {
+                    f.info
+                        .is_some_and(|i| i.function == modflash_module::ModuleFunction::UserPart)
+                })
+                .and_then(|f| f.sha256)
+        };
+        assert!(user(&real).is_some());
+        assert_eq!(user(&twin), user(&real));
+        assert_eq!(twin.state.mode, modflash_device::Mode::App);
     }
 
     #[test]

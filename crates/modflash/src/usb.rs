@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use modflash_dfu::{Control, FunctionalDescriptor, LeaveOutcome, Setup, TransferError};
 use modflash_module::platform::{platform_by_usb, Platform};
+use modflash_module::{ModuleFunction, ModuleRef};
 
 use crate::dfuops::{AltSetting, DfuInfo, DfuOpError, DfuPort, DfuSession, ReadBack};
 use crate::exec::{Event, ExecError, Target};
@@ -575,9 +576,6 @@ pub enum InventorySource {
     Dfu,
     /// The device's `s` answer in listening mode.
     Serial,
-    /// The DFU read-back before leaving plus every verified write (the device was not
-    /// reachable afterwards over DFU or serial).
-    ReadBackAndWrites,
 }
 
 /// A real device over USB, as the executor's target.
@@ -585,7 +583,6 @@ pub struct UsbTarget {
     selector: DeviceRef,
     device: UsbDevice,
     session: Option<DfuSession<UsbPort>>,
-    predicted: Option<Inventory>,
     waits: Waits,
     source: Option<InventorySource>,
     notes: Vec<String>,
@@ -608,7 +605,6 @@ impl UsbTarget {
             selector: devref.clone(),
             device,
             session: None,
-            predicted: None,
             waits: Waits::default(),
             source: None,
             notes: Vec::new(),
@@ -746,7 +742,6 @@ impl UsbTarget {
     /// it came back in, `Ok(None)` when it did not show up within the wait.
     pub fn leave_and_wait(&mut self, address: u32) -> Result<Option<UsbMode>, UsbError> {
         let outcome = self.session()?.leave(address)?;
-        self.predicted = self.session.as_ref().and_then(|s| s.predicted_inventory());
         self.close_session();
         let _: LeaveOutcome = outcome;
         let old = (self.device.bus, self.device.address);
@@ -807,34 +802,37 @@ impl Target for UsbTarget {
                 self.source = Some(InventorySource::Serial);
                 Ok(inv)
             }
-            Err(serial) => match self.predicted.clone() {
-                Some(inv) => {
-                    self.source = Some(InventorySource::ReadBackAndWrites);
-                    self.notes.push(format!(
-                        "the device's serial port is not reachable ({serial}); its modules are \
-                         the DFU read-back plus the verified writes"
-                    ));
-                    Ok(inv)
-                }
-                None => {
-                    // No serial port (no cdc_acm, or an emulated bus): read over DFU instead.
-                    self.switch_to_dfu().map_err(|e| {
-                        ExecError::Transport(format!(
-                            "{} is in normal mode, its serial port cannot be read ({serial}) \
-                             and it did not switch to DFU mode: {e} (help: {DFU_BUTTON_STEPS})",
-                            self.device
-                        ))
-                    })?;
-                    self.notes.push(
-                        "the device's serial port is not reachable, so it was switched to DFU \
-                         mode to read its modules"
-                            .into(),
-                    );
-                    self.read_back(&mut |_| {})
-                        .map(|r| r.inventory)
-                        .map_err(Self::exec_err)
-                }
-            },
+            Err(serial) => {
+                // No serial port (no cdc_acm, or an emulated bus): read the flash itself over
+                // DFU, then send the device back to its firmware. Never the tool's own
+                // prediction: what is reported must come from the device.
+                self.switch_to_dfu().map_err(|e| {
+                    ExecError::Transport(format!(
+                        "{} is in normal mode, its serial port cannot be read ({serial}) \
+                         and it did not switch to DFU mode: {e} (help: {DFU_BUTTON_STEPS})",
+                        self.device
+                    ))
+                })?;
+                let inventory = self
+                    .read_back(&mut |_| {})
+                    .map(|r| r.inventory)
+                    .map_err(Self::exec_err)?;
+                let start = self
+                    .platform()
+                    .layout_for(inventory.system_version())
+                    .and_then(|l| l.main_bounds(ModuleRef::new(ModuleFunction::SystemPart, 1)))
+                    .map_or(0, |b| b.start);
+                let back = self.leave_and_wait(start).map_err(Self::exec_err)?;
+                self.notes.push(format!(
+                    "the device's serial port is not reachable, so its modules were read back \
+                     over DFU{}; its running mode cannot be observed over USB alone",
+                    match back {
+                        Some(UsbMode::Dfu) => " (it stayed in DFU mode afterwards)",
+                        _ => " and it was sent back to its firmware",
+                    }
+                ));
+                Ok(inventory)
+            }
         }
     }
 

@@ -201,3 +201,70 @@ fn missing_modules_are_named() {
     );
     assert!(text.contains("needed by user part 1"), "{text}");
 }
+
+#[test]
+fn gen3_across_memory_maps() {
+    // 1.4.4/1.5.0 (system part at 0x30000, 128 KB app at 0xD4000) to apps of 3.1.0 (256 KB
+    // app at 0xB4000, inside the old system part) and 6.2.0 (system part moved to 0x28000).
+    for (platform_id, from) in [(12u16, "1.4.4"), (13, "1.5.0")] {
+        let p = platform::platform(platform_id).unwrap();
+        let mut catalog = Catalog::default();
+        catalog.add_release_table(p);
+        for to in ["3.1.0", "6.2.0"] {
+            for via in [Via::Dfu, Via::Serial] {
+                let what = format!("{} {from} → {to} {via:?}", p.name);
+                match run(
+                    device(platform_id, from),
+                    vec![release_app(platform_id, to)],
+                    &catalog,
+                    via,
+                ) {
+                    Ok((plan, d)) => {
+                        assert_eq!(d.state.mode, Mode::App, "{what}: {:#?}", d.state.events);
+                        let app = plan.steps.last().unwrap();
+                        assert_eq!(app.module.info.function, ModuleFunction::UserPart, "{what}");
+                    }
+                    Err(e) => panic!("{what}: {e}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn p2_apps_grow_down_and_run() {
+    // The release Tinker sits below the fixed end with its DYNAMIC_LOCATION; an app for a
+    // later release brings prebootloader, bootloader and system part in that order.
+    let p = platform::platform(32).unwrap();
+    let mut catalog = Catalog::default();
+    catalog.add_release_table(p);
+    for via in [Via::Dfu, Via::Serial] {
+        let (plan, d) = run(
+            device(32, "5.0.0"),
+            vec![release_app(32, "6.2.0")],
+            &catalog,
+            via,
+        )
+        .unwrap_or_else(|e| panic!("{via:?}: {e}"));
+        assert_eq!(d.state.mode, Mode::App, "{via:?}: {:#?}", d.state.events);
+        assert_eq!(d.system_version(), Some(6200));
+        let order: Vec<_> = plan
+            .steps
+            .iter()
+            .map(|s| (s.module.info.function, s.module.info.index))
+            .collect();
+        let pbl = order
+            .iter()
+            .position(|s| *s == (ModuleFunction::Bootloader, 2))
+            .unwrap();
+        let bl = order
+            .iter()
+            .position(|s| *s == (ModuleFunction::Bootloader, 0))
+            .unwrap();
+        let s1 = order
+            .iter()
+            .position(|s| s.0 == ModuleFunction::SystemPart)
+            .unwrap();
+        assert!(pbl < bl && bl < s1, "{via:?}: {order:?}");
+    }
+}

@@ -5,7 +5,7 @@
 use core::fmt;
 
 use crate::checksum::{crc32, sha256};
-use crate::extension::{ExtensionArea, ExtensionError, Extensions};
+use crate::extension::{Extension, ExtensionArea, ExtensionError, Extensions};
 use crate::header::{ModuleFlags, ModuleFunction, ModuleInfo};
 use crate::platform::{self, Layout, Mcu, ModuleBounds, Platform, Store};
 
@@ -422,6 +422,9 @@ pub enum Problem {
     CompressionNotAllowed,
     /// The COMBINED flag is set but no module follows.
     ChainEndsEarly,
+    /// A module of a region with a fixed end (RTL872x user part) lacks the DYNAMIC_LOCATION
+    /// suffix extension naming its start, so the device cannot find it.
+    NoDynamicLocation,
 }
 
 impl fmt::Display for Problem {
@@ -486,6 +489,9 @@ impl fmt::Display for Problem {
                 "Device OS refuses this compressed module (only system parts, user parts and assets with the header at offset 0 may be compressed)",
             ),
             Self::ChainEndsEarly => f.write_str("the COMBINED flag is set but no module follows"),
+            Self::NoDynamicLocation => f.write_str(
+                "the module grows down from a fixed end but has no DYNAMIC_LOCATION extension naming its start: the device would not find it",
+            ),
         }
     }
 }
@@ -679,6 +685,17 @@ impl<'a> Module<'a> {
         let chain_early = self.info.flags.contains(ModuleFlags::COMBINED)
             && self.size == SizeCheck::Exact
             && self.file_offset + self.bytes.len() >= self.file.len();
+        let dynamic = match self.region {
+            // (A broken suffix is reported on its own.)
+            RegionCheck::InRegion { bounds, .. } if bounds.fixed_end && self.suffix.is_ok() => {
+                let start = self.info.start_address;
+                let found = self.suffix_extensions().filter_map(Result::ok).any(|e| {
+                    matches!(e.decode(), Ok(Extension::DynamicLocation { module_start, .. }) if module_start == start)
+                });
+                (!found).then_some(Problem::NoDynamicLocation)
+            }
+            _ => None,
+        };
         [
             size,
             prefix,
@@ -686,6 +703,7 @@ impl<'a> Module<'a> {
             crc,
             sha,
             region,
+            dynamic,
             compression,
             compression_allowed.then_some(Problem::CompressionNotAllowed),
             chain_early.then_some(Problem::ChainEndsEarly),

@@ -646,8 +646,14 @@ pub fn synthesize(platform: &Platform, m: &ReleaseModule) -> alloc::vec::Vec<u8>
         vector_table[4..8].copy_from_slice(&first[1].to_le_bytes());
     }
     let drop_info = m.flags & ModuleFlags::DROP_MODULE_INFO != 0;
+    // RTL872x applications grow down from a fixed end: the device finds their start in a
+    // DYNAMIC_LOCATION suffix extension (62-byte suffix with PRODUCT_DATA, spec §2.3).
+    let dynamic =
+        platform.mcu == crate::platform::Mcu::Rtl872x && m.function == ModuleFunction::UserPart;
     let suffix = if drop_info {
         BASE_SUFFIX_SIZE
+    } else if dynamic {
+        BASE_SUFFIX_SIZE + 16 + 10
     } else {
         PRODUCT_SUFFIX_SIZE
     };
@@ -666,6 +672,13 @@ pub fn synthesize(platform: &Platform, m: &ReleaseModule) -> alloc::vec::Vec<u8>
     if drop_info {
         b = b.base_suffix();
         b.sha_coverage = ShaCoverage::Payload;
+    }
+    if dynamic {
+        let mut location = Vec::with_capacity(12);
+        location.extend_from_slice(&m.start.to_le_bytes());
+        location.extend_from_slice(&(m.start + 0x88).to_le_bytes());
+        location.extend_from_slice(&0x023F_54E8u32.to_le_bytes());
+        b = b.suffix_extension(crate::extension::ExtensionKind::DynamicLocation, &location);
     }
     // The builder only fails past 4 GB; the table never gets near that.
     b.build().unwrap_or_default()

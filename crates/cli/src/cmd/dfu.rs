@@ -121,11 +121,17 @@ enum Dev {
 }
 
 impl Dev {
-    /// Opens `devref` and brings it into DFU mode (the 14400-baud request when it runs).
-    fn open(devref: &DeviceRef, quiet: bool) -> Result<Self, CliError> {
+    /// Opens `devref`, runs `check` with its platform, and only then brings it into DFU mode
+    /// (the 14400-baud request when it runs): a refused request leaves the device as it was.
+    fn open(
+        devref: &DeviceRef,
+        quiet: bool,
+        check: &dyn Fn(&'static Platform) -> Result<(), CliError>,
+    ) -> Result<Self, CliError> {
         match devref {
             DeviceRef::Sim(name) => {
                 let mut h = open_sim(name)?;
+                check(h.device.platform())?;
                 if !h.device.in_dfu_mode() {
                     if matches!(h.device.state.mode, Mode::Off | Mode::Panic) {
                         return Err(CliError::usage(format!(
@@ -147,6 +153,7 @@ impl Dev {
             }
             DeviceRef::Usb | DeviceRef::UsbId(_) => {
                 let mut t = UsbTarget::open(devref).map_err(usb_error)?;
+                check(t.platform())?;
                 if t.device().mode != UsbMode::Dfu {
                     if !quiet {
                         note(&format!(
@@ -254,7 +261,27 @@ fn download(args: &DownloadArgs) -> CmdResult {
         CliError::usage(format!("cannot read {}: {e}", args.file.display()))
             .with_help("check the path")
     })?;
-    let mut dev = Dev::open(&devref, args.json)?;
+    // Every check that needs no device runs before the device is switched to DFU mode,
+    // against the platform's documented DFU layout.
+    let precheck = |platform: &'static Platform| -> Result<(), CliError> {
+        let layout = platform.layout_for(None);
+        let usb = platform.usb.and_then(|u| u.dfu.map(|d| (u.vendor, d)));
+        let (Some(layout), Some(dfu_id)) = (layout, usb) else {
+            return Ok(());
+        };
+        plan_download(
+            platform,
+            dfu_id,
+            &mut |alt| layout.dfu_alts.get(usize::from(alt)).map(|s| s.to_string()),
+            &file,
+            args.address,
+            args.alt,
+            args.force,
+        )
+        .map(|_| ())
+        .map_err(refusal)
+    };
+    let mut dev = Dev::open(&devref, args.json, &precheck)?;
     let platform = dev.platform();
     let dfu_id = dev.dfu_id();
     let mut reporter = Reporter::new(args.json);
@@ -369,7 +396,7 @@ fn upload(args: &UploadArgs) -> CmdResult {
     if args.length == 0 {
         return Err(CliError::usage("--length 0: nothing to read"));
     }
-    let mut dev = Dev::open(&devref, args.json)?;
+    let mut dev = Dev::open(&devref, args.json, &|_| Ok(()))?;
     let mut reporter = Reporter::new(args.json);
     reporter.event(Event::StepStarted {
         n: 1,

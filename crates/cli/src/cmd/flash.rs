@@ -98,11 +98,14 @@ fn build_plan(args: &PlanArgs) -> Result<Planned, CliError> {
     catalog.extend(connection.extra_catalog());
     let mut targets = Vec::new();
     for path in &args.files {
-        let c = Candidate::from_file(path, Origin::File(path.clone())).map_err(|e| {
-            CliError::check(format!("refused, nothing was written: {e}")).with_help(format!(
+        let c = Candidate::from_file(path, Origin::File(path.clone())).map_err(|e| match e {
+            modflash::catalog::CandidateError::Io { .. } => {
+                CliError::usage(e.to_string()).with_help("check the path and permissions")
+            }
+            _ => CliError::check(format!("refused, nothing was written: {e}")).with_help(format!(
                 "run `modflash inspect {}` for details",
                 path.display()
-            ))
+            )),
         })?;
         targets.push(c);
     }
@@ -189,8 +192,14 @@ fn plan_json(device: &str, p: &Plan) -> Value {
                 "version": s.module.info.version,
                 "from_version": s.from_version,
                 "address": s.address(),
-                "alt": match s.action { Action::DfuWrite { alt, .. } | Action::DfuStageBootloader { alt, .. } => Some(alt), Action::Serial => None },
+                "alt": match s.action {
+                    Action::DfuWrite { alt, .. }
+                    | Action::DfuStageBootloader { alt, .. }
+                    | Action::DfuErase { alt, .. } => Some(alt),
+                    Action::Serial => None,
+                },
                 "staged": matches!(s.action, Action::DfuStageBootloader { .. }),
+                "erase": matches!(s.action, Action::DfuErase { .. }),
                 "transport": s.transport(),
                 "bytes": s.bytes(),
                 "reason": s.reason,
@@ -238,6 +247,14 @@ fn print_plan(style: &Style, device: &str, p: &Plan) {
     );
     for (i, s) in p.steps.iter().enumerate() {
         let m = &s.module.info;
+        if let Action::DfuErase { alt, address, len } = s.action {
+            println!(
+                "  {}. erase {len} bytes at {address:#010x} (alt {alt})  dfu  {len} bytes",
+                i + 1
+            );
+            println!("     {}", style.dim(&s.reason));
+            continue;
+        }
         let from = s
             .from_version
             .map_or("none".to_string(), |v| version_text(v, m.function));
@@ -247,6 +264,7 @@ fn print_plan(style: &Style, device: &str, p: &Plan) {
                 format!("{address:#010x} (alt {alt}, OTA region) + OTA flag in the DCT")
             }
             Action::Serial => "OTA region, installed at reset".into(),
+            Action::DfuErase { .. } => String::new(),
         };
         println!(
             "  {}. {} {from} → {}  {place}  {}  {} bytes",
@@ -439,18 +457,24 @@ pub fn run_flash(args: PlanArgs, dry_run: bool, yes: bool) -> CmdResult {
         .with_help(format!("run `modflash doctor --device {device}`")));
     }
     if !args.json {
-        let state = actual_mode
-            .map(|(m, led, _)| format!("{} (LED {led})", mode_words(m)))
-            .unwrap_or_else(|| mode_words(plan.prediction.mode).to_string());
         let release = after
             .system_version()
             .and_then(release_name)
             .map(|r| format!(", Device OS {r}"))
             .unwrap_or_default();
-        println!(
-            "{} {label} {state}{release}; every module matches the plan.",
-            style.good("Verified:")
-        );
+        match actual_mode {
+            Some((m, led, _)) => println!(
+                "{} {label} {} (LED {led}){release}; every module matches the plan.",
+                style.good("Verified:"),
+                mode_words(m)
+            ),
+            None => println!(
+                "{} every module read back from {label} matches the plan{release}. Its running \
+                 mode cannot be observed from here; with these modules the device model {}.",
+                style.good("Verified:"),
+                mode_words(plan.prediction.mode)
+            ),
+        }
     }
     Ok(EXIT_OK)
 }
@@ -482,20 +506,29 @@ fn compare(plan: &Plan, after: &Inventory, mode: Option<Mode>) -> Vec<String> {
     }
     for (slot, version) in &plan.prediction.modules {
         match after.main_module(*slot) {
-            Some(m) if m.version == *version && (m.checks.all() || !plan.prediction.app_runs()) => {
-            }
+            Some(m)
+                if m.version == *version
+                    && m.checks.all() != plan.prediction.failing.contains(slot) => {}
             Some(m) => out.push(format!(
-                "{slot} is version {} (checks {:?}), predicted {version}",
-                m.version, m.checks
+                "{slot} is version {} ({}), predicted version {version} ({})",
+                m.version,
+                if m.checks.all() {
+                    "passing every check"
+                } else {
+                    "failing a check"
+                },
+                if plan.prediction.failing.contains(slot) {
+                    "failing a check"
+                } else {
+                    "passing every check"
+                }
             )),
             None => out.push(format!("{slot} is missing, predicted version {version}")),
         }
     }
     for step in &plan.steps {
         let slot = step.module.slot();
-        if step.module.info.function == ModuleFunction::UserPart
-            && !matches!(step.action, Action::Serial)
-        {
+        if step.module.info.function == ModuleFunction::UserPart {
             let sha = after.main_module(slot).and_then(|m| m.sha256.clone());
             if sha.is_some_and(|s| s != step.module.sha_hex()) && step.reason == "requested" {
                 out.push(format!(

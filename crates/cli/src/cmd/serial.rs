@@ -208,6 +208,16 @@ fn flash(file: &PathBuf, device: &str, force: bool, json_output: bool) -> CmdRes
             ),
         );
     }
+    if module
+        .info
+        .flags
+        .contains(modflash_module::ModuleFlags::COMBINED)
+    {
+        return Err(CliError::check(format!(
+            "{name} is a combined image of several modules; send them one at a time"
+        ))
+        .with_help(format!("`modflash inspect {name}` lists the modules in it")));
+    }
     let info = module.info;
     let mut report = Report {
         file: name.clone(),

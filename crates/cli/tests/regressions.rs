@@ -1,0 +1,199 @@
+//! Regressions from review: writes that would brick a device, unverified successes, and
+//! refusals that changed the device anyway.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn real(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/real")
+        .join(name)
+}
+
+fn run(home: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::cargo_bin("modflash")
+        .unwrap()
+        .env("MODFLASH_HOME", home)
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    let (code, out, err) = run(home, args);
+    assert_eq!(code, 0, "{args:?}\n{out}\n{err}");
+    out
+}
+
+fn show(home: &Path, name: &str) -> Value {
+    serde_json::from_str(&ok(home, &["sim", "show", name, "--json"])).unwrap()
+}
+
+fn sim_file(home: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(home.join("sims").join(format!("{name}.sim"))).unwrap()
+}
+
+#[test]
+fn combined_images_are_refused_everywhere_and_nothing_is_written() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    ok(
+        h,
+        &[
+            "sim",
+            "create",
+            "c",
+            "--platform",
+            "photon",
+            "--device-os",
+            "1.5.0",
+        ],
+    );
+    let app = std::fs::read(real("photon_tinker.bin")).unwrap();
+    let combined = modflash_module::edit::combine(&[&app, &app]).unwrap();
+    let file = h.join("combined.bin");
+    std::fs::write(&file, combined).unwrap();
+    let file = file.to_str().unwrap();
+    let before = sim_file(h, "c");
+    for args in [
+        vec!["flash", file, "--device", "sim:c", "--yes"],
+        vec!["dfu", "download", file, "--device", "sim:c"],
+        vec!["serial", "flash", file, "--device", "sim:c", "--force"],
+    ] {
+        let (code, out, err) = run(h, &args);
+        assert_ne!(code, 0, "{args:?}: {out}{err}");
+        assert!(
+            format!("{out}{err}").contains("combined"),
+            "{args:?}: {out}{err}"
+        );
+        assert_eq!(sim_file(h, "c"), before, "{args:?} changed the device");
+    }
+}
+
+#[test]
+fn a_newer_gen3_app_never_lands_on_the_old_system_part() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    ok(
+        h,
+        &[
+            "sim",
+            "create",
+            "a",
+            "--platform",
+            "argon",
+            "--device-os",
+            "1.4.4",
+        ],
+    );
+    let app = h.join("app62.bin");
+    let app = app.to_str().unwrap();
+    ok(
+        h,
+        &[
+            "sim",
+            "make-app",
+            "--platform",
+            "argon",
+            "--device-os",
+            "6.2.0",
+            "-o",
+            app,
+        ],
+    );
+    // Raw DFU: refused (it would overwrite system part 1 of this device's memory map).
+    let (code, _, err) = run(h, &["dfu", "download", app, "--device", "sim:a", "--leave"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("system part 1 region"), "{err}");
+    assert_eq!(
+        show(h, "a")["mode"],
+        "app",
+        "a refused download leaves the device running"
+    );
+    // Planned: system firmware first, the legacy app invalidated, the new app runs.
+    let out = ok(h, &["flash", app, "--device", "sim:a", "--yes"]);
+    assert!(out.contains("erase 4096 bytes at 0x000d4000"), "{out}");
+    let dev = show(h, "a");
+    assert_eq!(dev["mode"], "app");
+    assert_eq!(dev["device_os"], "6.2.0");
+    let user2 = dev["describe"]["m"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["f"] == "u" && m["n"] == "2");
+    assert!(user2.is_some_and(|m| m["vv"] == 30), "{}", dev["describe"]);
+    let events = dev["events"].to_string();
+    assert!(
+        !events.contains("user part 1 version"),
+        "the legacy app must not run: {events}"
+    );
+}
+
+#[test]
+fn unreadable_files_are_usage_errors() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    ok(
+        h,
+        &[
+            "sim",
+            "create",
+            "u",
+            "--platform",
+            "photon",
+            "--device-os",
+            "1.5.0",
+        ],
+    );
+    let (code, _, err) = run(
+        h,
+        &["flash", "/no/such/app.bin", "--device", "sim:u", "--yes"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot read /no/such/app.bin"), "{err}");
+}
+
+#[test]
+fn p2_devices_run_their_apps() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    ok(
+        h,
+        &[
+            "sim",
+            "create",
+            "p2",
+            "--platform",
+            "p2",
+            "--device-os",
+            "5.5.0",
+        ],
+    );
+    assert_eq!(show(h, "p2")["mode"], "app");
+    let app = h.join("p2app.bin");
+    let app = app.to_str().unwrap();
+    ok(
+        h,
+        &[
+            "sim",
+            "make-app",
+            "--platform",
+            "p2",
+            "--device-os",
+            "6.2.0",
+            "-o",
+            app,
+        ],
+    );
+    let out = ok(h, &["inspect", app]);
+    assert!(out.contains("dynamic_location"), "{out}");
+    ok(h, &["flash", app, "--device", "sim:p2", "--yes"]);
+    assert_eq!(show(h, "p2")["device_os"], "6.2.0");
+}
