@@ -57,7 +57,7 @@ impl Reporter {
                 bytes,
             } => {
                 self.finish_bar();
-                eprintln!("step {n}/{total}: writing {label}");
+                eprintln!("step {n}/{total}: {label}");
                 self.last_percent = 0;
                 if self.terminal {
                     let bar = ProgressBar::new(bytes as u64);

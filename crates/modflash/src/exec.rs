@@ -157,12 +157,17 @@ pub fn run_steps(
         progress(Event::StepStarted {
             n,
             total,
-            label: format!(
-                "{} version {} ({})",
-                step.module.slot(),
-                step.module.info.version,
-                step.module.origin
-            ),
+            label: match step.action {
+                Action::DfuErase { address, len, .. } => {
+                    format!("erasing {len} bytes at {address:#010x} (the legacy app)")
+                }
+                _ => format!(
+                    "writing {} version {} ({})",
+                    step.module.slot(),
+                    step.module.info.version,
+                    step.module.origin
+                ),
+            },
             bytes: step.bytes(),
         });
         match step.action {

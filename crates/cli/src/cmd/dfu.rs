@@ -238,7 +238,7 @@ fn write_all<P: DfuPort>(
         reporter.event(Event::StepStarted {
             n: i + 1,
             total,
-            label: format!("{} at {:#010x} (alt {})", w.what, w.address, w.alt),
+            label: format!("writing {} at {:#010x} (alt {})", w.what, w.address, w.alt),
             bytes: w.data.len(),
         });
         s.write(w.alt, w.address, &w.data, !args.no_verify, &mut |e| {
