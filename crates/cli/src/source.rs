@@ -3,7 +3,6 @@
 //! source (module headers read back over DFU upload) is one more arm of [`read_inventory`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use modflash::inventory::Inventory;
 use modflash::serial::{find_port, PortLink, SerialError, Session, LISTENING_BAUD};
@@ -132,26 +131,10 @@ pub fn read_inventory(devref: &DeviceRef) -> Result<Inventory, CliError> {
         }
         DeviceRef::Serial(_) | DeviceRef::Usb | DeviceRef::UsbId(_) => {
             let mut session = Session::new(open_serial(devref)?);
-            let inventory = listening_inventory(&mut session).map_err(serial_error)?;
+            let inventory = session.listening_inventory().map_err(serial_error)?;
             // Back to what the device was running.
             let _ = session.exit_listening();
             Ok(inventory)
         }
-    }
-}
-
-/// `s` right after asking for listening mode: a device needs a moment to switch (a key sent
-/// before goes to the application), so a silent first attempt is repeated once.
-pub fn listening_inventory<L: modflash::serial::Link>(
-    session: &mut Session<L>,
-) -> Result<Inventory, SerialError> {
-    session.enter_listening()?;
-    match session.inventory() {
-        Err(SerialError::NoReply { .. }) => {
-            std::thread::sleep(Duration::from_millis(100));
-            session.enter_listening()?;
-            session.inventory()
-        }
-        other => other,
     }
 }

@@ -658,6 +658,20 @@ impl<L: Link> Session<L> {
         })
     }
 
+    /// Listening mode, then `s`: a device needs a moment to switch (a key sent before goes to
+    /// the application), so a silent first attempt is repeated once.
+    pub fn listening_inventory(&mut self) -> Result<Inventory, SerialError> {
+        self.enter_listening()?;
+        match self.inventory() {
+            Err(SerialError::NoReply { .. }) => {
+                std::thread::sleep(Duration::from_millis(100));
+                self.enter_listening()?;
+                self.inventory()
+            }
+            other => other,
+        }
+    }
+
     /// `i`: the device id (both answer forms), and any further `Name: value` lines.
     pub fn identify(&mut self) -> Result<Identity, SerialError> {
         self.send_key(b'i')?;
@@ -1247,16 +1261,7 @@ const RECONNECT_WITHIN: Duration = Duration::from_secs(30);
 impl crate::exec::Target for SerialTarget {
     fn inventory(&mut self) -> Result<Inventory, crate::exec::ExecError> {
         let transport = |e: SerialError| crate::exec::ExecError::Transport(e.to_string());
-        self.session.enter_listening().map_err(transport)?;
-        let inventory = match self.session.inventory() {
-            Err(SerialError::NoReply { .. }) => {
-                std::thread::sleep(Duration::from_millis(100));
-                self.session.enter_listening().map_err(transport)?;
-                self.session.inventory()
-            }
-            other => other,
-        }
-        .map_err(transport)?;
+        let inventory = self.session.listening_inventory().map_err(transport)?;
         let _ = self.session.exit_listening();
         Ok(inventory)
     }

@@ -555,16 +555,7 @@ pub fn serial_inventory(device_id: Option<&str>) -> Result<Inventory, String> {
         .map_err(|e| e.to_string())?
         .with_device_id(port.device_id.clone());
     let mut session = Session::new(link);
-    session.enter_listening().map_err(|e| e.to_string())?;
-    let inventory = match session.inventory() {
-        Err(crate::serial::SerialError::NoReply { .. }) => {
-            std::thread::sleep(Duration::from_millis(100));
-            session.enter_listening().map_err(|e| e.to_string())?;
-            session.inventory()
-        }
-        other => other,
-    }
-    .map_err(|e| e.to_string())?;
+    let inventory = session.listening_inventory().map_err(|e| e.to_string())?;
     let _ = session.exit_listening();
     Ok(inventory)
 }

@@ -25,9 +25,7 @@ use modflash_module::{Module, ModuleFunction, ModuleInfo};
 use modflash_ymodem::SenderConfig;
 use serde_json::{json, Value};
 
-use crate::source::{
-    listening_inventory, note, open_serial, open_sim, parse_device, say, serial_error,
-};
+use crate::source::{note, open_serial, open_sim, parse_device, say, serial_error};
 use crate::ui::{CliError, CmdResult, Style, EXIT_OK};
 
 /// How long a device may take to come back after the restart (the bootloader copies the
@@ -293,7 +291,7 @@ fn flash_over<L: Link>(
     reconnect: &mut dyn FnMut(&mut Session<L>) -> Result<(), CliError>,
 ) -> Result<String, CliError> {
     let where_ = session.link().name();
-    let inventory = listening_inventory(session).map_err(serial_error)?;
+    let inventory = session.listening_inventory().map_err(serial_error)?;
     let platform_id = inventory.platform_id;
     match precheck(&inventory, info) {
         Ok(()) => {}
@@ -415,7 +413,7 @@ fn flash_over<L: Link>(
                 "the device accepted the module ({stats_line}); waiting for it to restart"
             ));
             reconnect(session)?;
-            let after = listening_inventory(session).map_err(serial_error)?;
+            let after = session.listening_inventory().map_err(serial_error)?;
             let _ = session.exit_listening();
             verify(&after, info, bytes, report)
         }
