@@ -1,44 +1,9 @@
 //! Regressions from review: writes that would brick a device, unverified successes, and
 //! refusals that changed the device anyway.
 
-use assert_cmd::Command;
-use serde_json::Value;
-use std::path::{Path, PathBuf};
+mod common;
 
-fn real(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/real")
-        .join(name)
-}
-
-fn run(home: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::cargo_bin("modflash")
-        .unwrap()
-        .env("MODFLASH_HOME", home)
-        .env("NO_COLOR", "1")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let (code, out, err) = run(home, args);
-    assert_eq!(code, 0, "{args:?}\n{out}\n{err}");
-    out
-}
-
-fn show(home: &Path, name: &str) -> Value {
-    serde_json::from_str(&ok(home, &["sim", "show", name, "--json"])).unwrap()
-}
-
-fn sim_file(home: &Path, name: &str) -> Vec<u8> {
-    std::fs::read(home.join("sims").join(format!("{name}.sim"))).unwrap()
-}
+use common::{ok, real, run, show, sim_file};
 
 #[test]
 fn combined_images_are_refused_everywhere_and_nothing_is_written() {

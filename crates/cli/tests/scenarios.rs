@@ -1,14 +1,10 @@
 //! The forum scenarios through the `modflash` binary on virtual devices.
 
-use assert_cmd::Command;
-use serde_json::Value;
-use std::path::{Path, PathBuf};
+mod common;
 
-fn real(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/real")
-        .join(name)
-}
+use common::real;
+use serde_json::Value;
+use std::path::Path;
 
 struct Home(tempfile::TempDir);
 
@@ -18,24 +14,11 @@ impl Home {
     }
 
     fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::cargo_bin("modflash")
-            .unwrap()
-            .env("MODFLASH_HOME", self.0.path())
-            .env("NO_COLOR", "1")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
+        common::run(self.0.path(), args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.run(args);
-        assert_eq!(code, 0, "{args:?}\nstdout:\n{out}\nstderr:\n{err}");
-        out
+        common::ok(self.0.path(), args)
     }
 
     fn path(&self, name: &str) -> String {
@@ -43,11 +26,11 @@ impl Home {
     }
 
     fn sim_file(&self, name: &str) -> Vec<u8> {
-        std::fs::read(self.0.path().join("sims").join(format!("{name}.sim"))).unwrap()
+        common::sim_file(self.0.path(), name)
     }
 
     fn show(&self, name: &str) -> Value {
-        serde_json::from_str(&self.ok(&["sim", "show", name, "--json"])).unwrap()
+        common::show(self.0.path(), name)
     }
 }
 

@@ -1,36 +1,12 @@
 //! The virtual device's scenarios through the binary, each asserting mode, LED and describe.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{run, show};
 use serde_json::Value;
-use std::path::PathBuf;
 
 fn real(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/real")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn run(home: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::cargo_bin("modflash")
-        .unwrap()
-        .env("MODFLASH_HOME", home)
-        .env("NO_COLOR", "1")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
-fn show(home: &std::path::Path, name: &str) -> Value {
-    let (code, out, err) = run(home, &["sim", "show", name, "--json"]);
-    assert_eq!(code, 0, "{err}");
-    serde_json::from_str(&out).unwrap()
+    common::real(name).display().to_string()
 }
 
 fn module<'a>(dev: &'a Value, f: &str, n: &str, store: &str) -> &'a Value {
