@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         for e in m.suffix_extensions().flatten() {
             let _ = e.decode();
         }
-        let _ = m.device_os();
+        let _ = modflash_module::release::release_for_module(&m.info);
     }
     let _ = modflash_module::edit::split(data);
     let _ = modflash_module::edit::decompress(data);

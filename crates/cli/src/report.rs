@@ -2,7 +2,7 @@
 
 use modflash_module::parse::{Compression, InflateCheck};
 use modflash_module::platform::platform;
-use modflash_module::release::release_name;
+use modflash_module::release::{release_for_module, release_name};
 use modflash_module::{
     Dependency, Extension, Module, ModuleFunction, RawExtension, RegionCheck, ShaCoverage,
 };
@@ -141,7 +141,7 @@ pub fn module_json(m: &Module<'_>) -> Value {
         "function": info.function.name(),
         "index": info.index,
         "version": info.version,
-        "device_os": m.device_os(),
+        "device_os": release_for_module(info),
         "flags": info.flags.0,
         "flag_names": info.flags.names().collect::<Vec<_>>(),
         "mcu_target": info.mcu_target,

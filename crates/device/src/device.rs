@@ -2,7 +2,8 @@
 //! (spec §6, §7), with an observable mode, LED, reset reason and event log.
 
 use modflash_module::platform::{dct, Family, Layout, ModuleBounds, Platform, Store};
-use modflash_module::release::{platform_release, platform_releases, synthesize};
+use modflash_module::release::{platform_release, platform_releases};
+use modflash_module::synth::synthesize;
 use modflash_module::{Module, ModuleFunction, ModuleInfo, ModuleRef};
 use serde::{Deserialize, Serialize};
 

@@ -5,7 +5,7 @@ use modflash_module::checksum::crc32;
 use modflash_module::extension::{Extension, ExtensionArea, Extensions};
 use modflash_module::parse::{device_header_offset, BASE_SUFFIX_SIZE};
 use modflash_module::platform::{Layout, ModuleBounds, Platform, Store};
-use modflash_module::release::softdevice;
+use modflash_module::softdevice;
 use modflash_module::{Dependency, ModuleFlags, ModuleFunction, ModuleInfo, ModuleRef};
 
 use crate::flash::{FlashChip, Space};

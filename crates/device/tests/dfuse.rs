@@ -4,7 +4,8 @@
 use modflash_device::dfuse::{DfuQuirks, Setup, Stall, TRANSFER_SIZE};
 use modflash_device::{Color, Device, Mode, Pattern, ResetReason, Space};
 use modflash_module::platform::{dct, platform};
-use modflash_module::release::{platform_release, synthesize};
+use modflash_module::release::platform_release;
+use modflash_module::synth::synthesize;
 use modflash_module::{ModuleFunction, ModuleRef};
 use proptest::prelude::*;
 

@@ -6,7 +6,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use modflash_module::release::{platform_releases, synthesize};
+use modflash_module::release::platform_releases;
+use modflash_module::synth::synthesize;
 use modflash_module::{Module, ModuleFlags, ModuleInfo, ModuleRef, Platform};
 use serde::{Deserialize, Serialize};
 

@@ -19,7 +19,7 @@ use modflash_dfu::{
     Status, StatusRecord, TransferError,
 };
 use modflash_module::platform::Location;
-use modflash_module::release::softdevice;
+use modflash_module::softdevice;
 use modflash_module::{ModuleFunction, Platform};
 
 use crate::exec::Event;

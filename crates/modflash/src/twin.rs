@@ -4,7 +4,8 @@
 use modflash_device::{Device, Space};
 use modflash_module::platform::Mcu;
 use modflash_module::platform::Store;
-use modflash_module::release::{platform_releases, synthesize, ReleaseModule};
+use modflash_module::release::{platform_releases, ReleaseModule};
+use modflash_module::synth::synthesize;
 use modflash_module::{Dependency, ModuleFunction, Platform};
 
 use crate::inventory::{InstalledModule, Inventory};

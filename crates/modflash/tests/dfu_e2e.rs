@@ -6,7 +6,8 @@ use modflash::dfuops::sim_session;
 use modflash::inventory::Inventory;
 use modflash_device::{Device, Mode, ResetReason};
 use modflash_dfu::LeaveOutcome;
-use modflash_module::release::{platform_release, synthesize};
+use modflash_module::release::platform_release;
+use modflash_module::synth::synthesize;
 use modflash_module::{platform, ModuleFunction, ModuleInfo};
 
 fn device(platform_id: u16, release: &str) -> Device {

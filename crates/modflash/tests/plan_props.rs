@@ -6,7 +6,8 @@ use modflash::catalog::{Candidate, Catalog, Origin};
 use modflash::exec::{run_steps, VirtualTarget};
 use modflash::plan::{plan, Force, Request, Via};
 use modflash_device::{Device, Mode};
-use modflash_module::release::{platform_releases, synthesize};
+use modflash_module::release::platform_releases;
+use modflash_module::synth::synthesize;
 use modflash_module::{platform, ModuleFunction};
 use proptest::prelude::*;
 

@@ -5,7 +5,8 @@
 use modflash::exec::{Target, VirtualTarget};
 use modflash_device::dct::{is_intact, DctLocation};
 use modflash_device::{Device, Mode, ResetReason};
-use modflash_module::release::{platform_release, synthesize};
+use modflash_module::release::platform_release;
+use modflash_module::synth::synthesize;
 use modflash_module::{platform, ModuleFunction, ModuleRef};
 
 const STRIDE: u64 = 50;

@@ -1,5 +1,6 @@
 //! Particle-style modular firmware: the module binary format (parse, verify, build, edit,
-//! compress, combine, extensions), the platform catalogue and the known Device OS releases.
+//! compress, combine, extensions), the platform catalogue, the known Device OS releases and
+//! synthetic images of their modules.
 //!
 //! Parsing works on byte slices without allocating and never panics: a file is either a
 //! [`Module`] whose checks can be read one by one (and which is valid when
@@ -24,6 +25,9 @@ pub mod header;
 pub mod parse;
 pub mod platform;
 pub mod release;
+pub mod softdevice;
+#[cfg(feature = "alloc")]
+pub mod synth;
 
 pub use extension::{Extension, ExtensionArea, ExtensionError, ExtensionKind, RawExtension};
 pub use header::{Dependency, ModuleFlags, ModuleFunction, ModuleInfo, ModuleRef};

@@ -764,12 +764,6 @@ impl<'a> Module<'a> {
         let next = self.file_offset + self.bytes.len();
         (next < self.file.len()).then(|| Self::parse_at(self.file, next, self.chain_position + 1))
     }
-
-    /// Device OS release name of this module's version, when it is a system part or its
-    /// version is in the release table.
-    pub fn device_os(&self) -> Option<&'static str> {
-        crate::release::release_for_module(&self.info)
-    }
 }
 
 /// Iterates over every module of a (possibly combined) file.

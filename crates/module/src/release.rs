@@ -1,6 +1,7 @@
 //! Known Device OS releases: module version ↔ release name, and per platform the modules a
 //! release installs (versions, dependencies, addresses, sizes), for provisioning virtual
-//! devices and for planning updates through intermediate releases.
+//! devices and for planning updates through intermediate releases. Pure data and lookups:
+//! `synth` builds images from these entries.
 //!
 //! Sources: docs/research/releases.md (Particle's device-restore headers, `system-versions.md`,
 //! `system_module_version.mk`, and the real binaries in tests/fixtures).
@@ -584,110 +585,9 @@ pub fn platform_release(platform: &Platform, name: &str) -> Option<&'static Plat
     platform_releases(platform).find(|r| r.release == name)
 }
 
-/// The Nordic SoftDevice's own information structure, from which Device OS derives the radio
-/// stack's module version (the SoftDevice "FWID"; S140 7.0.1 is 0x00CA = 202).
-pub mod softdevice {
-    /// Offset of the info structure from the SoftDevice's first byte (address 0x1000).
-    pub const INFO_OFFSET: usize = 0x2000;
-    /// Magic number at `INFO_OFFSET + 4`.
-    pub const MAGIC: u32 = 0x51B1_E5DB;
-
-    /// The FWID of a SoftDevice image that starts at address 0x1000, if its info structure
-    /// is intact.
-    pub fn fwid(image: &[u8]) -> Option<u16> {
-        let info = image.get(INFO_OFFSET..INFO_OFFSET + 0x10)?;
-        let magic = u32::from_le_bytes([info[4], info[5], info[6], info[7]]);
-        (magic == MAGIC).then(|| u16::from_le_bytes([info[12], info[13]]))
-    }
-
-    /// Writes an info structure naming `fwid` into a synthetic SoftDevice image.
-    pub fn write_info(image: &mut [u8], fwid: u16) {
-        if let Some(info) = image.get_mut(INFO_OFFSET..INFO_OFFSET + 0x10) {
-            info[..4].copy_from_slice(&[0x2c, 0xff, 0xff, 0xff]);
-            info[4..8].copy_from_slice(&MAGIC.to_le_bytes());
-            info[8..12].copy_from_slice(&0x0002_7000u32.to_le_bytes());
-            info[12..14].copy_from_slice(&fwid.to_le_bytes());
-            info[14..16].copy_from_slice(&[0xff, 0xff]);
-        }
-    }
-}
-
-/// A deterministic, release-specific synthetic image of `m` for `platform`: the real header
-/// (addresses, version, dependencies, flags), a vector table or image header of the right size
-/// whose first word makes the device rules find the header, a generated payload, and a correct
-/// SHA-256 and CRC. The same inputs always give the same bytes.
-#[cfg(feature = "alloc")]
-pub fn synthesize(platform: &Platform, m: &ReleaseModule) -> alloc::vec::Vec<u8> {
-    use crate::edit::ModuleBuilder;
-    use crate::header::ModuleFlags;
-    use crate::parse::{ShaCoverage, BASE_SUFFIX_SIZE, PRODUCT_SUFFIX_SIZE};
-    use alloc::vec::Vec;
-
-    let mut seed = (u64::from(platform.id) << 48)
-        ^ (u64::from(m.function.to_u8()) << 40)
-        ^ (u64::from(m.index) << 32)
-        ^ (u64::from(m.version) << 16)
-        ^ 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed as u8
-    };
-    let prefix = usize::from(m.prefix_offset);
-    let mut vector_table: Vec<u8> = (0..prefix).map(|_| next()).collect();
-    if prefix >= 8 {
-        let first: [u32; 2] = match platform.mcu {
-            crate::platform::Mcu::Rtl872x => crate::parse::REALTEK_HEADER_SIGNATURE,
-            crate::platform::Mcu::Nrf52840 => [0x2003_F000, m.start + prefix as u32 + 1],
-            _ => [0x2002_0000, m.start + prefix as u32 + 1],
-        };
-        vector_table[..4].copy_from_slice(&first[0].to_le_bytes());
-        vector_table[4..8].copy_from_slice(&first[1].to_le_bytes());
-    }
-    let drop_info = m.flags & ModuleFlags::DROP_MODULE_INFO != 0;
-    // RTL872x applications grow down from a fixed end: the device finds their start in a
-    // DYNAMIC_LOCATION suffix extension (62-byte suffix with PRODUCT_DATA, spec §2.3).
-    let dynamic =
-        platform.mcu == crate::platform::Mcu::Rtl872x && m.function == ModuleFunction::UserPart;
-    let suffix = if drop_info {
-        BASE_SUFFIX_SIZE
-    } else if dynamic {
-        BASE_SUFFIX_SIZE + 16 + 10
-    } else {
-        PRODUCT_SUFFIX_SIZE
-    };
-    let overhead = prefix + ModuleInfo::SIZE + suffix + 4;
-    let payload_len = (m.size as usize).saturating_sub(overhead);
-    let mut payload: Vec<u8> = (0..payload_len).map(|_| next()).collect();
-    if m.function == ModuleFunction::RadioStack {
-        softdevice::write_info(&mut payload, m.version);
-    }
-    let mut b = ModuleBuilder::new(platform.id, m.function, m.index, m.version, m.start)
-        .vector_table(vector_table)
-        .payload(payload)
-        .dependency(0, m.dependencies[0])
-        .dependency(1, m.dependencies[1]);
-    b.info.flags = ModuleFlags(m.flags);
-    if drop_info {
-        b = b.base_suffix();
-        b.sha_coverage = ShaCoverage::Payload;
-    }
-    if dynamic {
-        let mut location = Vec::with_capacity(12);
-        location.extend_from_slice(&m.start.to_le_bytes());
-        location.extend_from_slice(&(m.start + 0x88).to_le_bytes());
-        location.extend_from_slice(&0x023F_54E8u32.to_le_bytes());
-        b = b.suffix_extension(crate::extension::ExtensionKind::DynamicLocation, &location);
-    }
-    // The builder only fails past 4 GB; the table never gets near that.
-    b.build().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::Module;
     use crate::platform::{platform, PLATFORMS};
 
     #[test]
@@ -718,48 +618,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn synthetic_modules_are_valid_and_match_the_table() {
-        for p in PLATFORMS {
-            for pr in platform_releases(p) {
-                for m in pr.modules_for(p) {
-                    let bytes = synthesize(p, &m);
-                    let parsed = Module::parse(&bytes).unwrap_or_else(|e| {
-                        panic!("{} {} {}: {e}", p.name, pr.release, m.file_name)
-                    });
-                    assert!(
-                        parsed.is_valid(),
-                        "{} {} {}: {:?}",
-                        p.name,
-                        pr.release,
-                        m.file_name,
-                        parsed.problems().collect::<std::vec::Vec<_>>()
-                    );
-                    assert_eq!(bytes.len(), m.size as usize);
-                    assert_eq!(parsed.prefix_offset, usize::from(m.prefix_offset));
-                    assert_ne!(
-                        parsed.rule,
-                        crate::parse::HeaderRule::Scan,
-                        "a device rule finds it"
-                    );
-                    assert_eq!(parsed.info.version, m.version);
-                    assert_eq!(parsed.info.dependencies, m.dependencies);
-                    assert_eq!(synthesize(p, &m), bytes, "deterministic");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn softdevice_fwid_is_read_from_the_real_image() {
-        let real = include_bytes!("../../../tests/fixtures/real/argon-softdevice@1.5.0.bin");
-        // On the device the 24-byte prefix is dropped: the image starts at 0x1000.
-        assert_eq!(softdevice::fwid(&real[24..]), Some(202));
-        let argon = platform(12).unwrap();
-        let synthetic = synthesize(argon, &SOFTDEVICE);
-        assert_eq!(softdevice::fwid(&synthetic[24..]), Some(202));
     }
 
     #[test]

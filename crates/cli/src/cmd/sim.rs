@@ -183,7 +183,7 @@ fn make_app(platform: &str, release: &str, output: &PathBuf) -> CmdResult {
                 p.display_name
             ))
         })?;
-    let bytes = modflash_module::release::synthesize(p, &app);
+    let bytes = modflash_module::synth::synthesize(p, &app);
     std::fs::write(output, &bytes)
         .map_err(|e| CliError::usage(format!("cannot write {}: {e}", output.display())))?;
     println!(
