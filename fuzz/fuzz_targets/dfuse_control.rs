@@ -10,8 +10,9 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use modflash_device::dfuse::{DfuQuirks, Setup};
+use modflash_device::dfuse::DfuQuirks;
 use modflash_device::{Device, ResetReason, Space};
+use modflash_dfu::Setup;
 use modflash_module::platform::platform;
 
 /// Internal flash no DFU request may change (the Gen2 DCT sectors change through alt 1).

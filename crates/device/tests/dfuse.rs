@@ -1,8 +1,9 @@
 //! The DfuSe device side driven by a host that replays dfu-util 0.11's control transfers
 //! (spec dfu-and-harnesses.md §1.6, §1.9), against virtual Photon, Argon and Electron devices.
 
-use modflash_device::dfuse::{DfuQuirks, Setup, Stall, TRANSFER_SIZE};
+use modflash_device::dfuse::{DfuQuirks, Stall, TRANSFER_SIZE};
 use modflash_device::{Color, Device, Mode, Pattern, ResetReason, Space};
+use modflash_dfu::Setup;
 use modflash_module::platform::{dct, platform};
 use modflash_module::release::platform_release;
 use modflash_module::synth::synthesize;

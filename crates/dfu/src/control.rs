@@ -1,4 +1,5 @@
-//! The transport boundary: USB control transfers, waiting, DFU request codes, states and status codes.
+//! The USB/DFU/DfuSe vocabulary shared by the host engine and the device model (request codes,
+//! SETUP packets, states, status codes), and the transport boundary (control transfers, waiting).
 
 use std::fmt;
 
@@ -23,9 +24,25 @@ pub const DFU_CLRSTATUS: u8 = 4;
 pub const DFU_GETSTATE: u8 = 5;
 /// DFU_ABORT: return to dfuIDLE from an idle download/upload state.
 pub const DFU_ABORT: u8 = 6;
+
+/// Standard GET_STATUS request (USB 2.0 table 9-4).
+pub const GET_STATUS: u8 = 0;
+/// Standard SET_ADDRESS request.
+pub const SET_ADDRESS: u8 = 5;
 /// Standard GET_DESCRIPTOR request.
 pub const GET_DESCRIPTOR: u8 = 6;
+/// Standard GET_CONFIGURATION request.
+pub const GET_CONFIGURATION: u8 = 8;
+/// Standard SET_CONFIGURATION request.
+pub const SET_CONFIGURATION: u8 = 9;
+/// Standard GET_INTERFACE request: the selected alt setting.
+pub const GET_INTERFACE: u8 = 10;
+/// Standard SET_INTERFACE request: selects an alt setting (wValue).
+pub const SET_INTERFACE: u8 = 11;
 
+/// DfuSe command byte: Get Commands (a 1-byte download that ST's code accepts and ignores; the
+/// command list is read with UPLOAD block 0).
+pub const DFUSE_GET_COMMANDS: u8 = 0x00;
 /// DfuSe command byte: Set Address Pointer.
 pub const DFUSE_SET_ADDRESS: u8 = 0x21;
 /// DfuSe command byte: Erase (page with an address, mass erase without).
@@ -36,7 +53,7 @@ pub const DFUSE_READ_UNPROTECT: u8 = 0x92;
 /// The 8-byte SETUP packet of a control transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Setup {
-    /// bmRequestType (direction, type, recipient).
+    /// bmRequestType: direction (bit 7, 1 = IN), type (bits 5–6), recipient (bits 0–4).
     pub request_type: u8,
     /// bRequest.
     pub request: u8,
@@ -44,7 +61,7 @@ pub struct Setup {
     pub value: u16,
     /// wIndex.
     pub index: u16,
-    /// wLength: bytes in the data stage.
+    /// wLength: bytes in the data stage (for IN requests, the most the host accepts).
     pub length: u16,
 }
 
@@ -214,7 +231,7 @@ pub enum State {
 
 impl State {
     /// Decodes bState.
-    pub fn from_u8(v: u8) -> Self {
+    pub const fn from_u8(v: u8) -> Self {
         match v {
             0 => State::AppIdle,
             1 => State::AppDetach,
@@ -232,7 +249,7 @@ impl State {
     }
 
     /// Encodes bState.
-    pub fn as_u8(self) -> u8 {
+    pub const fn as_u8(self) -> u8 {
         match self {
             State::AppIdle => 0,
             State::AppDetach => 1,
@@ -318,7 +335,7 @@ pub enum Status {
 
 impl Status {
     /// Decodes bStatus.
-    pub fn from_u8(v: u8) -> Self {
+    pub const fn from_u8(v: u8) -> Self {
         match v {
             0x00 => Status::Ok,
             0x01 => Status::ErrTarget,
@@ -341,7 +358,7 @@ impl Status {
     }
 
     /// Encodes bStatus.
-    pub fn as_u8(self) -> u8 {
+    pub const fn as_u8(self) -> u8 {
         match self {
             Status::Ok => 0x00,
             Status::ErrTarget => 0x01,
@@ -488,6 +505,10 @@ mod tests {
         assert_eq!(Setup::from_bytes(s.to_bytes()), s);
         assert!(!s.is_in());
         assert!(Setup::class_in(DFU_GETSTATUS, 0, 0, 6).is_in());
+        let wire = [0xA1, 3, 0x34, 0x12, 0, 0, 6, 0];
+        let s = Setup::from_bytes(wire);
+        assert_eq!((s.value, s.length, s.is_in()), (0x1234, 6, true));
+        assert_eq!(s.to_bytes(), wire);
     }
 
     #[test]

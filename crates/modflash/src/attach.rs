@@ -22,8 +22,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use modflash_device::dfuse::Setup;
 use modflash_device::{Device, Mode};
+use modflash_dfu::Setup;
 
 use crate::umockdev::{Client, Data, IoctlHandler, Testbed, Umockdev, INSTALL_HELP};
 

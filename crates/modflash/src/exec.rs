@@ -5,7 +5,6 @@
 use std::fmt;
 
 use modflash_device::console::ConsoleConfig;
-use modflash_device::dfuse::Setup as DeviceSetup;
 use modflash_device::{Device, Mode, ResetReason};
 
 use crate::serial::{ConsoleLink, Session};
@@ -249,10 +248,9 @@ impl<'a> SimControl<'a> {
         if self.connection.is_none() || self.device.dfu_connection() != self.connection {
             return Err(TransferError::NoDevice);
         }
-        let s = DeviceSetup::from_bytes(setup.to_bytes());
         let reply = self
             .device
-            .dfu_control(s, data)
+            .dfu_control(*setup, data)
             .map_err(|_| TransferError::Stall);
         if self.device.dfu_connection() != self.connection {
             // The device answered, then reset (leave).
