@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod args;
 mod cmd;
-mod connect;
-mod progress;
-mod report;
-mod source;
+mod render;
+mod signals;
 mod ui;
+mod view;
 
 /// Safe flashing for Particle-style modular firmware.
 #[derive(Parser, Debug)]
@@ -36,7 +36,7 @@ enum Command {
     /// predicted final state (nothing is written).
     Plan {
         #[command(flatten)]
-        args: cmd::flash::PlanArgs,
+        args: args::PlanArgs,
         /// Plan for every describe JSON file in this directory instead of a device (JSON lines).
         #[arg(long, value_name = "DIR", conflicts_with = "device")]
         inventories: Option<PathBuf>,
@@ -44,7 +44,7 @@ enum Command {
     /// Plan, confirm, write, verify: install modules and check the device ends as predicted.
     Flash {
         #[command(flatten)]
-        args: cmd::flash::PlanArgs,
+        args: args::PlanArgs,
         /// Show the plan only.
         #[arg(long)]
         dry_run: bool,
@@ -54,9 +54,8 @@ enum Command {
     },
     /// Explain why a device is in its state and print the command that fixes it.
     Doctor {
-        /// The device: usb, usb:DEVICE_ID, serial:PORT or sim:NAME.
-        #[arg(long)]
-        device: String,
+        #[command(flatten)]
+        device: args::DeviceArgs,
         /// Directory of Device OS module files (repeatable).
         #[arg(long, value_name = "DIR")]
         catalog: Vec<PathBuf>,
@@ -70,9 +69,8 @@ enum Command {
     /// The modules installed on a device, every check as PASS/FAIL, and what fixes a failed
     /// dependency.
     Modules {
-        /// The device: serial:PORT, usb, usb:DEVICE_ID or sim:NAME.
-        #[arg(long)]
-        device: String,
+        #[command(flatten)]
+        device: args::DeviceArgs,
         /// Print JSON: {"platform_id", "modules"} (docs/json.md).
         #[arg(long)]
         json: bool,
@@ -125,13 +123,13 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect { files, json } => cmd::inspect::run(&files, json),
-        Command::Plan { args, inventories } => cmd::flash::run_plan(args, inventories),
-        Command::Flash { args, dry_run, yes } => cmd::flash::run_flash(args, dry_run, yes),
+        Command::Plan { args, inventories } => cmd::plan::run(args, inventories),
+        Command::Flash { args, dry_run, yes } => cmd::flash::run(args, dry_run, yes),
         Command::Doctor {
             device,
             catalog,
             json,
-        } => cmd::flash::run_doctor(&device, &catalog, json),
+        } => cmd::doctor::run(&device, &catalog, json),
         Command::Catalog(c) => cmd::catalog::run(c),
         Command::Modules { device, json } => cmd::modules::run(&device, json),
         Command::Serial(c) => cmd::serial::run(c),

@@ -1,4 +1,4 @@
-//! Terminal styling, error reporting and exit codes shared by every command.
+//! Terminal styling, output lines, error reporting and exit codes shared by every command.
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -32,7 +32,6 @@ impl CliError {
     }
 
     /// A failed check (exit 1).
-    #[allow(dead_code)] // the flashing commands use it
     pub fn check(message: impl Into<String>) -> Self {
         Self {
             code: EXIT_CHECK_FAILED,
@@ -47,12 +46,32 @@ impl CliError {
         self
     }
 
-    /// Adds a `help:` line when there is one.
-    pub fn with_help_opt(mut self, help: Option<String>) -> Self {
-        if help.is_some() {
-            self.help = help;
-        }
+    /// Puts `context` before the message ("refused, nothing was written: …").
+    pub fn context(mut self, context: &str) -> Self {
+        self.message = format!("{context}: {}", self.message);
         self
+    }
+}
+
+impl From<modflash::Error> for CliError {
+    /// The library's diagnostic: its message, its help line, and exit code 1 for a failed
+    /// check, 2 otherwise.
+    fn from(e: modflash::Error) -> Self {
+        Self {
+            code: if e.is_check_failure() {
+                EXIT_CHECK_FAILED
+            } else {
+                EXIT_USAGE
+            },
+            help: e.help_text(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<modflash::sim::SimError> for CliError {
+    fn from(e: modflash::sim::SimError) -> Self {
+        modflash::Error::from(e).into()
     }
 }
 
@@ -136,4 +155,32 @@ pub fn print_error(err: &CliError) {
     if let Some(help) = &err.help {
         eprintln!("{} {help}", style.bold("help:"));
     }
+}
+
+/// Prints a line on standard output; a closed pipe (`| head`) is not an error worth a panic.
+pub fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// Prints a line on standard error, ignoring a closed stream.
+pub fn note(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// Asks a yes/no question on the terminal (default no). Without a terminal to ask on (a
+/// script, a pipe) nobody can answer, so the command goes ahead as told.
+pub fn confirm(question: &str) -> bool {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return true;
+    }
+    dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()
+        .unwrap_or(false)
 }

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use modflash::serial::{send_ymodem, PortLink};
+use modflash::progress::{Cancel, Quiet};
+use modflash::transport::serial::{send_ymodem, PortLink};
 use modflash_ymodem::{File, SendStatus, SenderConfig};
 use serde_json::Value;
 use serial_support::{fixture, interop_tools, wait_child, Home, Serve, Tty};
@@ -246,7 +247,7 @@ fn our_sender_into_rb_is_byte_identical() {
     };
     let files = [File::new("system-part1.bin", &image)];
     let start = Instant::now();
-    let sent = send_ymodem(&mut link, &files, cfg, &mut |_| true).unwrap();
+    let sent = send_ymodem(&mut link, &files, cfg, &mut Quiet, &Cancel::new()).unwrap();
     let status = wait_child(&mut child, Duration::from_secs(10));
     let log = fs::read_to_string(dir.path().join("rb.log")).unwrap_or_default();
     eprintln!(

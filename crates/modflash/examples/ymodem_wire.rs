@@ -9,7 +9,9 @@
 
 use std::path::PathBuf;
 
-use modflash::serial::{ConsoleLink, Session, Verdict};
+use modflash::progress::{Cancel, Quiet};
+use modflash::transport::serial::{Console, Verdict};
+use modflash::transport::sim::ConsoleLink;
 use modflash_device::console::ConsoleConfig;
 use modflash_device::Device;
 use modflash_module::platform::platform;
@@ -28,14 +30,14 @@ fn run(image: &[u8], release: &str, scheme: Scheme) -> Result<(SenderStats, u64)
         scheme,
         ..SenderConfig::device_os()
     };
-    let mut session = Session::new(ConsoleLink::new(
+    let mut session = Console::new(ConsoleLink::new(
         &mut device,
         ConsoleConfig::device(),
         "sim",
     ));
     session.enter_listening().map_err(|e| e.to_string())?;
     let report = session
-        .flash("binary", image, config, &mut |_| true)
+        .flash("binary", image, config, &mut Quiet, &Cancel::new())
         .map_err(|e| e.to_string())?;
     if !matches!(report.verdict, Verdict::Accepted { .. }) {
         return Err(format!(

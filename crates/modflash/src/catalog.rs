@@ -59,10 +59,14 @@ pub struct Candidate {
 }
 
 /// Why a file cannot be a candidate.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
 pub enum CandidateError {
     /// Unreadable.
     #[error("cannot read {path}: {reason}")]
+    #[diagnostic(
+        code(modflash::file::unreadable),
+        help("check the path and permissions")
+    )]
     Io {
         /// File.
         path: PathBuf,
@@ -71,6 +75,7 @@ pub enum CandidateError {
     },
     /// Not a module.
     #[error("{path} is not a module: {reason}")]
+    #[diagnostic(code(modflash::file::not_a_module), help("run `modflash inspect {}` for details", path.display()))]
     NotAModule {
         /// File.
         path: PathBuf,
@@ -79,11 +84,21 @@ pub enum CandidateError {
     },
     /// Damaged.
     #[error("{path} is damaged: {reason}")]
+    #[diagnostic(code(modflash::file::damaged), help("rebuild or download the file again; `modflash inspect {}` shows the details", path.display()))]
     Damaged {
         /// File.
         path: PathBuf,
-        /// First problem.
+        /// Every problem, separated by "; ".
         reason: String,
+    },
+    /// Several modules in one file.
+    #[error("{path} is a combined image of {count} modules; modflash plans and writes single modules, so split it first")]
+    #[diagnostic(code(modflash::file::combined), help("`modflash inspect {}` lists the modules in it", path.display()))]
+    Combined {
+        /// File.
+        path: PathBuf,
+        /// Modules in it.
+        count: usize,
     },
 }
 
@@ -95,19 +110,17 @@ impl Candidate {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        if let Some(p) = m.problems().next() {
+        let problems: Vec<String> = m.problems().map(|p| p.to_string()).collect();
+        if !problems.is_empty() {
             return Err(CandidateError::Damaged {
                 path,
-                reason: p.to_string(),
+                reason: problems.join("; "),
             });
         }
         if m.info.flags.contains(ModuleFlags::COMBINED) {
-            let n = modflash_module::chain(&bytes).count();
-            return Err(CandidateError::Damaged {
+            return Err(CandidateError::Combined {
                 path,
-                reason: format!(
-                    "it is a combined image of {n} modules; modflash plans and writes single modules, so split it first"
-                ),
+                count: modflash_module::chain(&bytes).count(),
             });
         }
         let info = m.info;
@@ -145,7 +158,7 @@ impl Candidate {
 
     /// SHA-256 as lower-case hex.
     pub fn sha_hex(&self) -> String {
-        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+        crate::inventory::hex(&self.sha256)
     }
 }
 

@@ -69,37 +69,29 @@ impl DownloadPlan {
 }
 
 /// Why a download is refused (nothing was written).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
 pub enum Refusal {
     /// The file is for another platform: never written.
-    #[error("{0}")]
+    #[error("refused, nothing was written: {0}")]
+    #[diagnostic(
+        code(modflash::download::platform),
+        help("use the file built for this device's platform (`modflash inspect FILE` shows which platform a module is for)")
+    )]
     Platform(String),
     /// Checks failed that `--force` can override.
-    #[error("{}", .0.join("; "))]
+    #[error("refused, nothing was written: {}", .0.join("; "))]
+    #[diagnostic(
+        code(modflash::download::needs_force),
+        help("if you really mean it, add --force; to install modules safely use `modflash flash FILE --device REF`, which stages bootloaders and checks dependencies")
+    )]
     NeedsForce(Vec<String>),
     /// The request itself is wrong (missing address, conflicting options, a broken file).
-    #[error("{0}")]
+    #[error("refused, nothing was written: {0}")]
+    #[diagnostic(
+        code(modflash::download::usage),
+        help("see `modflash dfu download --help`")
+    )]
     Usage(String),
-}
-
-impl Refusal {
-    /// What to do next.
-    pub fn help(&self) -> String {
-        match self {
-            Self::Platform(_) => {
-                "use the file built for this device's platform (`modflash inspect FILE` shows \
-                 which platform a module is for)"
-                    .into()
-            }
-            Self::NeedsForce(_) => {
-                "if you really mean it, add --force; to install modules safely use \
-                 `modflash flash FILE --device REF`, which stages bootloaders and checks \
-                 dependencies"
-                    .into()
-            }
-            Self::Usage(_) => "see `modflash dfu download --help`".into(),
-        }
-    }
 }
 
 fn region_name(b: &ModuleBounds) -> String {
@@ -454,14 +446,19 @@ fn element_module(platform: &Platform, data: &[u8]) -> Result<Option<ModuleInfo>
     }
 }
 
+/// An address or length that is not a number.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a number (use 0x080A0000 or 1762)")]
+pub struct BadNumber(pub String);
+
 /// Parses an address or length: `0x080A0000`, `1762`.
-pub fn parse_number(text: &str) -> Result<u32, String> {
+pub fn parse_number(text: &str) -> Result<u32, BadNumber> {
     let t = text.trim();
     let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
         Some(h) => u32::from_str_radix(&h.replace('_', ""), 16),
         None => t.replace('_', "").parse::<u32>(),
     };
-    r.map_err(|_| format!("`{text}` is not a number (use 0x080A0000 or 1762)"))
+    r.map_err(|_| BadNumber(text.to_string()))
 }
 
 #[cfg(test)]

@@ -1,162 +1,99 @@
-//! The executor: runs a plan's steps on a target (a virtual device in-process, or a real
-//! device over USB or serial), with progress events; every write is verified, and the device's
-//! own verdict is reported.
+//! The one executor: runs tasks on an open [`Session`] — DFU writes verified by read-back,
+//! serial updates validated by the device itself, the reset at the end — with operation
+//! events and a cancellation token, then reads the device again and compares it with the
+//! plan's prediction. `flash`, `serial flash`, `dfu download` and the planner's proofs all run
+//! here; each front door only turns its input into [`Task`]s.
 
-use std::fmt;
+use std::borrow::Cow;
 
-use modflash_device::console::ConsoleConfig;
-use modflash_device::{Device, Mode, ResetReason};
+use modflash_device::Mode;
+use modflash_module::ModuleFunction;
 
-use crate::serial::{ConsoleLink, Session};
-use modflash_dfu::descriptor::ConfigDescriptor;
-use modflash_dfu::layout::MemoryLayout;
-use modflash_dfu::{Control, DfuSe, Progress as DfuProgress, Setup, TransferError};
-
+use crate::error::Error;
 use crate::inventory::Inventory;
-use crate::plan::{Action, Step, Via, OTA_FLAG_OFFSET};
+use crate::plan::{Action, Plan, Step, Via, OTA_FLAG_OFFSET};
+use crate::progress::{operation, Cancel, Event, Evidence, Observer, Operation};
+use crate::session::Session;
+use crate::transport::serial::{FlashReport, SerialError, Verdict};
+use crate::transport::{AfterLeave, DeviceLink, Observation};
 
-/// Progress of a plan's execution.
+/// One DFU write.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// The device is being put into the mode the transport needs.
-    Preparing(&'static str),
-    /// Step `n` (1-based) of `total` starts.
-    StepStarted {
-        /// Step number.
-        n: usize,
-        /// Steps in the plan.
-        total: usize,
-        /// What is written.
-        label: String,
-        /// Bytes to send.
-        bytes: usize,
-    },
-    /// Bytes of the current step sent so far.
-    Bytes {
-        /// Done.
-        done: usize,
-        /// Total.
-        total: usize,
-    },
-    /// The current step was verified (read back or accepted by the device).
-    StepVerified {
-        /// Step number.
-        n: usize,
-    },
-    /// The device is resetting into its firmware.
-    Resetting,
+pub struct DfuWrite<'a> {
+    /// Alternate setting.
+    pub alt: u8,
+    /// Address in that alternate setting.
+    pub address: u32,
+    /// The bytes.
+    pub data: Cow<'a, [u8]>,
 }
 
-/// Why execution stopped.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ExecError {
-    /// The device is not in a mode where it can take this step.
-    #[error("the device is in {mode} mode and cannot {what}")]
-    WrongMode {
-        /// Its mode.
-        mode: String,
-        /// What was attempted.
-        what: String,
-    },
-    /// A DFU transfer failed.
-    #[error("DFU {0}")]
-    Dfu(String),
-    /// The device refused a module (its own validation).
-    #[error("the device refused {module}: {verdict}")]
-    Refused {
+/// What one task does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskAction<'a> {
+    /// DFU writes, in order (a staged bootloader is its image, then the DCT's OTA flag).
+    Dfu(Vec<DfuWrite<'a>>),
+    /// One module through the listening-mode console (YMODEM), named `name` on the wire.
+    Serial {
+        /// The file name sent in the YMODEM header.
+        name: String,
         /// The module.
-        module: String,
-        /// The device's words.
-        verdict: String,
+        data: &'a [u8],
     },
-    /// The device went away.
-    #[error("the device disconnected: {0}")]
-    Gone(String),
-    /// Any other transport failure.
-    #[error("{0}")]
-    Transport(String),
 }
 
-/// A device the executor can drive.
-pub trait Target {
-    /// What is installed now.
-    fn inventory(&mut self) -> Result<Inventory, ExecError>;
-    /// Puts the device in DFU mode (no-op when it already is).
-    fn enter_dfu(&mut self) -> Result<(), ExecError>;
-    /// Downloads `data` at `address` of alternate setting `alt` and verifies it by reading it
-    /// back.
-    fn dfu_write(
-        &mut self,
-        alt: u8,
-        address: u32,
-        data: &[u8],
-        progress: &mut dyn FnMut(Event),
-    ) -> Result<(), ExecError>;
-    /// Leaves DFU mode and waits for the device to boot its firmware.
-    fn dfu_leave(&mut self, address: u32) -> Result<(), ExecError>;
-    /// Sends a module over serial; returns when the device has accepted it and restarted.
-    fn serial_flash(
-        &mut self,
-        name: &str,
-        data: &[u8],
-        progress: &mut dyn FnMut(Event),
-    ) -> Result<(), ExecError>;
+/// One step the executor carries out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Task<'a> {
+    /// What it does, in words ("writing system part 1 version 1502 (part1.bin)").
+    pub label: String,
+    /// How.
+    pub action: TaskAction<'a>,
 }
 
-impl<T: Target + ?Sized> Target for &mut T {
-    fn inventory(&mut self) -> Result<Inventory, ExecError> {
-        (**self).inventory()
-    }
-
-    fn enter_dfu(&mut self) -> Result<(), ExecError> {
-        (**self).enter_dfu()
-    }
-
-    fn dfu_write(
-        &mut self,
-        alt: u8,
-        address: u32,
-        data: &[u8],
-        progress: &mut dyn FnMut(Event),
-    ) -> Result<(), ExecError> {
-        (**self).dfu_write(alt, address, data, progress)
-    }
-
-    fn dfu_leave(&mut self, address: u32) -> Result<(), ExecError> {
-        (**self).dfu_leave(address)
-    }
-
-    fn serial_flash(
-        &mut self,
-        name: &str,
-        data: &[u8],
-        progress: &mut dyn FnMut(Event),
-    ) -> Result<(), ExecError> {
-        (**self).serial_flash(name, data, progress)
+impl Task<'_> {
+    /// Bytes the task sends.
+    pub fn bytes(&self) -> u64 {
+        match &self.action {
+            TaskAction::Dfu(writes) => writes.iter().map(|w| w.data.len() as u64).sum(),
+            TaskAction::Serial { data, .. } => data.len() as u64,
+        }
     }
 }
 
-/// Runs `steps` in order.
-pub fn run_steps(
-    target: &mut dyn Target,
-    steps: &[Step],
-    via: Via,
-    progress: &mut dyn FnMut(Event),
-) -> Result<(), ExecError> {
-    if steps.is_empty() {
-        return Ok(());
-    }
-    if via == Via::Dfu {
-        progress(Event::Preparing("switching the device to DFU mode"));
-        target.enter_dfu()?;
-    }
-    let total = steps.len();
-    for (i, step) in steps.iter().enumerate() {
-        let n = i + 1;
-        progress(Event::StepStarted {
-            n,
-            total,
-            label: match step.action {
+/// How to run tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Read every DFU write back and compare.
+    pub verify: bool,
+    /// After DFU writes, leave DFU mode for the firmware at this address.
+    pub leave_at: Option<u32>,
+}
+
+/// What a task ended with.
+#[derive(Clone, Debug)]
+pub struct TaskResult {
+    /// What proves its result.
+    pub evidence: Evidence,
+    /// The device's report on a serial transfer.
+    pub serial: Option<FlashReport>,
+}
+
+/// What running tasks did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// One result per task, in order.
+    pub tasks: Vec<TaskResult>,
+    /// Where the device went after leaving DFU mode, when it was asked to.
+    pub left: Option<AfterLeave>,
+}
+
+/// The tasks of a plan's steps.
+pub fn tasks_of(steps: &[Step]) -> Vec<Task<'_>> {
+    steps
+        .iter()
+        .map(|step| {
+            let label = match step.action {
                 Action::DfuErase { address, len, .. } => {
                     format!("erasing {len} bytes at {address:#010x} (the legacy app)")
                 }
@@ -166,240 +103,302 @@ pub fn run_steps(
                     step.module.info.version,
                     step.module.origin
                 ),
-            },
-            bytes: step.bytes(),
-        });
-        match step.action {
-            Action::DfuWrite { alt, address } => {
-                target.dfu_write(alt, address, step.module.flash_bytes(), progress)?;
-            }
-            Action::DfuStageBootloader { alt, address } => {
-                target.dfu_write(alt, address, &step.module.bytes, progress)?;
-                target.dfu_write(
-                    1,
-                    OTA_FLAG_OFFSET,
-                    &[modflash_module::platform::dct::OTA_UPDATE_PENDING],
-                    &mut |_| {},
-                )?;
-            }
-            Action::DfuErase { alt, address, len } => {
+            };
+            let dfu = |alt, address, data| DfuWrite { alt, address, data };
+            let action = match step.action {
+                Action::DfuWrite { alt, address } => TaskAction::Dfu(vec![dfu(
+                    alt,
+                    address,
+                    Cow::Borrowed(step.module.flash_bytes()),
+                )]),
+                Action::DfuStageBootloader { alt, address } => TaskAction::Dfu(vec![
+                    dfu(alt, address, Cow::Borrowed(&step.module.bytes[..])),
+                    dfu(
+                        1,
+                        OTA_FLAG_OFFSET,
+                        Cow::Owned(vec![modflash_module::platform::dct::OTA_UPDATE_PENDING]),
+                    ),
+                ]),
                 // Written as 0xFF: the download erases the page first, so the result is erased.
-                target.dfu_write(alt, address, &vec![0xFF; len as usize], progress)?;
-            }
-            Action::Serial => {
-                let name = step.module.origin.to_string();
-                target.serial_flash(&name, &step.module.bytes, progress)?;
-            }
-        }
-        progress(Event::StepVerified { n });
-    }
-    if via == Via::Dfu {
-        progress(Event::Resetting);
-        let address = steps.last().map_or(0, Step::address);
-        target.dfu_leave(address)?;
-    }
-    Ok(())
-}
-
-/// A virtual device driven in-process, honouring each transport's rules: DFU goes through the
-/// DfuSe engine and the device's own DfuSe handler; serial goes through the device's OTA
-/// validation.
-pub struct VirtualTarget<'a> {
-    device: &'a mut Device,
-}
-
-impl<'a> VirtualTarget<'a> {
-    /// Drives `device`.
-    pub fn new(device: &'a mut Device) -> Self {
-        Self { device }
-    }
-}
-
-/// `modflash_dfu::Control` over a virtual device's DfuSe handler.
-pub struct SimControl<'a> {
-    device: &'a mut Device,
-    connection: Option<u64>,
-}
-
-impl<'a> SimControl<'a> {
-    /// Connects to a device in DFU mode.
-    pub fn new(device: &'a mut Device) -> Self {
-        let connection = device.dfu_connection();
-        Self { device, connection }
-    }
-
-    /// SET_INTERFACE: selects alternate setting `alt` (a stall when the device has no such
-    /// alt setting).
-    pub fn select_alt(&mut self, alt: u8) -> Result<(), TransferError> {
-        if self.connection.is_none() || self.device.dfu_connection() != self.connection {
-            return Err(TransferError::NoDevice);
-        }
-        self.device
-            .dfu_set_alt(alt)
-            .map_err(|_| TransferError::Stall)
-    }
-
-    /// The device behind the pipe.
-    pub fn device(&self) -> &Device {
-        self.device
-    }
-
-    fn transfer(&mut self, setup: &Setup, data: &[u8]) -> Result<Vec<u8>, TransferError> {
-        if self.connection.is_none() || self.device.dfu_connection() != self.connection {
-            return Err(TransferError::NoDevice);
-        }
-        let reply = self
-            .device
-            .dfu_control(*setup, data)
-            .map_err(|_| TransferError::Stall);
-        if self.device.dfu_connection() != self.connection {
-            // The device answered, then reset (leave).
-            self.connection = None;
-        }
-        reply
-    }
-}
-
-impl Control for SimControl<'_> {
-    fn control_in(
-        &mut self,
-        setup: &Setup,
-        buf: &mut [u8],
-        _timeout_ms: u32,
-    ) -> Result<usize, TransferError> {
-        let reply = self.transfer(setup, &[])?;
-        let n = reply.len().min(buf.len());
-        buf[..n].copy_from_slice(&reply[..n]);
-        Ok(n)
-    }
-
-    fn control_out(
-        &mut self,
-        setup: &Setup,
-        data: &[u8],
-        _timeout_ms: u32,
-    ) -> Result<usize, TransferError> {
-        self.transfer(setup, data)?;
-        Ok(data.len())
-    }
-
-    fn wait(&mut self, ms: u32) {
-        self.device.flash_mut().add_time_us(u64::from(ms) * 1000);
-    }
-}
-
-fn dfu_err(e: impl fmt::Display) -> ExecError {
-    ExecError::Dfu(e.to_string())
-}
-
-/// Runs `f` with a DfuSe engine on alternate setting `alt` of an in-process device.
-fn with_engine<T>(
-    device: &mut Device,
-    alt: u8,
-    f: impl FnOnce(&mut DfuSe<'_, SimControl<'_>>) -> Result<T, ExecError>,
-) -> Result<T, ExecError> {
-    let descriptors = device.usb_descriptors();
-    let config = ConfigDescriptor::parse(&descriptors.configuration).map_err(dfu_err)?;
-    let functional = config
-        .functional_descriptor()
-        .ok_or_else(|| ExecError::Dfu("the device has no DFU functional descriptor".into()))?;
-    let alt_string = device
-        .layout()
-        .dfu_alts
-        .get(usize::from(alt))
-        .ok_or_else(|| ExecError::Dfu(format!("the device has no alternate setting {alt}")))?;
-    let layout: MemoryLayout = alt_string.parse().map_err(dfu_err)?;
-    device
-        .dfu_set_alt(alt)
-        .map_err(|_| ExecError::Dfu(format!("SET_INTERFACE alt {alt} stalled")))?;
-    let mut ctl = SimControl::new(device);
-    let mut engine =
-        DfuSe::new(&mut ctl, 0, alt, functional.transfer_size, layout).map_err(dfu_err)?;
-    f(&mut engine)
-}
-
-impl Target for VirtualTarget<'_> {
-    fn inventory(&mut self) -> Result<Inventory, ExecError> {
-        Ok(Inventory::from_device(self.device))
-    }
-
-    fn enter_dfu(&mut self) -> Result<(), ExecError> {
-        match self.device.state.mode {
-            Mode::Dfu => Ok(()),
-            Mode::Off => Err(ExecError::WrongMode {
-                mode: "off".into(),
-                what: "enter DFU mode".into(),
-            }),
-            // Running firmware: the 14400-baud request. A device stuck in a reset loop is
-            // put in DFU mode with the button, as a user would.
-            Mode::Panic => {
-                self.device.reset(ResetReason::Button, Some(3.0));
-                Ok(())
-            }
-            _ => {
-                self.device.request_dfu();
-                Ok(())
-            }
-        }
-    }
-
-    fn dfu_write(
-        &mut self,
-        alt: u8,
-        address: u32,
-        data: &[u8],
-        progress: &mut dyn FnMut(Event),
-    ) -> Result<(), ExecError> {
-        let total = data.len();
-        with_engine(self.device, alt, |engine| {
-            engine
-                .download(address, data, &mut |p| {
-                    if let DfuProgress::Written { bytes_done, .. } = p {
-                        progress(Event::Bytes {
-                            done: bytes_done as usize,
-                            total,
-                        });
-                    }
-                })
-                .map_err(dfu_err)?;
-            engine.verify(address, data, &mut |_| {}).map_err(dfu_err)
+                Action::DfuErase { alt, address, len } => TaskAction::Dfu(vec![dfu(
+                    alt,
+                    address,
+                    Cow::Owned(vec![0xFF; len as usize]),
+                )]),
+                Action::Serial => TaskAction::Serial {
+                    name: step.module.origin.to_string(),
+                    data: &step.module.bytes[..],
+                },
+            };
+            Task { label, action }
         })
-    }
+        .collect()
+}
 
-    fn dfu_leave(&mut self, address: u32) -> Result<(), ExecError> {
-        with_engine(self.device, 0, |engine| {
-            engine.leave(address).map(|_| ()).map_err(dfu_err)
-        })?;
-        if self.device.in_dfu_mode() && self.device.state.mode == Mode::Dfu {
-            // Came straight back: the firmware is not valid. The caller compares states.
-        }
-        Ok(())
-    }
+/// Runs a plan's steps with verification; a DFU plan ends by leaving DFU mode for the last
+/// module written.
+pub fn run_steps(
+    session: &mut Session<'_>,
+    steps: &[Step],
+    via: Via,
+    observer: &mut dyn Observer,
+    cancel: &Cancel,
+) -> Result<Report, Error> {
+    let options = Options {
+        verify: true,
+        leave_at: (via == Via::Dfu && !steps.is_empty())
+            .then(|| steps.last().map_or(0, Step::address)),
+    };
+    execute(session, &tasks_of(steps), options, observer, cancel)
+}
 
-    fn serial_flash(
-        &mut self,
-        name: &str,
-        data: &[u8],
-        progress: &mut dyn FnMut(Event),
-    ) -> Result<(), ExecError> {
-        // Through the device's own listening-mode console and YMODEM receiver, on the
-        // console's clock: the same bytes a serial port would carry.
-        if !self.device.enter_listening() {
-            return Err(ExecError::WrongMode {
-                mode: self.device.state.mode.name().into(),
-                what: "enter listening mode for a serial update".into(),
-            });
-        }
-        let link = ConsoleLink::new(self.device, ConsoleConfig::device(), "sim");
-        let mut session = Session::new(link);
-        crate::serial::flash_and_wait(&mut session, name, data, progress, &mut |s| {
-            s.link().settle();
-            Ok(())
-        })?;
-        drop(session);
-        if self.device.state.mode == Mode::Listening {
-            self.device.exit_listening();
-        }
-        Ok(())
+/// Runs `tasks` in order on `session`.
+pub fn execute(
+    session: &mut Session<'_>,
+    tasks: &[Task<'_>],
+    options: Options,
+    observer: &mut dyn Observer,
+    cancel: &Cancel,
+) -> Result<Report, Error> {
+    let link = session.link();
+    let mut report = Report::default();
+    if tasks.is_empty() {
+        return Ok(report);
     }
+    let uses_dfu = tasks.iter().any(|t| matches!(t.action, TaskAction::Dfu(_)));
+    if uses_dfu {
+        operation(
+            observer,
+            Operation::ModeChange,
+            "switching the device to DFU mode",
+            None,
+            |o| link.enter_dfu(o),
+        )?;
+    }
+    let steps = tasks.len();
+    for (i, task) in tasks.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return Err(interrupted(&task.label, i, uses_dfu));
+        }
+        let step = i + 1;
+        observer.event(Event::StepStarted {
+            step,
+            steps,
+            label: task.label.clone(),
+            bytes: task.bytes(),
+        });
+        let result = match &task.action {
+            TaskAction::Dfu(writes) => {
+                for w in writes {
+                    link.dfu_write(w.alt, w.address, &w.data, options.verify, observer)?;
+                }
+                TaskResult {
+                    evidence: if options.verify {
+                        Evidence::ReadBack
+                    } else {
+                        Evidence::None
+                    },
+                    serial: None,
+                }
+            }
+            TaskAction::Serial { name, data } => {
+                let flashed = serial_step(link, name, data, observer, cancel)?;
+                TaskResult {
+                    evidence: Evidence::DeviceAccepted,
+                    serial: Some(flashed),
+                }
+            }
+        };
+        observer.event(Event::StepFinished {
+            step,
+            evidence: result.evidence,
+        });
+        report.tasks.push(result);
+    }
+    if let Some(address) = options.leave_at.filter(|_| uses_dfu) {
+        let left = operation(
+            observer,
+            Operation::Reset,
+            "resetting the device into its firmware",
+            None,
+            |o| link.dfu_leave(address, o),
+        )?;
+        report.left = Some(left);
+    }
+    Ok(report)
+}
+
+fn interrupted(label: &str, done: usize, dfu: bool) -> Error {
+    Error::Interrupted {
+        what: format!(
+            "{label} (after {done} completed step{})",
+            if done == 1 { "" } else { "s" }
+        ),
+        help: if dfu {
+            "the device may still be in DFU mode; run the same command again to finish".into()
+        } else {
+            "run the same command again to finish".into()
+        },
+    }
+}
+
+/// One serial transfer: a transfer that fails on the line (the device applies nothing) is
+/// sent once more; the device's refusal is an error in its own words.
+fn serial_step(
+    link: &mut dyn DeviceLink,
+    name: &str,
+    data: &[u8],
+    observer: &mut dyn Observer,
+    cancel: &Cancel,
+) -> Result<FlashReport, Error> {
+    let mut attempt = 0;
+    let report = loop {
+        attempt += 1;
+        let sent = operation(
+            observer,
+            Operation::Write,
+            name,
+            Some(data.len() as u64),
+            |o| link.serial_flash(name, data, o, cancel),
+        );
+        match sent {
+            Err(Error::Serial(SerialError::Transfer {
+                reason, cancelled, ..
+            })) if attempt < 2 && !cancelled && !cancel.is_cancelled() => {
+                observer.event(Event::warning(format!(
+                    "the transfer failed ({reason}); nothing was applied, sending again"
+                )));
+            }
+            Err(Error::Serial(SerialError::Transfer {
+                cancelled: true, ..
+            })) => {
+                return Err(Error::Interrupted {
+                    what: format!("sending {name}"),
+                    help: "the transfer was cancelled, so the device applied nothing; run the \
+                           same command again"
+                        .into(),
+                })
+            }
+            other => break other?,
+        }
+    };
+    let (verdict, code, help) = match report.verdict {
+        Verdict::Accepted { .. } => return Ok(report),
+        Verdict::Refused { code } => (
+            match code {
+                Some(c) => format!("{} ({c})", crate::transport::serial::ota_error_name(c)),
+                None => "it cancelled the transfer at the end without giving a code".into(),
+            },
+            code,
+            "nothing was changed on the device; check the module with `modflash inspect`",
+        ),
+        Verdict::TooLarge => (
+            format!(
+                "the file ({} bytes) is larger than the device's update area",
+                data.len()
+            ),
+            None,
+            "check that the file is a module for this device (`modflash inspect`)",
+        ),
+    };
+    Err(Error::Refused {
+        module: name.to_string(),
+        verdict,
+        code,
+        help: help.into(),
+        transfer: Some(Box::new(report)),
+    })
+}
+
+/// A plan carried out, and what the device looks like afterwards.
+#[derive(Clone, Debug)]
+pub struct Flashed {
+    /// What running the plan did.
+    pub report: Report,
+    /// What the device reports now.
+    pub after: Inventory,
+    /// Its observed mode, LED and log, when it can be observed.
+    pub observed: Option<Observation>,
+    /// How the device differs from the prediction (empty: verified).
+    pub mismatches: Vec<String>,
+}
+
+/// Runs `plan` on `session`, reads the device again and compares it with the prediction.
+/// An execution failure is an error; a device that ends elsewhere than predicted is a
+/// [`Flashed`] with mismatches.
+pub fn flash(
+    session: &mut Session<'_>,
+    plan: &Plan,
+    observer: &mut dyn Observer,
+    cancel: &Cancel,
+) -> Result<Flashed, Error> {
+    let report = run_steps(session, &plan.steps, plan.via, observer, cancel)?;
+    let after = operation(
+        observer,
+        Operation::Read,
+        "reading the installed modules",
+        None,
+        |o| session.inventory(o),
+    )?;
+    let observed = session.observe();
+    let mut mismatches = compare(plan, &after, observed.as_ref().map(|o| o.mode));
+    if report.left == Some(AfterLeave::Dfu) && plan.prediction.mode != Mode::Dfu {
+        mismatches.insert(
+            0,
+            "the device came back in DFU mode after the reset: its firmware is not valid".into(),
+        );
+    }
+    Ok(Flashed {
+        report,
+        after,
+        observed,
+        mismatches,
+    })
+}
+
+/// Differences between the predicted and the actual final state.
+pub fn compare(plan: &Plan, after: &Inventory, mode: Option<Mode>) -> Vec<String> {
+    let mut out = Vec::new();
+    let prediction = &plan.prediction;
+    if let Some(m) = mode {
+        if m != prediction.mode {
+            out.push(format!(
+                "mode is {}, predicted {}",
+                m.name(),
+                prediction.mode.name()
+            ));
+        }
+    }
+    let words = |failing: bool| {
+        if failing {
+            "failing a check"
+        } else {
+            "passing every check"
+        }
+    };
+    for (slot, version) in &prediction.modules {
+        let predicted_failing = prediction.failing.contains(slot);
+        match after.main_module(*slot) {
+            Some(m) if m.version == *version && m.checks.all() != predicted_failing => {}
+            Some(m) => out.push(format!(
+                "{slot} is version {} ({}), predicted version {version} ({})",
+                m.version,
+                words(!m.checks.all()),
+                words(predicted_failing)
+            )),
+            None => out.push(format!("{slot} is missing, predicted version {version}")),
+        }
+    }
+    for step in &plan.steps {
+        let slot = step.module.slot();
+        if step.module.info.function == ModuleFunction::UserPart && step.reason == "requested" {
+            let sha = after.main_module(slot).and_then(|m| m.sha256.clone());
+            if sha.is_some_and(|s| s != step.module.sha_hex()) {
+                out.push(format!(
+                    "the {slot} on the device is not the file that was flashed"
+                ));
+            }
+        }
+    }
+    out
 }

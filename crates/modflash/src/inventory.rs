@@ -111,13 +111,15 @@ pub struct Inventory {
 }
 
 /// Why a describe JSON could not be read.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum InventoryError {
     /// Not JSON.
     #[error("the describe data is not JSON: {0}")]
+    #[diagnostic(code(modflash::inventory::not_json))]
     NotJson(#[from] serde_json::Error),
     /// JSON, but not a describe document.
     #[error("the describe data has no {0}")]
+    #[diagnostic(code(modflash::inventory::incomplete))]
     Missing(&'static str),
 }
 
@@ -251,10 +253,13 @@ fn module_from_fetched(f: &Fetched) -> Option<InstalledModule> {
             })
             .collect(),
         checks: Checks::from_validity(f.checked, f.passed),
-        sha256: f
-            .sha256
-            .map(|s| s.iter().map(|b| format!("{b:02x}")).collect()),
+        sha256: f.sha256.map(|s| hex(&s)),
     })
+}
+
+/// Lower-case hex, as the device prints a SHA-256.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

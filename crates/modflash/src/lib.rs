@@ -1,20 +1,30 @@
-//! Orchestration for modflash: where things live on disk, virtual-device persistence, device
-//! references, and (in later modules) transports, inventory, catalogue, planner and executor.
+//! Orchestration for modflash: open a device ([`Session`]), read what is installed, plan on a
+//! twin, and carry plans out with the one executor, reporting progress as operation events and
+//! failures as one diagnostic [`Error`] type.
+//!
+//! Layers (see `docs/ARCHITECTURE.md`): [`transport`] reaches devices (virtual, USB, serial);
+//! [`session`] opens one; [`plan`] finds and proves plans; [`exec`] runs them; [`inventory`],
+//! [`catalog`], [`twin`], [`precheck`] and [`dfucheck`] hold the facts they use.
 
-pub mod attach;
 pub mod catalog;
+pub mod devices;
 pub mod devref;
 pub mod dfucheck;
-pub mod dfuops;
+pub mod diagnose;
+pub mod direct;
+pub mod error;
 pub mod exec;
 pub mod home;
 pub mod inventory;
 pub mod plan;
 pub mod precheck;
-pub mod serial;
+pub mod progress;
+pub mod request;
+pub mod session;
 pub mod sim;
+pub mod transport;
 pub mod twin;
-pub mod umockdev;
-pub mod usb;
 
 pub use devref::DeviceRef;
+pub use error::{Error, Result};
+pub use session::Session;

@@ -185,10 +185,11 @@ fn first_release_with(version: u16) -> Option<&'static str> {
 }
 
 /// Why there is no plan.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
 pub enum PlanError {
     /// A requested file must not go to this device.
     #[error("{file}: {reason}")]
+    #[diagnostic(code(modflash::plan::refused), help("{help}"))]
     Refused {
         /// The file.
         file: String,
@@ -199,6 +200,7 @@ pub enum PlanError {
     },
     /// Modules the plan needs are not available.
     #[error("no plan: the device needs {}", .missing.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[diagnostic(code(modflash::plan::missing), help("{help}"))]
     Missing {
         /// What is missing.
         missing: Vec<Missing>,
@@ -207,6 +209,7 @@ pub enum PlanError {
     },
     /// No order of the available modules is accepted by the device on this transport.
     #[error("no plan over {via}: {reason}")]
+    #[diagnostic(code(modflash::plan::no_order), help("{help}"))]
     NoOrder {
         /// Transport.
         via: &'static str,
@@ -217,18 +220,17 @@ pub enum PlanError {
     },
     /// The planner's model and the device twin disagreed (a bug; nothing was written).
     #[error("the plan did not survive the dry run on the device twin: {0}")]
+    #[diagnostic(
+        code(modflash::plan::unproven),
+        help("please report this; nothing was written")
+    )]
     Unproven(String),
 }
 
 impl PlanError {
-    /// What to do next.
-    pub fn help(&self) -> Option<&str> {
-        match self {
-            Self::Refused { help, .. }
-            | Self::Missing { help, .. }
-            | Self::NoOrder { help, .. } => Some(help),
-            Self::Unproven(_) => Some("please report this; nothing was written"),
-        }
+    /// Every planning failure is a failed check (exit code 1): nothing was written.
+    pub fn is_check_failure(&self) -> bool {
+        true
     }
 }
 
@@ -1183,9 +1185,16 @@ fn plan_factory(
 /// (unless forced) disproves the plan.
 fn prove(twin: &Device, steps: &[Step], via: Via, force: Force) -> Result<Prediction, PlanError> {
     let mut device = twin.clone();
-    let mut target = crate::exec::VirtualTarget::new(&mut device);
-    crate::exec::run_steps(&mut target, steps, via, &mut |_| {})
-        .map_err(|e| PlanError::Unproven(e.to_string()))?;
+    let mut session = crate::Session::virtual_device(&mut device, "the device twin");
+    crate::exec::run_steps(
+        &mut session,
+        steps,
+        via,
+        &mut crate::progress::Quiet,
+        &crate::progress::Cancel::new(),
+    )
+    .map_err(|e| PlanError::Unproven(e.to_string()))?;
+    drop(session);
     let hal: Hal<'_> = device.hal();
     let main: Vec<_> = hal
         .system_info()

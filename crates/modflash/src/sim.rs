@@ -10,15 +10,20 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use modflash_device::{Device, DeviceState};
+use modflash_module::Platform;
 
 const MAGIC: &[u8] = b"MODFLASH-SIM 1\n";
 const NO_IMAGE: u32 = u32::MAX;
 
 /// Why a virtual device could not be opened, created or saved.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum SimError {
     /// No device of that name.
     #[error("there is no virtual device named `{name}` (looked in {dir})")]
+    #[diagnostic(
+        code(modflash::sim::not_found),
+        help("create it with `modflash sim create {name} --platform photon --device-os 1.5.0`, or list them with `modflash sim list`")
+    )]
     NotFound {
         /// Device name.
         name: String,
@@ -27,15 +32,28 @@ pub enum SimError {
     },
     /// A device of that name exists already.
     #[error("a virtual device named `{0}` already exists")]
+    #[diagnostic(
+        code(modflash::sim::exists),
+        help("remove it first with `modflash sim rm {0}`, or pick another name")
+    )]
     Exists(String),
     /// Another process holds the device.
     #[error("virtual device `{0}` is in use by another modflash process")]
+    #[diagnostic(
+        code(modflash::sim::busy),
+        help("wait for the other command (e.g. `sim serve` or `sim attach`) to finish")
+    )]
     Busy(String),
     /// The name is not usable.
     #[error("`{0}` is not a valid device name (use letters, digits, '.', '-' and '_', up to 64 characters)")]
+    #[diagnostic(code(modflash::sim::bad_name))]
     BadName(String),
     /// The image file is damaged.
     #[error("the image of virtual device `{name}` at {path} is damaged: {reason}")]
+    #[diagnostic(
+        code(modflash::sim::corrupt),
+        help("remove it with `modflash sim rm {name}` and create it again")
+    )]
     Corrupt {
         /// Device name.
         name: String,
@@ -44,8 +62,19 @@ pub enum SimError {
         /// What is wrong.
         reason: String,
     },
+    /// The device could not be built as asked (a release the platform does not have, a file
+    /// that is not a module of it).
+    #[error("cannot build virtual device `{name}`: {reason}")]
+    #[diagnostic(code(modflash::sim::provision))]
+    Provision {
+        /// Device name.
+        name: String,
+        /// What did not fit.
+        reason: String,
+    },
     /// A file operation failed.
     #[error("{action} {path}: {source}")]
+    #[diagnostic(code(modflash::sim::io))]
     Io {
         /// What was being done.
         action: &'static str,
@@ -54,21 +83,6 @@ pub enum SimError {
         /// The OS error.
         source: io::Error,
     },
-}
-
-impl SimError {
-    /// What to do about it.
-    pub fn help(&self) -> Option<String> {
-        match self {
-            Self::NotFound { name, .. } => Some(format!(
-                "create it with `modflash sim create {name} --platform photon --device-os 1.5.0`, or list them with `modflash sim list`"
-            )),
-            Self::Exists(name) => Some(format!("remove it first with `modflash sim rm {name}`, or pick another name")),
-            Self::Busy(_) => Some("wait for the other command (e.g. `sim serve` or `sim attach`) to finish".into()),
-            Self::Corrupt { name, .. } => Some(format!("remove it with `modflash sim rm {name}` and create it again")),
-            _ => None,
-        }
-    }
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SimError + 'a {
@@ -95,6 +109,87 @@ pub fn device_id_for(name: &str) -> [u8; 12] {
     let mut id = [0u8; 12];
     id.copy_from_slice(&digest[..12]);
     id
+}
+
+/// What a new virtual device starts with.
+#[derive(Clone, Debug)]
+pub struct Provision {
+    /// Its platform.
+    pub platform: &'static Platform,
+    /// A Device OS release to install (synthetic modules with the release's real headers).
+    pub release: Option<String>,
+    /// Module files to install, each with its name for messages.
+    pub modules: Vec<(String, Vec<u8>)>,
+    /// Bytes written raw into the application slot (unchecked, like a user's mistake); the
+    /// release's own app is left out then.
+    pub user_app: Option<Vec<u8>>,
+    /// Bytes written raw into the factory-reset slot.
+    pub factory_app: Option<Vec<u8>>,
+}
+
+impl Provision {
+    /// Builds the device named `name` and boots it once.
+    pub fn build(&self, name: &str) -> Result<Device, SimError> {
+        let fail = |reason: String| SimError::Provision {
+            name: name.to_string(),
+            reason,
+        };
+        let mut device = Device::blank(self.platform, device_id_for(name)).map_err(fail)?;
+        if let Some(release) = &self.release {
+            device
+                .install_release(release, self.user_app.is_none())
+                .map_err(fail)?;
+        }
+        for (file, bytes) in &self.modules {
+            device
+                .install_module(bytes)
+                .map_err(|e| fail(format!("{file}: {e}")))?;
+        }
+        if let Some(app) = &self.user_app {
+            device.install_user_app(app).map_err(fail)?;
+        }
+        if let Some(app) = &self.factory_app {
+            device.install_factory_app(app).map_err(fail)?;
+        }
+        device.power_on();
+        Ok(device)
+    }
+}
+
+/// A release's Tinker application, synthesized with the release's real header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseApp {
+    /// The module file.
+    pub bytes: Vec<u8>,
+    /// Its first dependency (the system part it needs).
+    pub needs: modflash_module::Dependency,
+}
+
+/// The application of Device OS `release` for `platform`, to try modflash on virtual devices.
+pub fn release_app(platform: &'static Platform, release: &str) -> Result<ReleaseApp, SimError> {
+    let fail = |reason: String| SimError::Provision {
+        name: format!("{} app", platform.name),
+        reason,
+    };
+    let table = modflash_module::release::platform_release(platform, release).ok_or_else(|| {
+        fail(format!(
+            "Device OS {release} is not a release modflash knows for the {}",
+            platform.display_name
+        ))
+    })?;
+    let app = table
+        .modules_for(platform)
+        .find(|m| m.function == modflash_module::ModuleFunction::UserPart)
+        .ok_or_else(|| {
+            fail(format!(
+                "Device OS {release} has no application for the {}",
+                platform.display_name
+            ))
+        })?;
+    Ok(ReleaseApp {
+        bytes: modflash_module::synth::synthesize(platform, &app),
+        needs: app.dependencies[0],
+    })
 }
 
 /// The directory holding virtual devices.
@@ -209,12 +304,11 @@ impl SimStore {
             }
             Err(e) => return Err(io_err("cannot read", &path)(e)),
         };
-        let corrupt = |reason: String| SimError::Corrupt {
+        let device = decode(&bytes).map_err(|ImageDamage(reason)| SimError::Corrupt {
             name: name.to_string(),
             path: path.clone(),
             reason,
-        };
-        let device = decode(&bytes).map_err(corrupt)?;
+        })?;
         Ok(SimHandle {
             name: name.to_string(),
             path,
@@ -291,11 +385,27 @@ fn encode(device: &Device) -> Vec<u8> {
     out
 }
 
-fn decode(bytes: &[u8]) -> Result<Device, String> {
+/// What is wrong with a damaged image file, in words.
+#[derive(Debug)]
+struct ImageDamage(String);
+
+impl From<&str> for ImageDamage {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
+impl From<String> for ImageDamage {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Device, ImageDamage> {
     let mut r = bytes
         .strip_prefix(MAGIC)
         .ok_or("it does not start with the modflash image signature")?;
-    let mut block = |what: &str| -> Result<Option<Vec<u8>>, String> {
+    let mut block = |what: &str| -> Result<Option<Vec<u8>>, ImageDamage> {
         let mut len = [0u8; 4];
         r.read_exact(&mut len)
             .map_err(|_| format!("the {what} block is missing"))?;
@@ -305,7 +415,7 @@ fn decode(bytes: &[u8]) -> Result<Device, String> {
         }
         let len = len as usize;
         if r.len() < len {
-            return Err(format!("the {what} block is truncated"));
+            return Err(format!("the {what} block is truncated").into());
         }
         let (head, tail) = r.split_at(len);
         r = tail;
@@ -316,7 +426,7 @@ fn decode(bytes: &[u8]) -> Result<Device, String> {
     let external = block("external flash")?;
     let state: DeviceState =
         serde_json::from_slice(&state).map_err(|e| format!("the state is not valid: {e}"))?;
-    Device::restore(state, internal, external)
+    Ok(Device::restore(state, internal, external)?)
 }
 
 #[cfg(test)]

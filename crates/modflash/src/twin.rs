@@ -10,17 +10,48 @@ use modflash_module::{Dependency, ModuleFunction, Platform};
 
 use crate::inventory::{InstalledModule, Inventory};
 
+/// Why a twin could not be built from an inventory.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+#[error("cannot model the device from its modules: {reason}")]
+#[diagnostic(
+    code(modflash::twin),
+    help("run `modflash modules --device …` and report the module list if it looks right")
+)]
+pub struct TwinError {
+    /// What did not fit.
+    pub reason: String,
+}
+
+impl TwinError {
+    fn new(reason: impl std::fmt::Display) -> Self {
+        Self {
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// A twin of the device `inventory` describes, whatever its platform.
+pub fn twin_of(inventory: &Inventory) -> Result<Device, TwinError> {
+    let platform = modflash_module::platform(inventory.platform_id).ok_or_else(|| {
+        TwinError::new(format!(
+            "platform {} is not one modflash knows",
+            inventory.platform_id
+        ))
+    })?;
+    twin_from_inventory(platform, inventory)
+}
+
 /// Builds a twin whose modules carry the inventory's headers (function, index, version,
 /// dependencies; real sizes when the release table knows the module), then boots it.
 /// Modules the device reported as failing integrity are corrupted in the twin.
 pub fn twin_from_inventory(
     platform: &'static Platform,
     inventory: &Inventory,
-) -> Result<Device, String> {
-    let mut device = Device::blank(platform, [0; 12])?;
+) -> Result<Device, TwinError> {
+    let mut device = Device::blank(platform, [0; 12]).map_err(TwinError::new)?;
     let layout = platform
         .layout_for(inventory.system_version())
-        .ok_or("no memory map")?;
+        .ok_or_else(|| TwinError::new("the platform has no memory map"))?;
     for m in &inventory.modules {
         let function = m.function();
         let store = if m.is_main() {
@@ -35,7 +66,7 @@ pub fn twin_from_inventory(
         else {
             continue;
         };
-        let mut image = module_image(platform, m, bounds.start, bounds.max_size)?;
+        let mut image = module_image(platform, m, bounds.start, bounds.max_size);
         if let Some(sha) = m.sha256.as_deref().and_then(parse_sha) {
             // The device's own SHA-256, so the planner recognises what is already installed
             // (the device never checks it; the CRC is recomputed to stay intact).
@@ -46,13 +77,13 @@ pub fn twin_from_inventory(
         }
         let space = Space::of(bounds.location);
         if store == Store::Factory {
-            device.install_factory_app(&image)?;
+            device.install_factory_app(&image).map_err(TwinError::new)?;
         } else if function == ModuleFunction::RadioStack || bounds.fixed_end {
-            device.install_module(&image)?;
+            device.install_module(&image).map_err(TwinError::new)?;
         } else {
             device
                 .write_raw(space, bounds.start, &image)
-                .map_err(|e| e.to_string())?;
+                .map_err(TwinError::new)?;
         }
         if !m.checks.integrity {
             // Clear one payload byte (programming without an erase, so nothing else changes)
@@ -65,19 +96,14 @@ pub fn twin_from_inventory(
             device
                 .flash_mut()
                 .program(space, bounds.start + offset as u32, &[0x00])
-                .map_err(|e| e.to_string())?;
+                .map_err(TwinError::new)?;
         }
     }
     device.power_on();
     Ok(device)
 }
 
-fn module_image(
-    platform: &'static Platform,
-    m: &InstalledModule,
-    start: u32,
-    max: u32,
-) -> Result<Vec<u8>, String> {
+fn module_image(platform: &'static Platform, m: &InstalledModule, start: u32, max: u32) -> Vec<u8> {
     let deps: Vec<Dependency> = m.deps().collect();
     let known = platform_releases(platform)
         .flat_map(|r| r.modules_for(platform).collect::<Vec<_>>())
@@ -99,7 +125,7 @@ fn module_image(
         } else {
             start_of_user(platform).unwrap_or(r.start)
         };
-        return Ok(synthesize(platform, &r));
+        return synthesize(platform, &r);
     }
     let function = m.function();
     let prefix_offset = match (function, platform.mcu) {
@@ -135,7 +161,7 @@ fn module_image(
         },
         file_name: "inventory",
     };
-    Ok(synthesize(platform, &r))
+    synthesize(platform, &r)
 }
 
 fn parse_sha(hex: &str) -> Option<[u8; 32]> {

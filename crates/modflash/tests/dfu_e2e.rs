@@ -2,8 +2,9 @@
 //! upload, verify, leave through the DfuSe engine and each device's own DfuSe handler, and the
 //! modules read back over DFU equal the device's own inventory.
 
-use modflash::dfuops::sim_session;
 use modflash::inventory::Inventory;
+use modflash::progress::Quiet;
+use modflash::transport::sim::sim_session;
 use modflash_device::{Device, Mode, ResetReason};
 use modflash_dfu::LeaveOutcome;
 use modflash_module::release::platform_release;
@@ -57,16 +58,16 @@ fn round_trip(platform_id: u16, release: &str) {
         let mut s = sim_session(&mut d).unwrap();
         // modules over DFU == the device's own inventory
         let read = s
-            .read_inventory(d_platform(platform_id), &mut |_| {})
+            .read_inventory(d_platform(platform_id), &mut Quiet)
             .unwrap();
         assert_eq!(read.inventory, own, "platform {platform_id}");
         assert!(read.notes.is_empty(), "{:?}", read.notes);
         // download + verify
-        s.write(0, info.start_address, &app, true, &mut |_| {})
+        s.write(0, info.start_address, &app, true, &mut Quiet)
             .unwrap();
         // upload what was written
         let back = s
-            .upload(0, info.start_address, app.len(), &mut |_| {})
+            .upload(0, info.start_address, app.len(), 0, &mut Quiet)
             .unwrap();
         assert_eq!(back, app);
         // the prediction from read-back + verified writes
@@ -81,7 +82,7 @@ fn round_trip(platform_id: u16, release: &str) {
         assert_eq!(user.version, info.version);
         assert_eq!(user.sha256.as_deref(), Some(sha_hex(&app).as_str()));
         // rewrite then leave without a SET_ADDRESS
-        s.write(0, info.start_address, &app, true, &mut |_| {})
+        s.write(0, info.start_address, &app, true, &mut Quiet)
             .unwrap();
         let out = s.leave(info.start_address).unwrap();
         assert!(matches!(
@@ -139,7 +140,7 @@ fn inventory_over_dfu_equals_the_device_for_every_release() {
             into_dfu(&mut d);
             let own = Inventory::from_device(&d);
             let mut s = sim_session(&mut d).unwrap();
-            let read = s.read_inventory(p, &mut |_| {}).unwrap();
+            let read = s.read_inventory(p, &mut Quiet).unwrap();
             assert_eq!(read.inventory, own, "{} {release}", p.name);
         }
     }
@@ -157,10 +158,10 @@ fn a_refused_write_is_an_error_and_changes_nothing() {
     {
         let mut s = sim_session(&mut d).unwrap();
         let err = s
-            .write(0, 0x0800_0000, &[0u8; 16], true, &mut |_| {})
+            .write(0, 0x0800_0000, &[0u8; 16], true, &mut Quiet)
             .unwrap_err();
         assert!(err.to_string().contains("0x08000000"), "{err}");
-        assert!(err.help().is_some());
+        assert!(miette::Diagnostic::help(&err).is_some());
     }
     let after = d
         .flash()
@@ -191,14 +192,14 @@ fn a_corrupt_module_reads_back_as_failing_integrity() {
     into_dfu(&mut d);
     let own = Inventory::from_device(&d);
     let mut s = sim_session(&mut d).unwrap();
-    let read = s.read_inventory(d_platform(6), &mut |_| {}).unwrap();
+    let read = s.read_inventory(d_platform(6), &mut Quiet).unwrap();
     assert_eq!(read.inventory, own);
     assert!(read.inventory.modules.iter().any(|m| !m.checks.integrity));
 }
 
 /// A pipe that loses the device after `left` transfers.
 struct Flaky<'a> {
-    inner: modflash::exec::SimControl<'a>,
+    inner: modflash::transport::sim::SimControl<'a>,
     left: u32,
 }
 
@@ -234,9 +235,9 @@ impl modflash_dfu::Control for Flaky<'_> {
     }
 }
 
-impl modflash::dfuops::DfuPort for Flaky<'_> {
+impl modflash::transport::dfu::DfuPort for Flaky<'_> {
     fn select_alt(&mut self, i: u16, alt: u8) -> Result<(), modflash_dfu::TransferError> {
-        modflash::dfuops::DfuPort::select_alt(&mut self.inner, i, alt)
+        modflash::transport::dfu::DfuPort::select_alt(&mut self.inner, i, alt)
     }
 }
 
@@ -256,17 +257,17 @@ fn a_device_gone_mid_write_is_an_error_at_every_transfer() {
             s.info().clone()
         };
         let port = Flaky {
-            inner: modflash::exec::SimControl::new(&mut d),
+            inner: modflash::transport::sim::SimControl::new(&mut d),
             left: n,
         };
-        let mut s = modflash::dfuops::DfuSession::new(port, info_desc);
-        match s.write(0, info.start_address, &app, true, &mut |_| {}) {
+        let mut s = modflash::transport::dfu::DfuSession::new(port, info_desc);
+        match s.write(0, info.start_address, &app, true, &mut Quiet) {
             Ok(()) => {
                 assert!(n > 10, "succeeded after only {n} transfers");
                 break;
             }
             Err(e) => {
-                assert!(e.help().is_some(), "{e}");
+                assert!(miette::Diagnostic::help(&e).is_some(), "{e}");
                 assert!(!e.to_string().is_empty());
             }
         }

@@ -3,8 +3,10 @@
 //! installed rewritten; where none exists, the explanation names what is missing.
 
 use modflash::catalog::{Candidate, Catalog, Origin};
-use modflash::exec::{run_steps, VirtualTarget};
+use modflash::exec::run_steps;
 use modflash::plan::{plan, Force, Plan, PlanError, Request, Via};
+use modflash::progress::{Cancel, Quiet};
+use modflash::Session;
 use modflash_device::{Device, Mode};
 use modflash_module::release::platform_releases;
 use modflash_module::synth::synthesize;
@@ -66,9 +68,10 @@ fn run(
             s.module.slot()
         );
     }
-    let mut t = VirtualTarget::new(&mut d);
-    run_steps(&mut t, &p.steps, via, &mut |_| {})
+    let mut s = Session::virtual_device(&mut d, "sim:test");
+    run_steps(&mut s, &p.steps, via, &mut Quiet, &Cancel::new())
         .unwrap_or_else(|e| panic!("{via:?}: a step was rejected: {e}"));
+    drop(s);
     Ok((p, d))
 }
 
@@ -139,7 +142,13 @@ fn electron_052_to_150_two_parts_to_three() {
     let err = run(device(10, "0.5.2"), vec![app], &catalog, Via::Serial).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("system part 3"), "{text}");
-    assert!(err.help().unwrap().contains("--via dfu"), "{err:?}");
+    assert!(
+        miette::Diagnostic::help(&err)
+            .unwrap()
+            .to_string()
+            .contains("--via dfu"),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Planner scenarios on virtual devices: plans are found, proven and executable.
 
 use modflash::catalog::{Candidate, Catalog, Origin};
-use modflash::exec::{run_steps, VirtualTarget};
+use modflash::exec::run_steps;
 use modflash::plan::{plan, Action, Force, PlanError, Request, Via};
+use modflash::progress::{Cancel, Quiet};
+use modflash::Session;
 use modflash_device::{Device, Mode};
 use modflash_module::edit::ModuleBuilder;
 use modflash_module::{platform, Dependency, ModuleFunction};
@@ -48,8 +50,8 @@ fn releases(platform_id: u16) -> Catalog {
 }
 
 fn execute(device: &mut Device, p: &modflash::plan::Plan) {
-    let mut t = VirtualTarget::new(device);
-    run_steps(&mut t, &p.steps, p.via, &mut |_| {}).unwrap();
+    let mut s = Session::virtual_device(device, "sim:test");
+    run_steps(&mut s, &p.steps, p.via, &mut Quiet, &Cancel::new()).unwrap();
 }
 
 fn names(p: &modflash::plan::Plan) -> Vec<String> {

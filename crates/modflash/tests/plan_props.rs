@@ -3,8 +3,10 @@
 //! deterministic; a refused request never comes with steps.
 
 use modflash::catalog::{Candidate, Catalog, Origin};
-use modflash::exec::{run_steps, VirtualTarget};
+use modflash::exec::run_steps;
 use modflash::plan::{plan, Force, Request, Via};
+use modflash::progress::{Cancel, Quiet};
+use modflash::Session;
 use modflash_device::{Device, Mode};
 use modflash_module::release::platform_releases;
 use modflash_module::synth::synthesize;
@@ -52,8 +54,9 @@ proptest! {
                 let key = |p: &modflash::plan::Plan| p.steps.iter().map(|s| (s.module.sha256, s.address())).collect::<Vec<_>>();
                 prop_assert_eq!(key(a), key(b), "deterministic");
                 let mut fresh = twin.clone();
-                let mut target = VirtualTarget::new(&mut fresh);
-                let replay = run_steps(&mut target, &a.steps, via, &mut |_| {});
+                let mut target = Session::virtual_device(&mut fresh, "sim:test");
+                let replay = run_steps(&mut target, &a.steps, via, &mut Quiet, &Cancel::new());
+                drop(target);
                 prop_assert!(replay.is_ok(), "{:?}", replay);
                 prop_assert_eq!(fresh.state.mode, Mode::App, "{:#?}", fresh.state.events);
                 // Nothing already installed is rewritten.

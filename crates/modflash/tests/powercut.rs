@@ -2,7 +2,9 @@
 //! an OTA apply: the bootloader and the DCT are never damaged and the device always reaches
 //! at least DFU mode when powered again.
 
-use modflash::exec::{Target, VirtualTarget};
+use modflash::progress::Quiet;
+use modflash::transport::sim::SimLink;
+use modflash::transport::DeviceLink;
 use modflash_device::dct::{is_intact, DctLocation};
 use modflash_device::{Device, Mode, ResetReason};
 use modflash_module::release::platform_release;
@@ -71,8 +73,8 @@ fn power_cuts_during_a_dfuse_write_of_a_system_part() {
     // How many flash operations the whole write takes.
     let mut probe = base.clone();
     let before = probe.flash_stats().operations;
-    VirtualTarget::new(&mut probe)
-        .dfu_write(0, 0x0802_0000, &part, &mut |_| {})
+    SimLink::borrowed(&mut probe, "sim:probe")
+        .dfu_write(0, 0x0802_0000, &part, true, &mut Quiet)
         .unwrap();
     let total = probe.flash_stats().operations - before;
     assert!(total > 50, "{total} operations");
@@ -81,7 +83,8 @@ fn power_cuts_during_a_dfuse_write_of_a_system_part() {
     while cut <= total {
         let mut d = base.clone();
         d.flash_mut().cut_power_after(cut);
-        let result = VirtualTarget::new(&mut d).dfu_write(0, 0x0802_0000, &part, &mut |_| {});
+        let result =
+            SimLink::borrowed(&mut d, "sim:cut").dfu_write(0, 0x0802_0000, &part, true, &mut Quiet);
         assert!(result.is_err(), "cut at op {cut} went unnoticed");
         modes.push(check_survivor(d, cut, "DfuSe write"));
         cut += STRIDE;

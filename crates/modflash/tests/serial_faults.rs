@@ -8,7 +8,9 @@ use std::io;
 use std::time::Duration;
 
 use modflash::inventory::Inventory;
-use modflash::serial::{ConsoleLink, Link, SerialError, Session, Verdict};
+use modflash::progress::{Cancel, Event};
+use modflash::transport::serial::{Console, Link, SerialError, Verdict};
+use modflash::transport::sim::ConsoleLink;
 use modflash_device::console::ConsoleConfig;
 use modflash_device::describe::describe;
 use modflash_device::{Device, Mode, ResetReason};
@@ -122,16 +124,28 @@ fn block_start(n: usize) -> usize {
 }
 
 struct Run {
-    result: Result<modflash::serial::FlashReport, SerialError>,
+    result: Result<modflash::transport::serial::FlashReport, SerialError>,
     device_text: String,
 }
 
 fn flash_with(device: &mut Device, image: &[u8], faults: Faults, cancel_after: Option<u64>) -> Run {
-    let mut s = Session::new(Faulty::new(device, faults));
+    let mut s = Console::new(Faulty::new(device, faults));
     s.enter_listening().unwrap();
-    let result = s.flash("binary", image, SenderConfig::device_os(), &mut |p| {
-        cancel_after.is_none_or(|limit| p.bytes_acked < limit)
-    });
+    let cancel = Cancel::new();
+    let trip = cancel.clone();
+    let result = s.flash(
+        "binary",
+        image,
+        SenderConfig::device_os(),
+        &mut |e| {
+            if let Event::Progress { done, .. } = e {
+                if cancel_after.is_some_and(|limit| done >= limit) {
+                    trip.cancel();
+                }
+            }
+        },
+        &cancel,
+    );
     // Whatever the device printed after (its view of the failure).
     let mut text = Vec::new();
     let mut buf = [0u8; 512];
@@ -310,7 +324,10 @@ fn stalled_receiver_fails_with_a_clear_message_and_nothing_is_applied() {
         msg.starts_with("the YMODEM transfer to the virtual device failed: no ACK for data block 2 (byte offset 1024) of file #0 after 10 retransmissions"),
         "{msg}"
     );
-    assert!(err.help().unwrap().contains("applies nothing unless"));
+    assert!(miette::Diagnostic::help(&err)
+        .unwrap()
+        .to_string()
+        .contains("applies nothing unless"));
     // The device gave up too (too many errors) and stays in listening mode.
     assert_eq!(d.state.mode, Mode::Listening);
     assert_unchanged(&mut d, &before);

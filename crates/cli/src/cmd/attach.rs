@@ -3,10 +3,10 @@
 
 use std::ffi::OsString;
 
-use modflash::attach::{attach, AttachOptions};
 use modflash::sim::SimStore;
+use modflash::transport::attach::{attach, AttachOptions};
 
-use crate::ui::{CliError, CmdResult};
+use crate::ui::{note, CliError, CmdResult};
 
 /// Runs `command` with sim `name` attached.
 pub fn run(store: &SimStore, name: &str, command: &[OsString], trace: bool) -> CmdResult {
@@ -15,25 +15,23 @@ pub fn run(store: &SimStore, name: &str, command: &[OsString], trace: bool) -> C
             "for example: modflash sim attach {name} -- dfu-util -l"
         )));
     };
-    let mut handle = store.open(name).map_err(crate::source::sim_error)?;
+    let mut handle = store.open(name)?;
     // Ctrl-C reaches the command; modflash stays to save the device.
-    crate::source::catch_interrupts();
+    let _cancel = crate::signals::catch();
     let result = attach(
         handle.device.clone(),
         program,
         args,
         &AttachOptions { trace },
     );
-    crate::source::release_interrupts();
-    let attached = result.map_err(|e| {
-        let help = e.help();
-        let err = CliError::usage(format!("sim attach {name}: {e}"));
-        err.with_help_opt(help)
-    })?;
+    crate::signals::release();
+    let attached = result
+        .map_err(modflash::Error::from)
+        .map_err(|e| CliError::from(e).context(&format!("sim attach {name}")))?;
     handle.device = attached.device;
-    handle.save().map_err(crate::source::sim_error)?;
+    handle.save()?;
     if trace {
-        crate::source::note(&format!(
+        note(&format!(
             "[attach] sim:{name} saved: {} mode, {} re-enumeration(s), command exited {}",
             handle.device.state.mode.name(),
             attached.replugs,

@@ -1,74 +1,42 @@
 //! `modflash devices [--json]`: every reachable device — Particle devices on USB (normal and
 //! DFU mode), their serial ports, and virtual devices — with platform, mode and device id.
 
+use modflash::devices::{reachable, Found, Kind};
 use modflash::sim::SimStore;
 use serde_json::{json, Value};
 
-use crate::source::{note, say};
-use crate::ui::{CmdResult, Style, EXIT_OK};
+use crate::ui::{note, say, CmdResult, Style, EXIT_OK};
+
+fn row(f: &Found) -> Value {
+    let mut v = json!({
+        "kind": f.kind.name(),
+        "ref": f.reference,
+    });
+    if f.platform.is_none() && f.error.is_some() {
+        v["error"] = json!(f.error);
+        return v;
+    }
+    v["platform"] = json!(f.platform.map(|p| p.name));
+    v["platform_id"] = json!(f.platform.map(|p| p.id));
+    v["mode"] = json!(f.mode);
+    v["device_id"] = json!(f.device_id);
+    match f.kind {
+        Kind::Usb => {
+            v["usb_id"] = json!(f.usb_id.map(|(vid, pid)| format!("{vid:04x}:{pid:04x}")));
+            v["node"] = json!(f.node);
+            v["port_path"] = json!(f.port_path);
+            v["error"] = json!(f.error);
+        }
+        Kind::Serial => v["port"] = json!(f.port),
+        Kind::Virtual => {}
+    }
+    v
+}
 
 /// Lists devices.
 pub fn run(json_output: bool) -> CmdResult {
-    let mut rows: Vec<Value> = Vec::new();
-    let mut problems: Vec<String> = Vec::new();
-    match modflash::usb::discover() {
-        Ok(list) => {
-            for d in list {
-                rows.push(json!({
-                    "kind": "usb",
-                    "ref": d.reference(),
-                    "platform": d.platform.name,
-                    "platform_id": d.platform.id,
-                    "mode": d.mode.name(),
-                    "device_id": d.device_id,
-                    "usb_id": format!("{:04x}:{:04x}", d.vendor, d.product),
-                    "node": d.node(),
-                    "port_path": d.port_path,
-                    "error": d.access_error.as_ref().map(|e| format!("{e} (help: {})", modflash::usb::UDEV_HELP)),
-                }));
-            }
-        }
-        Err(e) => problems.push(format!("USB: {e}")),
-    }
-    match modflash::serial::discover() {
-        Ok(ports) => {
-            for p in ports {
-                rows.push(json!({
-                    "kind": "serial",
-                    "ref": format!("serial:{}", p.port),
-                    "platform": p.platform.name,
-                    "platform_id": p.platform.id,
-                    "mode": "normal",
-                    "device_id": p.device_id,
-                    "port": p.port,
-                }));
-            }
-        }
-        Err(e) => problems.push(format!("serial ports: {e}")),
-    }
-    let store = SimStore::default();
-    match store.list() {
-        Ok(names) => {
-            for name in names {
-                match store.open(&name) {
-                    Ok(h) => rows.push(json!({
-                        "kind": "virtual",
-                        "ref": format!("sim:{name}"),
-                        "platform": h.device.platform().name,
-                        "platform_id": h.device.platform().id,
-                        "mode": h.device.state.mode.name(),
-                        "device_id": h.device.state.device_id,
-                    })),
-                    Err(e) => rows.push(json!({
-                        "kind": "virtual",
-                        "ref": format!("sim:{name}"),
-                        "error": e.to_string(),
-                    })),
-                }
-            }
-        }
-        Err(e) => problems.push(format!("virtual devices: {e}")),
-    }
+    let found = reachable(&SimStore::default());
+    let rows: Vec<Value> = found.devices.iter().map(row).collect();
     if json_output {
         say(&serde_json::to_string_pretty(&rows).unwrap_or_default());
     } else if rows.is_empty() {
@@ -103,7 +71,7 @@ pub fn run(json_output: bool) -> CmdResult {
             say(line.trim_end());
         }
     }
-    for p in problems {
+    for p in found.problems {
         note(&format!("warning: cannot list {p}"));
     }
     Ok(EXIT_OK)

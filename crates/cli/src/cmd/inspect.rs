@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use modflash_module::{chain, Module, ModuleFlags};
 use serde_json::{json, Value};
 
-use crate::report::{module_json, module_text, verdict_line};
 use crate::ui::{CmdResult, Style, EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::view::module_json::module_json;
+use crate::view::module_text::{module_text, verdict_line};
 
 /// Inspects every file; exit 0 when all are valid modules, 1 when any is damaged or not a
 /// module, 2 when a file cannot be read.

@@ -4,24 +4,30 @@
 
 use modflash::inventory::{InstalledModule, Inventory};
 use modflash::precheck::{dependency_met, module_that_fixes, ERASED};
-use modflash::DeviceRef;
+use modflash::{DeviceRef, Session};
 use modflash_module::platform::platform;
 use modflash_module::release::release_name;
 use modflash_module::{Dependency, ModuleFunction};
 
-use crate::ui::{CliError, CmdResult, Style, EXIT_CHECK_FAILED, EXIT_OK};
+use crate::args::DeviceArgs;
+use crate::render::Renderer;
+use crate::ui::{say, CliError, CmdResult, Style, EXIT_CHECK_FAILED, EXIT_OK};
 
 /// Prints the device's modules; exit 1 when any module fails a check.
-pub fn run(device: &str, json_output: bool) -> CmdResult {
-    let devref: DeviceRef = crate::source::parse_device(device)?;
-    let inventory = crate::source::read_inventory(&devref)?;
+pub fn run(device: &DeviceArgs, json_output: bool) -> CmdResult {
+    let devref = device.require()?;
+    let mut session = Session::open(devref)?;
+    let inventory = session.inventory(&mut Renderer::new(false));
+    // Reading back over DFU moves a virtual device's modelled clock: saved either way.
+    session.save()?;
+    let inventory = inventory?;
     let all_pass = inventory.modules.iter().all(|m| m.checks.all());
     if json_output {
         let text = serde_json::to_string_pretty(&inventory)
             .map_err(|e| CliError::usage(format!("cannot format the inventory: {e}")))?;
-        crate::source::say(&text);
+        say(&text);
     } else {
-        crate::source::say(inventory_text(&Style::stdout(), &devref, &inventory).trim_end());
+        say(inventory_text(&Style::stdout(), devref, &inventory).trim_end());
     }
     Ok(if all_pass { EXIT_OK } else { EXIT_CHECK_FAILED })
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::source::say;
+use crate::ui::say;
 use crate::ui::{CliError, CmdResult, EXIT_OK};
 
 /// The rules file shipped in the repository (`contrib/50-particle.rules`).

@@ -25,7 +25,7 @@ use std::time::Duration;
 use modflash_device::{Device, Mode};
 use modflash_dfu::Setup;
 
-use crate::umockdev::{Client, Data, IoctlHandler, Testbed, Umockdev, INSTALL_HELP};
+use super::umockdev::{Client, Data, IoctlHandler, Testbed, Umockdev, UmockdevError, INSTALL_HELP};
 
 // usbfs ioctl numbers (linux/usbdevice_fs.h) on LP64: _IOC(dir, 'U', nr, size).
 const fn ioc(dir: u64, nr: u64, size: u64) -> u64 {
@@ -374,8 +374,8 @@ fn normal_control(
         (0x21, 0x20) if s.index == 0 && data.len() >= 7 => {
             line.copy_from_slice(&data[..7]);
             match u32::from_le_bytes([data[0], data[1], data[2], data[3]]) {
-                crate::serial::DFU_BAUD => d.request_dfu(),
-                crate::serial::LISTENING_BAUD => {
+                super::serial::DFU_BAUD => d.request_dfu(),
+                super::serial::LISTENING_BAUD => {
                     d.enter_listening();
                 }
                 _ => {}
@@ -391,7 +391,7 @@ fn normal_control(
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::inventory::hex(bytes)
 }
 
 /// The umockdev-record description of the device as it shows now.
@@ -459,7 +459,7 @@ struct Bus {
 }
 
 impl Bus {
-    fn plug(&mut self, shared: &Arc<Shared>) -> Result<(), String> {
+    fn plug(&mut self, shared: &Arc<Shared>) -> Result<(), UmockdevError> {
         if self.plugged {
             self.testbed.remove_device(SYSPATH)?;
             self.plugged = false;
@@ -495,33 +495,28 @@ impl Bus {
 }
 
 /// Why `attach` could not run the command.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum AttachError {
     /// umockdev is not installed.
     #[error("{0}")]
+    #[diagnostic(code(modflash::attach::no_umockdev), help("{}", INSTALL_HELP))]
     NoUmockdev(String),
     /// The emulated bus failed.
     #[error("the emulated USB bus failed: {0}")]
-    Bus(String),
+    #[diagnostic(code(modflash::attach::bus))]
+    Bus(UmockdevError),
     /// The command could not be started.
     #[error("cannot run {command}: {error}")]
+    #[diagnostic(
+        code(modflash::attach::spawn),
+        help("check the command name and that it is on PATH")
+    )]
     Spawn {
         /// The command.
         command: String,
         /// Why.
         error: std::io::Error,
     },
-}
-
-impl AttachError {
-    /// What to do next.
-    pub fn help(&self) -> Option<String> {
-        match self {
-            Self::NoUmockdev(_) => Some(INSTALL_HELP.into()),
-            Self::Bus(_) => None,
-            Self::Spawn { .. } => Some("check the command name and that it is on PATH".into()),
-        }
-    }
 }
 
 /// The preload library the child needs, if it is installed (searched where the dynamic

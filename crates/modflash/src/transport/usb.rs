@@ -1,6 +1,6 @@
 //! USB through libusb (the `rusb` crate): discovery of Particle devices in normal and DFU mode
 //! by the catalogue's vendor/product ids (device id = USB serial number), a DFU control pipe
-//! ([`UsbPort`]), and [`UsbTarget`], the executor's target for a real device: inventory read
+//! ([`UsbPort`]), and [`UsbLink`], a real device as the executor drives it: inventory read
 //! back over DFU, the 14400-baud switch into DFU mode, verified writes, leave and the wait for
 //! the device to come back.
 //!
@@ -14,10 +14,14 @@ use modflash_dfu::{Control, FunctionalDescriptor, LeaveOutcome, Setup, TransferE
 use modflash_module::platform::{platform_by_usb, Platform};
 use modflash_module::{ModuleFunction, ModuleRef};
 
-use crate::dfuops::{AltSetting, DfuInfo, DfuOpError, DfuPort, DfuSession, ReadBack};
-use crate::exec::{Event, ExecError, Target};
+use super::dfu::{AltSetting, DfuInfo, DfuOpError, DfuPort, DfuSession, ReadBack};
+use super::serial::{
+    find_device_id, find_port, Console, FlashReport, PortLink, DFU_BAUD, LISTENING_BAUD,
+};
+use super::{unsupported, AfterLeave, Capabilities, DeviceLink};
+use crate::error::Error;
 use crate::inventory::Inventory;
-use crate::serial::{find_device_id, find_port, PortLink, Session, DFU_BAUD, LISTENING_BAUD};
+use crate::progress::{Cancel, Event, Observer};
 use crate::DeviceRef;
 
 /// Particle's steps for putting a device in DFU mode by hand.
@@ -111,16 +115,31 @@ impl fmt::Display for UsbDevice {
 }
 
 /// Why a USB operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum UsbError {
     /// libusb could not start.
     #[error("cannot use USB: libusb failed to start: {0}")]
+    #[diagnostic(
+        code(modflash::usb::init),
+        help("on Linux install libusb-1.0 (apt-get install libusb-1.0-0)")
+    )]
     Init(String),
     /// No matching device.
     #[error("{0}")]
+    #[diagnostic(
+        code(modflash::usb::not_found),
+        help(
+            "check the cable (a charge-only cable shows no device); {}",
+            DFU_BUTTON_STEPS
+        )
+    )]
     NotFound(String),
     /// Several devices match `usb`.
     #[error("{count} Particle devices are attached ({list}); say which one")]
+    #[diagnostic(
+        code(modflash::usb::ambiguous),
+        help("use --device usb:DEVICE_ID (see `modflash devices`)")
+    )]
     Ambiguous {
         /// How many.
         count: usize,
@@ -129,6 +148,7 @@ pub enum UsbError {
     },
     /// EACCES opening the device node.
     #[error("permission denied opening {node} ({what})")]
+    #[diagnostic(code(modflash::usb::permission), help("{}", UDEV_HELP))]
     Permission {
         /// The device node.
         node: String,
@@ -139,12 +159,20 @@ pub enum UsbError {
     #[error(
         "{node} is busy: another program (dfu-util, particle-cli?) has claimed its DFU interface"
     )]
+    #[diagnostic(
+        code(modflash::usb::busy),
+        help("close the other program and run the command again")
+    )]
     Busy {
         /// The device node.
         node: String,
     },
     /// A libusb call failed.
     #[error("{action} {node}: {error}")]
+    #[diagnostic(
+        code(modflash::usb::transfer),
+        help("replug the device and run the command again")
+    )]
     Usb {
         /// What was being done.
         action: &'static str,
@@ -155,32 +183,12 @@ pub enum UsbError {
     },
     /// The device did not reach DFU mode.
     #[error("{0}")]
+    #[diagnostic(code(modflash::usb::no_dfu), help("{}", DFU_BUTTON_STEPS))]
     NoDfu(String),
     /// A DFU operation failed.
     #[error(transparent)]
+    #[diagnostic(transparent)]
     Dfu(#[from] DfuOpError),
-}
-
-impl UsbError {
-    /// What to do next.
-    pub fn help(&self) -> Option<String> {
-        match self {
-            Self::Init(_) => {
-                Some("on Linux install libusb-1.0 (apt-get install libusb-1.0-0)".into())
-            }
-            Self::NotFound(_) => Some(format!(
-                "check the cable (a charge-only cable shows no device); {DFU_BUTTON_STEPS}"
-            )),
-            Self::Ambiguous { .. } => {
-                Some("use --device usb:DEVICE_ID (see `modflash devices`)".into())
-            }
-            Self::Permission { .. } => Some(UDEV_HELP.into()),
-            Self::Busy { .. } => Some("close the other program and run the command again".into()),
-            Self::Usb { .. } => Some("replug the device and run the command again".into()),
-            Self::NoDfu(_) => Some(DFU_BUTTON_STEPS.into()),
-            Self::Dfu(e) => e.help(),
-        }
-    }
 }
 
 fn usb_err(action: &'static str, node: &str, what: &str, e: rusb::Error) -> UsbError {
@@ -549,38 +557,25 @@ fn set_line_coding(device: &UsbDevice, baud: u32) -> Result<(), UsbError> {
 }
 
 /// Reads `s` over the device's serial port in listening mode, then lets it run on.
-pub fn serial_inventory(device_id: Option<&str>) -> Result<Inventory, String> {
-    let port = find_port(device_id).map_err(|e| e.to_string())?;
-    let link = PortLink::open(&port.port, LISTENING_BAUD)
-        .map_err(|e| e.to_string())?
-        .with_device_id(port.device_id.clone());
-    let mut session = Session::new(link);
-    let inventory = session.listening_inventory().map_err(|e| e.to_string())?;
-    let _ = session.exit_listening();
+fn serial_inventory(device_id: Option<&str>) -> Result<Inventory, Error> {
+    let port = find_port(device_id)?;
+    let link = PortLink::open(&port.port, LISTENING_BAUD)?.with_device_id(port.device_id.clone());
+    let mut console = Console::new(link);
+    let inventory = console.listening_inventory()?;
+    let _ = console.exit_listening();
     Ok(inventory)
 }
 
-/// Where the last inventory came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InventorySource {
-    /// Module headers and bodies read back over DFU.
-    Dfu,
-    /// The device's `s` answer in listening mode.
-    Serial,
-}
-
-/// A real device over USB, as the executor's target.
-pub struct UsbTarget {
+/// A real device over USB, as the executor drives it.
+pub struct UsbLink {
     selector: DeviceRef,
     device: UsbDevice,
     session: Option<DfuSession<UsbPort>>,
     waits: Waits,
-    source: Option<InventorySource>,
-    notes: Vec<String>,
     control_transfers: u64,
 }
 
-impl UsbTarget {
+impl UsbLink {
     /// Finds the device `devref` names (`usb` or `usb:ID`), in either mode.
     pub fn open(devref: &DeviceRef) -> Result<Self, UsbError> {
         let device = select(devref)?;
@@ -597,8 +592,6 @@ impl UsbTarget {
             device,
             session: None,
             waits: Waits::default(),
-            source: None,
-            notes: Vec::new(),
             control_transfers: 0,
         })
     }
@@ -612,31 +605,6 @@ impl UsbTarget {
     /// The device as last seen.
     pub fn device(&self) -> &UsbDevice {
         &self.device
-    }
-
-    /// The platform.
-    pub fn platform(&self) -> &'static Platform {
-        self.device.platform
-    }
-
-    /// Where the last inventory came from.
-    pub fn inventory_source(&self) -> Option<InventorySource> {
-        self.source
-    }
-
-    /// Things the user should know (read-back limits, a mode switch, a device that did not
-    /// come back), once each: the list is emptied.
-    pub fn take_notes(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notes)
-    }
-
-    /// Control transfers sent over DFU so far.
-    pub fn control_transfers(&self) -> u64 {
-        self.control_transfers
-            + self
-                .session
-                .as_ref()
-                .map_or(0, |s| u64::from(s.control_transfers()))
     }
 
     fn close_session(&mut self) {
@@ -664,15 +632,22 @@ impl UsbTarget {
             }
             self.session = Some(open_session(&self.device)?);
         }
-        Ok(self.session.as_mut().expect("just opened"))
+        match self.session.as_mut() {
+            Some(s) => Ok(s),
+            None => Err(UsbError::NoDfu(format!(
+                "{} has no DFU session",
+                self.device
+            ))),
+        }
     }
 
     /// Reads the modules back over DFU (the device must be in DFU mode).
-    pub fn read_back(&mut self, progress: &mut dyn FnMut(Event)) -> Result<ReadBack, UsbError> {
+    fn read_back(&mut self, observer: &mut dyn Observer) -> Result<ReadBack, UsbError> {
         let platform = self.device.platform;
-        let r = self.session()?.read_inventory(platform, progress)?;
-        self.notes.extend(r.notes.iter().cloned());
-        self.source = Some(InventorySource::Dfu);
+        let r = self.session()?.read_inventory(platform, observer)?;
+        for n in &r.notes {
+            observer.event(Event::note(n.clone()));
+        }
         Ok(r)
     }
 
@@ -729,9 +704,13 @@ impl UsbTarget {
         }
     }
 
-    /// Leaves DFU mode and waits for the device to come back: `Ok(Some(mode))` with the mode
-    /// it came back in, `Ok(None)` when it did not show up within the wait.
-    pub fn leave_and_wait(&mut self, address: u32) -> Result<Option<UsbMode>, UsbError> {
+    /// Leaves DFU mode and waits for the device to come back: `Some(mode)` with the mode it
+    /// came back in, `None` when it did not show up within the wait.
+    fn leave_and_wait(
+        &mut self,
+        address: u32,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<UsbMode>, UsbError> {
         let outcome = self.session()?.leave(address)?;
         self.close_session();
         let _: LeaveOutcome = outcome;
@@ -757,25 +736,39 @@ impl UsbTarget {
                 Some(mode)
             }
             None => {
-                self.notes.push(format!(
+                observer.event(Event::warning(format!(
                     "the device left DFU mode and did not show up on USB again within {} s",
                     self.waits.leave.as_secs()
-                ));
+                )));
                 None
             }
         })
     }
-
-    fn exec_err(e: UsbError) -> ExecError {
-        match e.help() {
-            Some(h) => ExecError::Transport(format!("{e} (help: {h})")),
-            None => ExecError::Transport(e.to_string()),
-        }
-    }
 }
 
-impl Target for UsbTarget {
-    fn inventory(&mut self) -> Result<Inventory, ExecError> {
+impl DeviceLink for UsbLink {
+    fn reference(&self) -> String {
+        self.device.reference()
+    }
+
+    fn platform(&self) -> &'static Platform {
+        self.device.platform
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            dfu: true,
+            serial: false,
+            observe: false,
+            synthetic_modules: false,
+        }
+    }
+
+    fn dfu_id(&self) -> (u16, u16) {
+        (self.device.vendor, self.device.product)
+    }
+
+    fn inventory(&mut self, observer: &mut dyn Observer) -> Result<Inventory, Error> {
         if let Some(d) = self.refresh() {
             if (d.bus, d.address) != (self.device.bus, self.device.address) {
                 self.close_session();
@@ -783,52 +776,47 @@ impl Target for UsbTarget {
             self.device = d;
         }
         if self.device.mode == UsbMode::Dfu {
-            return self
-                .read_back(&mut |_| {})
-                .map(|r| r.inventory)
-                .map_err(Self::exec_err);
+            return Ok(self.read_back(observer)?.inventory);
         }
         match serial_inventory(self.device.device_id.as_deref()) {
-            Ok(inv) => {
-                self.source = Some(InventorySource::Serial);
-                Ok(inv)
-            }
+            Ok(inv) => Ok(inv),
             Err(serial) => {
                 // No serial port (no cdc_acm, or an emulated bus): read the flash itself over
                 // DFU, then send the device back to its firmware. Never the tool's own
                 // prediction: what is reported must come from the device.
                 self.switch_to_dfu().map_err(|e| {
-                    ExecError::Transport(format!(
+                    UsbError::NoDfu(format!(
                         "{} is in normal mode, its serial port cannot be read ({serial}) \
-                         and it did not switch to DFU mode: {e} (help: {DFU_BUTTON_STEPS})",
+                         and it did not switch to DFU mode: {e}",
                         self.device
                     ))
                 })?;
-                let inventory = self
-                    .read_back(&mut |_| {})
-                    .map(|r| r.inventory)
-                    .map_err(Self::exec_err)?;
+                let inventory = self.read_back(observer)?.inventory;
                 let start = self
                     .platform()
                     .layout_for(inventory.system_version())
                     .and_then(|l| l.main_bounds(ModuleRef::new(ModuleFunction::SystemPart, 1)))
                     .map_or(0, |b| b.start);
-                let back = self.leave_and_wait(start).map_err(Self::exec_err)?;
-                self.notes.push(format!(
+                let back = self.leave_and_wait(start, observer)?;
+                observer.event(Event::note(format!(
                     "the device's serial port is not reachable, so its modules were read back \
                      over DFU{}; its running mode cannot be observed over USB alone",
                     match back {
                         Some(UsbMode::Dfu) => " (it stayed in DFU mode afterwards)",
                         _ => " and it was sent back to its firmware",
                     }
-                ));
+                )));
                 Ok(inventory)
             }
         }
     }
 
-    fn enter_dfu(&mut self) -> Result<(), ExecError> {
-        self.switch_to_dfu().map_err(Self::exec_err)
+    fn enter_dfu(&mut self, _: &mut dyn Observer) -> Result<(), Error> {
+        Ok(self.switch_to_dfu()?)
+    }
+
+    fn dfu_alt_name(&mut self, alt: u8) -> Result<String, Error> {
+        Ok(self.session()?.alt_name(alt)?)
     }
 
     fn dfu_write(
@@ -836,37 +824,64 @@ impl Target for UsbTarget {
         alt: u8,
         address: u32,
         data: &[u8],
-        progress: &mut dyn FnMut(Event),
-    ) -> Result<(), ExecError> {
-        let session = self.session().map_err(Self::exec_err)?;
-        session
-            .write(alt, address, data, true, progress)
-            .map_err(|e| ExecError::Dfu(e.to_string()))
+        verify: bool,
+        observer: &mut dyn Observer,
+    ) -> Result<(), Error> {
+        Ok(self
+            .session()?
+            .write(alt, address, data, verify, observer)?)
     }
 
-    fn dfu_leave(&mut self, address: u32) -> Result<(), ExecError> {
-        match self.leave_and_wait(address).map_err(Self::exec_err)? {
-            Some(UsbMode::Dfu) => Err(ExecError::WrongMode {
-                mode: "DFU".into(),
-                what: "start its firmware: it came back in DFU mode after the leave request \
-                       (run `modflash modules --device usb` to see which module fails)"
-                    .into(),
-            }),
-            _ => Ok(()),
-        }
+    fn dfu_read(
+        &mut self,
+        alt: u8,
+        address: u32,
+        length: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<u8>, Error> {
+        Ok(self.session()?.upload(alt, address, length, 0, observer)?)
+    }
+
+    fn dfu_leave(
+        &mut self,
+        address: u32,
+        observer: &mut dyn Observer,
+    ) -> Result<AfterLeave, Error> {
+        Ok(match self.leave_and_wait(address, observer)? {
+            Some(UsbMode::Dfu) => AfterLeave::Dfu,
+            Some(UsbMode::Normal) => AfterLeave::Firmware,
+            None => AfterLeave::NotSeen,
+        })
     }
 
     fn serial_flash(
         &mut self,
         name: &str,
-        _data: &[u8],
-        _progress: &mut dyn FnMut(Event),
-    ) -> Result<(), ExecError> {
-        Err(ExecError::Transport(format!(
-            "{name}: serial flashing goes through --device serial:PORT (or `modflash serial flash`), \
-             not the USB DFU target; use --via dfu with --device {}",
-            self.selector
-        )))
+        _: &[u8],
+        _: &mut dyn Observer,
+        _: &Cancel,
+    ) -> Result<FlashReport, Error> {
+        Err(unsupported(
+            self.reference(),
+            &format!("send {name} over serial through its USB DFU connection"),
+            &format!(
+                "serial flashing goes through --device serial:PORT (or `modflash serial flash`); \
+                 use --via dfu with --device {}",
+                self.selector
+            ),
+        ))
+    }
+
+    fn control_transfers(&self) -> u64 {
+        self.control_transfers
+            + self
+                .session
+                .as_ref()
+                .map_or(0, |s| u64::from(s.control_transfers()))
+    }
+
+    fn close(&mut self) -> Result<(), Error> {
+        Ok(())
     }
 }
 
@@ -900,8 +915,14 @@ mod tests {
         assert!(p
             .to_string()
             .contains("permission denied opening /dev/bus/usb/001/002"));
-        assert!(p.help().unwrap().contains("modflash udev --install"));
+        assert!(miette::Diagnostic::help(&p)
+            .unwrap()
+            .to_string()
+            .contains("modflash udev --install"));
         let n = UsbError::NotFound("no Particle device".into());
-        assert!(n.help().unwrap().contains("blinks yellow"));
+        assert!(miette::Diagnostic::help(&n)
+            .unwrap()
+            .to_string()
+            .contains("blinks yellow"));
     }
 }

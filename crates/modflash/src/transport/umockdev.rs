@@ -57,19 +57,24 @@ struct Api {
     error_free: unsafe extern "C" fn(*mut GError),
 }
 
+/// What umockdev could not do, in words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UmockdevError(String);
+
 /// The loaded umockdev library.
 pub struct Umockdev {
     api: Api,
 }
 
-static LOADED: OnceLock<Result<Umockdev, String>> = OnceLock::new();
+static LOADED: OnceLock<Result<Umockdev, UmockdevError>> = OnceLock::new();
 
 /// Loads `name` and leaks it: the worker thread umockdev starts must never see it unloaded.
-fn open(name: &str) -> Result<&'static libloading::Library, String> {
+fn open(name: &str) -> Result<&'static libloading::Library, UmockdevError> {
     // SAFETY: loading umockdev/GLib runs their ELF constructors, which only initialise
     // their own state (type registration); no Rust invariants depend on them.
     let lib = unsafe { libloading::Library::new(name) }
-        .map_err(|e| format!("cannot load {name}: {e}"))?;
+        .map_err(|e| UmockdevError(format!("cannot load {name}: {e}")))?;
     Ok(Box::leak(Box::new(lib)))
 }
 
@@ -79,16 +84,17 @@ macro_rules! sym {
         // signature of the field it is stored in (pointer-sized GObject handles, C ints and
         // longs); the library stays loaded for the life of the process, so the function
         // pointer copied out of the symbol stays valid.
-        let s: libloading::Symbol<'static, _> =
-            unsafe { $lib.get(concat!($name, "\0").as_bytes()) }
-                .map_err(|e| format!("the umockdev library has no {}: {e}", $name))?;
+        let s: libloading::Symbol<'static, _> = unsafe {
+            $lib.get(concat!($name, "\0").as_bytes())
+        }
+        .map_err(|e| UmockdevError(format!("the umockdev library has no {}: {e}", $name)))?;
         *s
     }};
 }
 
 impl Umockdev {
     /// Loads umockdev (once per process); an error names the library and how to install it.
-    pub fn load() -> Result<&'static Umockdev, String> {
+    pub fn load() -> Result<&'static Umockdev, UmockdevError> {
         LOADED
             .get_or_init(|| {
                 let um = open("libumockdev.so.0")?;
@@ -139,8 +145,8 @@ impl Umockdev {
     }
 }
 
-fn cstring(s: &str) -> Result<CString, String> {
-    CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"))
+fn cstring(s: &str) -> Result<CString, UmockdevError> {
+    CString::new(s).map_err(|_| UmockdevError(format!("{s:?} contains a NUL byte")))
 }
 
 /// A umockdev test bed: a temporary `/sys` and `/dev` tree.
@@ -156,11 +162,11 @@ unsafe impl Send for Testbed {}
 
 impl Testbed {
     /// Creates an empty test bed (and sets `$UMOCKDEV_DIR` in this process).
-    pub fn new(lib: &'static Umockdev) -> Result<Self, String> {
+    pub fn new(lib: &'static Umockdev) -> Result<Self, UmockdevError> {
         // SAFETY: plain constructor; returns a new reference or aborts.
         let raw = unsafe { (lib.api.testbed_new)() };
         if raw.is_null() {
-            return Err("umockdev could not create a test bed".into());
+            return Err(UmockdevError("umockdev could not create a test bed".into()));
         }
         Ok(Self {
             lib,
@@ -185,21 +191,22 @@ impl Testbed {
     }
 
     /// Adds devices from umockdev-record text (`P:`, `N:`, `E:`, `A:`, `H:` lines).
-    pub fn add_from_string(&self, text: &str) -> Result<(), String> {
+    pub fn add_from_string(&self, text: &str) -> Result<(), UmockdevError> {
         let c = cstring(text)?;
         let mut err: *mut GError = std::ptr::null_mut();
         // SAFETY: live testbed, NUL-terminated text, valid GError out-pointer.
         let ok = unsafe { (self.lib.api.testbed_add_from_string)(self.raw, c.as_ptr(), &mut err) };
         if ok == 0 {
-            return Err(self
-                .lib
-                .error_text(err, "umockdev rejected the device description"));
+            return Err(UmockdevError(
+                self.lib
+                    .error_text(err, "umockdev rejected the device description"),
+            ));
         }
         Ok(())
     }
 
     /// Removes the device at `syspath` (`/sys/devices/...`).
-    pub fn remove_device(&self, syspath: &str) -> Result<(), String> {
+    pub fn remove_device(&self, syspath: &str) -> Result<(), UmockdevError> {
         let c = cstring(syspath)?;
         // SAFETY: live testbed, NUL-terminated path.
         unsafe { (self.lib.api.testbed_remove_device)(self.raw, c.as_ptr()) };
@@ -211,13 +218,15 @@ impl Testbed {
         &mut self,
         devnode: &str,
         handler: Arc<dyn IoctlHandler>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UmockdevError> {
         let node = cstring(devnode)?;
         let api = &self.lib.api;
         // SAFETY: plain constructor of a new UMockdevIoctlBase reference.
         let base = unsafe { (api.ioctl_base_new)() };
         if base.is_null() {
-            return Err("umockdev could not create an ioctl handler".into());
+            return Err(UmockdevError(
+                "umockdev could not create an ioctl handler".into(),
+            ));
         }
         let user: *mut Arc<dyn IoctlHandler> = Box::into_raw(Box::new(handler));
         // SAFETY: `base` is live; the callback has the "handle-ioctl" signature
@@ -238,9 +247,10 @@ impl Testbed {
         // SAFETY: live testbed and handler, NUL-terminated node path, GError out-pointer.
         let ok = unsafe { (api.testbed_attach_ioctl)(self.raw, node.as_ptr(), base, &mut err) };
         if ok == 0 {
-            return Err(self
-                .lib
-                .error_text(err, &format!("cannot attach an ioctl handler to {devnode}")));
+            return Err(UmockdevError(self.lib.error_text(
+                err,
+                &format!("cannot attach an ioctl handler to {devnode}"),
+            )));
         }
         Ok(())
     }

@@ -15,15 +15,15 @@ use modflash_device::{Device, Space};
 use modflash_dfu::control::{DFU_ABORT, DFU_DNLOAD, DFU_GETSTATUS, DFU_UPLOAD};
 use modflash_dfu::descriptor::{get_descriptor, parse_string_descriptor, ConfigDescriptor};
 use modflash_dfu::{
-    Control, Counters, DfuSe, LeaveOutcome, MemoryLayout, Operation, Progress, Setup, Stage, State,
-    Status, StatusRecord, TransferError,
+    Control, Counters, DfuSe, LeaveOutcome, MemoryLayout, Operation as DfuOperation, Progress,
+    Setup, Stage, State, Status, StatusRecord, TransferError,
 };
 use modflash_module::platform::Location;
 use modflash_module::softdevice;
 use modflash_module::{ModuleFunction, Platform};
 
-use crate::exec::Event;
 use crate::inventory::Inventory;
+use crate::progress::{Event, Observer, Operation};
 
 /// Timeout of every control transfer this module sends itself (dfu-util uses 5000 ms).
 const TIMEOUT_MS: u32 = 5000;
@@ -40,12 +40,6 @@ pub trait DfuPort: Control {
     /// SET_INTERFACE: selects `alt` on DFU interface `interface` (libusb sends it out of
     /// band; a virtual device gets it directly).
     fn select_alt(&mut self, interface: u16, alt: u8) -> Result<(), TransferError>;
-}
-
-impl DfuPort for crate::exec::SimControl<'_> {
-    fn select_alt(&mut self, _interface: u16, alt: u8) -> Result<(), TransferError> {
-        crate::exec::SimControl::select_alt(self, alt)
-    }
 }
 
 /// One alternate setting of the DFU interface.
@@ -113,10 +107,11 @@ impl DfuInfo {
 }
 
 /// Why a DFU operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum DfuOpError {
     /// The protocol engine reported an error.
     #[error("{context}: {source}")]
+    #[diagnostic(code(modflash::dfu::protocol), help("{}", engine_help(source)))]
     Dfu {
         /// What modflash was doing.
         context: String,
@@ -126,9 +121,14 @@ pub enum DfuOpError {
     },
     /// The device is not a DFU device as modflash needs it.
     #[error("the device is not usable for DFU: {0}")]
+    #[diagnostic(code(modflash::dfu::not_dfu))]
     NotDfu(String),
     /// No such alternate setting.
     #[error("the device has no alternate setting {alt} (it has {count})")]
+    #[diagnostic(
+        code(modflash::dfu::no_alt),
+        help("alt 0 is internal flash, alt 1 the DCT")
+    )]
     NoAlt {
         /// Requested alt.
         alt: u8,
@@ -137,6 +137,7 @@ pub enum DfuOpError {
     },
     /// The alternate setting's name is not a usable DfuSe memory layout.
     #[error("alternate setting {alt} (\"{name}\") is not a usable DfuSe memory layout: {reason}")]
+    #[diagnostic(code(modflash::dfu::layout))]
     Layout {
         /// The alt.
         alt: u8,
@@ -147,6 +148,7 @@ pub enum DfuOpError {
     },
     /// SET_INTERFACE failed.
     #[error("cannot select alternate setting {alt}: {error}")]
+    #[diagnostic(code(modflash::dfu::select_alt), help("replug the device and retry"))]
     SelectAlt {
         /// The alt.
         alt: u8,
@@ -155,6 +157,7 @@ pub enum DfuOpError {
     },
     /// The modules read back could not be evaluated.
     #[error("cannot evaluate the modules read back over DFU: {0}")]
+    #[diagnostic(code(modflash::dfu::model))]
     Model(String),
 }
 
@@ -182,38 +185,30 @@ impl DfuOpError {
             }
         )
     }
+}
 
-    /// What to do next.
-    pub fn help(&self) -> Option<String> {
-        match self {
-            Self::Dfu { source, .. } => Some(
-                match source {
-                    modflash_dfu::Error::Disconnected { .. } => {
-                        "the device left the bus: check the cable, put it back in DFU mode \
-                         (blinking yellow) and run the command again"
-                    }
-                    modflash_dfu::Error::Timeout { .. } | modflash_dfu::Error::StuckBusy { .. } => {
-                        "replug the device, put it in DFU mode and retry"
-                    }
-                    modflash_dfu::Error::Verify { .. } => {
-                        "the flash does not hold what was written: run the command again; if \
-                         it keeps failing the flash may be worn or protected"
-                    }
-                    modflash_dfu::Error::NotWritable { .. }
-                    | modflash_dfu::Error::NotReadable { .. }
-                    | modflash_dfu::Error::NotInLayout { .. } => {
-                        "check the address and the alternate setting against `dfu-util -l`"
-                    }
-                    _ => {
-                        "run the command again; if it fails again, reset the device into DFU \
-                          mode (hold SETUP, tap RESET, release SETUP when it blinks yellow)"
-                    }
-                }
-                .to_string(),
-            ),
-            Self::NoAlt { .. } => Some("alt 0 is internal flash, alt 1 the DCT".into()),
-            Self::SelectAlt { .. } => Some("replug the device and retry".into()),
-            Self::NotDfu(_) | Self::Layout { .. } | Self::Model(_) => None,
+/// What to do about an engine error.
+fn engine_help(e: &modflash_dfu::Error) -> &'static str {
+    match e {
+        modflash_dfu::Error::Disconnected { .. } => {
+            "the device left the bus: check the cable, put it back in DFU mode (blinking \
+             yellow) and run the command again"
+        }
+        modflash_dfu::Error::Timeout { .. } | modflash_dfu::Error::StuckBusy { .. } => {
+            "replug the device, put it in DFU mode and retry"
+        }
+        modflash_dfu::Error::Verify { .. } => {
+            "the flash does not hold what was written: run the command again; if it keeps \
+             failing the flash may be worn or protected"
+        }
+        modflash_dfu::Error::NotWritable { .. }
+        | modflash_dfu::Error::NotReadable { .. }
+        | modflash_dfu::Error::NotInLayout { .. } => {
+            "check the address and the alternate setting against `dfu-util -l`"
+        }
+        _ => {
+            "run the command again; if it fails again, reset the device into DFU mode (hold \
+             SETUP, tap RESET, release SETUP when it blinks yellow)"
         }
     }
 }
@@ -358,6 +353,25 @@ struct SpaceAlt {
     delta: i64,
 }
 
+/// What a suspended [`DfuSession`] knows apart from its port.
+#[derive(Clone, Debug)]
+pub struct DfuMemo {
+    info: DfuInfo,
+    alt: Option<u8>,
+    pointer: Option<u32>,
+    counters: Counters,
+    descriptor_reads: u32,
+    shadow: Option<Shadow>,
+    staged: bool,
+}
+
+impl DfuMemo {
+    /// Every control transfer the session sent.
+    pub fn control_transfers(&self) -> u32 {
+        self.counters.control_transfers() + self.descriptor_reads
+    }
+}
+
 /// A DFU session on one device: alternate settings, writes with read-back verification,
 /// reads, leave, and the installed modules read back. Counts every control transfer.
 pub struct DfuSession<P: DfuPort> {
@@ -401,6 +415,36 @@ impl<P: DfuPort> DfuSession<P> {
     /// Gives the port back.
     pub fn into_port(self) -> P {
         self.port
+    }
+
+    /// Splits the session into its port and what it knows (alt names, the address pointer,
+    /// counters, the modules read back), so a port that is only borrowed for one operation
+    /// can be given back and the session resumed later with [`DfuSession::resume`].
+    pub fn suspend(self) -> (P, DfuMemo) {
+        let memo = DfuMemo {
+            info: self.info,
+            alt: self.alt,
+            pointer: self.pointer,
+            counters: self.counters,
+            descriptor_reads: self.descriptor_reads,
+            shadow: self.shadow,
+            staged: self.staged,
+        };
+        (self.port, memo)
+    }
+
+    /// A suspended session on `port` again.
+    pub fn resume(port: P, memo: DfuMemo) -> Self {
+        Self {
+            port,
+            info: memo.info,
+            alt: memo.alt,
+            pointer: memo.pointer,
+            counters: memo.counters,
+            descriptor_reads: memo.descriptor_reads,
+            shadow: memo.shadow,
+            staged: memo.staged,
+        }
     }
 
     /// DFU requests sent so far, by kind (GET_DESCRIPTOR reads are in
@@ -504,7 +548,7 @@ impl<P: DfuPort> DfuSession<P> {
         request: u8,
         value: u16,
         data: &[u8],
-        during: Operation,
+        during: DfuOperation,
     ) -> Result<(), DfuOpError> {
         let setup = Setup::class_out(request, value, self.info.interface, data.len() as u16);
         match request {
@@ -522,47 +566,60 @@ impl<P: DfuPort> DfuSession<P> {
     }
 
     /// Writes `data` at `address` of `alt`: erase what it touches, download, then (with
-    /// `verify`) read it back and compare. Progress as executor [`Event::Bytes`].
+    /// `verify`) read it back and compare. Reports the erase, write and verify operations.
     pub fn write(
         &mut self,
         alt: u8,
         address: u32,
         data: &[u8],
         verify: bool,
-        progress: &mut dyn FnMut(Event),
+        observer: &mut dyn Observer,
     ) -> Result<(), DfuOpError> {
         if data.is_empty() {
             return Ok(());
         }
         let total = data.len();
         let context = format!("writing {total} bytes at {address:#010x} (alt {alt})");
-        self.with_engine(alt, |engine| {
+        let mut events = EngineEvents::new(observer);
+        let downloaded = self.with_engine(alt, |engine| {
             engine
-                .download(address, data, &mut |p| {
-                    if let Progress::Written { bytes_done, .. } = p {
-                        progress(Event::Bytes {
-                            done: bytes_done as usize,
-                            total,
-                        });
-                    }
-                })
+                .download(address, data, &mut |p| events.on(p))
                 .map_err(DfuOpError::dfu(context))
-        })?;
+        });
+        events.end(&downloaded);
+        downloaded?;
         // One SET_ADDRESS run (fewer than 65534 blocks): the pointer holds `address`.
         let blocks = total.div_ceil(usize::from(self.info.transfer_size));
         let pointer_known = blocks < usize::from(u16::MAX - 2);
         self.record_write(alt, address, data);
         if verify {
-            if pointer_known {
-                self.verify_at_pointer(address, data)?;
-            } else {
-                let context = format!("verifying {total} bytes at {address:#010x} (alt {alt})");
-                self.with_engine(alt, |engine| {
-                    engine
-                        .verify(address, data, &mut |_| {})
-                        .map_err(DfuOpError::dfu(context))
-                })?;
-            }
+            crate::progress::operation(
+                observer,
+                Operation::Verify,
+                format!("{total} bytes at {address:#010x}"),
+                Some(total as u64),
+                |observer| {
+                    if pointer_known {
+                        self.verify_at_pointer(address, data, observer)
+                    } else {
+                        let context =
+                            format!("verifying {total} bytes at {address:#010x} (alt {alt})");
+                        self.with_engine(alt, |engine| {
+                            engine
+                                .verify(address, data, &mut |p| {
+                                    if let Progress::ReadProgress { bytes_done, .. } = p {
+                                        observer.event(Event::Progress {
+                                            operation: Operation::Verify,
+                                            done: bytes_done,
+                                            total: total as u64,
+                                        });
+                                    }
+                                })
+                                .map_err(DfuOpError::dfu(context))
+                        })
+                    }
+                },
+            )?;
         }
         // Idle (dfuIDLE after the verify, dfuDNLOAD-IDLE without it) with the pointer at
         // `address` when the download was one SET_ADDRESS run.
@@ -572,14 +629,19 @@ impl<P: DfuPort> DfuSession<P> {
 
     /// Reads `data.len()` bytes back from the address pointer (just set by the download) and
     /// compares: ABORT, UPLOAD blocks 2.., ABORT.
-    fn verify_at_pointer(&mut self, address: u32, data: &[u8]) -> Result<(), DfuOpError> {
+    fn verify_at_pointer(
+        &mut self,
+        address: u32,
+        data: &[u8],
+        observer: &mut dyn Observer,
+    ) -> Result<(), DfuOpError> {
         let context = format!("verifying {} bytes at {address:#010x}", data.len());
-        self.raw_out(DFU_ABORT, 0, &[], Operation::Abort)?;
+        self.raw_out(DFU_ABORT, 0, &[], DfuOperation::Abort)?;
         let ts = usize::from(self.info.transfer_size);
         for (n, chunk) in data.chunks(ts).enumerate() {
             let block = (n + 2) as u16; // checked by the caller: fewer than 65534 blocks
             let block_address = address.wrapping_add((n * ts) as u32);
-            let during = Operation::Read {
+            let during = DfuOperation::Read {
                 address: block_address,
                 block,
             };
@@ -603,6 +665,11 @@ impl<P: DfuPort> DfuSession<P> {
                     },
                 });
             }
+            observer.event(Event::Progress {
+                operation: Operation::Verify,
+                done: ((n * ts) + chunk.len()) as u64,
+                total: data.len() as u64,
+            });
             if let Some(i) = chunk.iter().zip(&buf).position(|(a, b)| a != b) {
                 return Err(DfuOpError::Dfu {
                     context,
@@ -614,25 +681,28 @@ impl<P: DfuPort> DfuSession<P> {
                 });
             }
         }
-        self.raw_out(DFU_ABORT, 0, &[], Operation::Abort)
+        self.raw_out(DFU_ABORT, 0, &[], DfuOperation::Abort)
     }
 
-    /// Reads `length` bytes at `address` of `alt`.
+    /// Reads `length` bytes at `address` of `alt`, reporting [`Operation::Read`] progress
+    /// (`done` counts from `offset`, so several reads can add up to one operation).
     pub fn upload(
         &mut self,
         alt: u8,
         address: u32,
         length: usize,
-        progress: &mut dyn FnMut(Event),
+        offset: u64,
+        observer: &mut dyn Observer,
     ) -> Result<Vec<u8>, DfuOpError> {
         let context = format!("reading {length} bytes at {address:#010x} (alt {alt})");
         self.with_engine(alt, |engine| {
             engine
                 .upload(address, length, &mut |p| {
                     if let Progress::ReadProgress { bytes_done, .. } = p {
-                        progress(Event::Bytes {
-                            done: bytes_done as usize,
-                            total: length,
+                        observer.event(Event::Progress {
+                            operation: Operation::Read,
+                            done: offset + bytes_done,
+                            total: 0,
                         });
                     }
                 })
@@ -647,7 +717,7 @@ impl<P: DfuPort> DfuSession<P> {
         let context = format!("leaving DFU mode for {address:#010x}");
         if self.alt == Some(0) && self.pointer == Some(address) {
             self.pointer = None;
-            let during = Operation::Leave { address };
+            let during = DfuOperation::Leave { address };
             match self.raw_out(DFU_DNLOAD, 2, &[], during) {
                 Ok(()) => {}
                 Err(DfuOpError::Dfu {
@@ -708,22 +778,14 @@ impl<P: DfuPort> DfuSession<P> {
         (space, via): (Space, SpaceAlt),
         (start, end): (u32, u32),
         bytes_read: &mut u64,
-        progress: &mut dyn FnMut(Event),
+        observer: &mut dyn Observer,
     ) -> Result<(), DfuOpError> {
         for (s, e) in shadow.missing(space, start, end) {
             let Ok(alt_address) = u32::try_from(i64::from(s) + via.delta) else {
                 continue;
             };
             let len = (e - s) as usize;
-            let done = *bytes_read as usize;
-            let bytes = self.upload(via.alt, alt_address, len, &mut |ev| {
-                if let Event::Bytes { done: d, .. } = ev {
-                    progress(Event::Bytes {
-                        done: done + d,
-                        total: 0,
-                    });
-                }
-            })?;
+            let bytes = self.upload(via.alt, alt_address, len, *bytes_read, observer)?;
             *bytes_read += bytes.len() as u64;
             shadow.store(space, s, &bytes);
         }
@@ -738,7 +800,7 @@ impl<P: DfuPort> DfuSession<P> {
     pub fn read_inventory(
         &mut self,
         platform: &'static Platform,
-        progress: &mut dyn FnMut(Event),
+        observer: &mut dyn Observer,
     ) -> Result<ReadBack, DfuOpError> {
         let mut shadow = Shadow::new(platform)?;
         let mut notes = Vec::new();
@@ -786,7 +848,7 @@ impl<P: DfuPort> DfuSession<P> {
                     (space, v),
                     (start, end),
                     &mut bytes_read,
-                    progress,
+                    observer,
                 )?;
             }
         }
@@ -823,7 +885,7 @@ impl<P: DfuPort> DfuSession<P> {
                 (space, v),
                 (start, end),
                 &mut bytes_read,
-                progress,
+                observer,
             )?;
         }
         let inventory = Inventory::from_device(&shadow.device()?);
@@ -910,7 +972,10 @@ fn add_counters(total: &mut Counters, c: &Counters) {
 }
 
 /// The engine's reading of the GETSTATUS after a leave request.
-fn leave_outcome(r: StatusRecord, during: Operation) -> Result<LeaveOutcome, modflash_dfu::Error> {
+fn leave_outcome(
+    r: StatusRecord,
+    during: DfuOperation,
+) -> Result<LeaveOutcome, modflash_dfu::Error> {
     match r.state {
         State::Manifest | State::ManifestWaitReset | State::DnloadIdle
             if r.status == Status::Ok =>
@@ -933,19 +998,79 @@ fn leave_outcome(r: StatusRecord, during: Operation) -> Result<LeaveOutcome, mod
     }
 }
 
-/// A session on a virtual device in DFU mode, in-process (the device's own descriptors).
-pub fn sim_session(
-    device: &mut Device,
-) -> Result<DfuSession<crate::exec::SimControl<'_>>, DfuOpError> {
-    if !device.in_dfu_mode() {
-        return Err(DfuOpError::NotDfu(format!(
-            "it is in {} mode, not DFU mode",
-            device.state.mode.name()
-        )));
+/// Turns the DfuSe engine's download callbacks into erase and write operation events.
+struct EngineEvents<'o> {
+    observer: &'o mut dyn Observer,
+    running: Option<(Operation, u64, u64)>,
+}
+
+impl<'o> EngineEvents<'o> {
+    fn new(observer: &'o mut dyn Observer) -> Self {
+        Self {
+            observer,
+            running: None,
+        }
     }
-    let d = device.usb_descriptors();
-    let config = ConfigDescriptor::parse(&d.configuration)
-        .map_err(DfuOpError::dfu("reading the configuration descriptor"))?;
-    let info = DfuInfo::from_config(&config)?;
-    Ok(DfuSession::new(crate::exec::SimControl::new(device), info))
+
+    fn start(&mut self, operation: Operation, what: String, total: u64) {
+        if let Some((op, _, _)) = self.running.take() {
+            self.observer.event(Event::Finished { operation: op });
+        }
+        self.observer.event(Event::Started {
+            operation,
+            what,
+            total: Some(total),
+        });
+        self.running = Some((operation, 0, total));
+    }
+
+    fn on(&mut self, p: Progress) {
+        match p {
+            Progress::EraseStarted { pages, total_bytes } => self.start(
+                Operation::Erase,
+                format!("{pages} page{}", if pages == 1 { "" } else { "s" }),
+                total_bytes,
+            ),
+            Progress::Erased { bytes, .. } => {
+                if let Some((operation, done, total)) = &mut self.running {
+                    *done += u64::from(bytes);
+                    self.observer.event(Event::Progress {
+                        operation: *operation,
+                        done: *done,
+                        total: *total,
+                    });
+                }
+            }
+            Progress::WriteStarted {
+                address,
+                total_bytes,
+            } => self.start(
+                Operation::Write,
+                format!("{total_bytes} bytes at {address:#010x}"),
+                total_bytes,
+            ),
+            Progress::Written {
+                bytes_done,
+                total_bytes,
+                ..
+            } => self.observer.event(Event::Progress {
+                operation: Operation::Write,
+                done: bytes_done,
+                total: total_bytes,
+            }),
+            _ => {}
+        }
+    }
+
+    fn end<T>(&mut self, result: &Result<T, DfuOpError>) {
+        if let Some((operation, _, _)) = self.running.take() {
+            self.observer.event(match result {
+                Ok(_) => Event::Finished { operation },
+                Err(e) => Event::Failed {
+                    operation,
+                    reason: e.to_string(),
+                },
+            });
+        }
+    }
 }

@@ -1,0 +1,103 @@
+//! Arguments shared by several commands: which device (`DeviceArgs`, flattened into every
+//! command that talks to one) and what to install (`PlanArgs`, for `plan` and `flash`).
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use modflash::plan::{Force, Via};
+use modflash::request::Wanted;
+use modflash::DeviceRef;
+
+use crate::ui::CliError;
+
+/// Parses a `--device` value.
+fn device_ref(text: &str) -> Result<DeviceRef, String> {
+    text.parse::<DeviceRef>().map_err(|e| e.to_string())
+}
+
+/// Which device a command talks to.
+#[derive(Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// The device: usb (the only one attached), usb:DEVICE_ID, serial:PORT or sim:NAME.
+    #[arg(long, value_name = "REF", value_parser = device_ref)]
+    pub device: Option<DeviceRef>,
+}
+
+impl DeviceArgs {
+    /// The device named, or a usage error saying how to name one.
+    pub fn require(&self) -> Result<&DeviceRef, CliError> {
+        self.device.as_ref().ok_or_else(|| {
+            CliError::usage("--device is required").with_help(
+                "for example --device sim:demo or --device usb (`modflash devices` lists them)",
+            )
+        })
+    }
+}
+
+/// The transport a plan uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ViaArg {
+    /// USB DFU.
+    Dfu,
+    /// Serial listening mode (YMODEM).
+    Serial,
+}
+
+/// A check `--force` may override.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ForceArg {
+    /// Flash even when dependencies stay unmet (the device ends in safe mode).
+    Dependencies,
+}
+
+/// What to install, shared by `plan` and `flash`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Module files to install (application, system parts, bootloader, ...).
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Transport: dfu or serial (default: DFU when the connection can, else serial).
+    #[arg(long, value_enum)]
+    pub via: Option<ViaArg>,
+    /// Directory of Device OS module files to meet dependencies from (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub catalog: Vec<PathBuf>,
+    /// Also install the system modules (bootloader, system parts, radio stack) of this
+    /// Device OS release, from the catalogue.
+    #[arg(long, value_name = "VERSION")]
+    pub device_os: Option<String>,
+    /// Write the application to the factory-reset slot.
+    #[arg(long)]
+    pub factory: bool,
+    /// Override one named check.
+    #[arg(long, value_enum, value_name = "CHECK")]
+    pub force: Vec<ForceArg>,
+    /// Print JSON (fields documented in docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl PlanArgs {
+    /// The library's request.
+    pub fn wanted(&self) -> Wanted {
+        Wanted {
+            files: self.files.clone(),
+            catalogs: self.catalog.clone(),
+            device_os: self.device_os.clone(),
+            via: self.via.map(|v| match v {
+                ViaArg::Dfu => Via::Dfu,
+                ViaArg::Serial => Via::Serial,
+            }),
+            factory: self.factory,
+            force: Force {
+                dependencies: self.force.contains(&ForceArg::Dependencies),
+            },
+        }
+    }
+}
+
+/// A number in decimal or 0x-hex.
+pub fn number(text: &str) -> Result<u32, modflash::dfucheck::BadNumber> {
+    modflash::dfucheck::parse_number(text)
+}

@@ -1,0 +1,6 @@
+//! How results are shown: modules, plans and virtual devices, in words and as stable JSON.
+
+pub mod module_json;
+pub mod module_text;
+pub mod plan;
+pub mod sim;

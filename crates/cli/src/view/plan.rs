@@ -1,0 +1,145 @@
+//! How a plan is shown: the human text (steps, places, reasons, the predicted state) and the
+//! stable JSON fields of `plan --json` and `flash --json` (docs/json.md).
+
+use modflash::plan::{Action, Plan};
+use modflash_device::Mode;
+use modflash_module::release::release_name;
+use modflash_module::ModuleFunction;
+use serde_json::{json, Value};
+
+use crate::ui::Style;
+
+/// The plan as JSON.
+pub fn plan_json(device: &str, p: &Plan) -> Value {
+    let steps: Vec<Value> = p
+        .steps
+        .iter()
+        .map(|s| {
+            json!({
+                "file": s.module.origin.to_string(),
+                "function": s.module.info.function.name(),
+                "index": s.module.info.index,
+                "version": s.module.info.version,
+                "from_version": s.from_version,
+                "address": s.address(),
+                "alt": match s.action {
+                    Action::DfuWrite { alt, .. }
+                    | Action::DfuStageBootloader { alt, .. }
+                    | Action::DfuErase { alt, .. } => Some(alt),
+                    Action::Serial => None,
+                },
+                "staged": matches!(s.action, Action::DfuStageBootloader { .. }),
+                "erase": matches!(s.action, Action::DfuErase { .. }),
+                "transport": s.transport(),
+                "bytes": s.bytes(),
+                "reason": s.reason,
+            })
+        })
+        .collect();
+    json!({
+        "device": device,
+        "via": p.via.name(),
+        "steps": steps,
+        "skipped": p.skipped,
+        "bytes": p.bytes(),
+        "final": {
+            "mode": p.prediction.mode.name(),
+            "led": p.prediction.led,
+            "app_runs": p.prediction.app_runs(),
+            "modules": p.prediction.modules.iter().map(|(slot, v)| json!({
+                "function": slot.function.name(), "index": slot.index, "version": v
+            })).collect::<Vec<_>>(),
+        },
+    })
+}
+
+fn version_text(v: u16, function: ModuleFunction) -> String {
+    match (function, release_name(v)) {
+        (ModuleFunction::SystemPart, Some(r)) => format!("{v} ({r})"),
+        _ => v.to_string(),
+    }
+}
+
+/// Prints the plan for people.
+pub fn print_plan(style: &Style, device: &str, p: &Plan) {
+    for s in &p.skipped {
+        println!("{} {s}", style.dim("skip:"));
+    }
+    if p.steps.is_empty() {
+        println!("Nothing to write: {device} already has everything asked for.");
+        return;
+    }
+    println!(
+        "Plan for {device} over {} — {} write{}, {} bytes:",
+        p.via.name().to_uppercase(),
+        p.steps.len(),
+        if p.steps.len() == 1 { "" } else { "s" },
+        p.bytes()
+    );
+    for (i, s) in p.steps.iter().enumerate() {
+        let m = &s.module.info;
+        if let Action::DfuErase { alt, address, len } = s.action {
+            println!(
+                "  {}. erase {len} bytes at {address:#010x} (alt {alt})  dfu  {len} bytes",
+                i + 1
+            );
+            println!("     {}", style.dim(&s.reason));
+            continue;
+        }
+        let from = s
+            .from_version
+            .map_or("none".to_string(), |v| version_text(v, m.function));
+        let place = match s.action {
+            Action::DfuWrite { alt, address } => format!("{address:#010x} (alt {alt})"),
+            Action::DfuStageBootloader { alt, address } => {
+                format!("{address:#010x} (alt {alt}, OTA region) + OTA flag in the DCT")
+            }
+            Action::Serial => "OTA region, installed at reset".into(),
+            Action::DfuErase { .. } => String::new(),
+        };
+        println!(
+            "  {}. {} {from} → {}  {place}  {}  {} bytes",
+            i + 1,
+            style.bold(&m.slot().to_string()),
+            version_text(m.version, m.function),
+            s.transport(),
+            s.bytes()
+        );
+        println!(
+            "     {}",
+            style.dim(&format!("{} — {}", s.module.origin, s.reason))
+        );
+    }
+    let modules: Vec<String> = p
+        .prediction
+        .modules
+        .iter()
+        .map(|(slot, v)| format!("{slot} {v}"))
+        .collect();
+    let verdict = if p.prediction.app_runs() {
+        style.good("the app runs")
+    } else {
+        style.bad(&format!(
+            "the app does not run ({})",
+            p.prediction.mode.name()
+        ))
+    };
+    println!(
+        "Predicted: {verdict}, LED {}; {}",
+        p.prediction.led,
+        modules.join(", ")
+    );
+}
+
+/// "runs the app", "is in safe mode", ...
+pub fn mode_words(mode: Mode) -> &'static str {
+    match mode {
+        Mode::App => "runs the app",
+        Mode::SafeMode => "is in safe mode",
+        Mode::NoApp => "runs no app",
+        Mode::Dfu => "is in DFU mode",
+        Mode::Listening => "is in listening mode",
+        Mode::Panic => "crashes at start",
+        Mode::Off => "is off",
+    }
+}

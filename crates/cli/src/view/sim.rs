@@ -1,0 +1,134 @@
+//! How a virtual device is shown by `sim create`, `sim show` and `sim reset`: in words, or as
+//! the `sim show --json` object (docs/json.md).
+
+use modflash_device::describe::describe;
+use modflash_device::Device;
+use modflash_module::release::release_name;
+use serde_json::{json, Value};
+
+use modflash::sim::SimStore;
+
+use crate::ui::{CmdResult, Style, EXIT_OK};
+
+/// The `sim show` JSON object.
+pub fn device_json(name: &str, d: &Device) -> Value {
+    let stats = d.flash_stats();
+    json!({
+        "name": name,
+        "platform": d.platform().name,
+        "platform_id": d.platform().id,
+        "device_id": d.state.device_id,
+        "mode": d.state.mode.name(),
+        "led": d.state.led,
+        "reset_reason": d.state.reset_reason,
+        "device_os": d.system_version().and_then(release_name),
+        "describe": serde_json::from_str::<Value>(&describe(d)).unwrap_or(Value::Null),
+        "events": d.state.events,
+        "stats": {
+            "control_transfers": d.state.control_transfers,
+            "bytes_programmed": stats.bytes_programmed,
+            "sectors_erased": stats.sectors_erased,
+            "modelled_ms": stats.modelled_us / 1000,
+            "modelled_us": stats.modelled_us,
+        },
+    })
+}
+
+/// Prints a device in words or JSON.
+pub fn print_device(name: &str, d: &Device, json_output: bool) {
+    if json_output {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&device_json(name, d)).unwrap_or_default()
+        );
+        return;
+    }
+    let style = Style::stdout();
+    let release = d
+        .system_version()
+        .map(|v| match release_name(v) {
+            Some(r) => format!("Device OS {r}"),
+            None => format!("system version {v}"),
+        })
+        .unwrap_or_else(|| "no system firmware".into());
+    println!(
+        "{} — {}, {release}, device id {}",
+        style.bold(&format!("sim:{name}")),
+        d.platform().display_name,
+        d.state.device_id
+    );
+    let mode = match d.state.mode {
+        modflash_device::Mode::App => style.good(d.state.mode.name()),
+        modflash_device::Mode::Dfu | modflash_device::Mode::Listening => {
+            style.warn(d.state.mode.name())
+        }
+        _ => style.bad(d.state.mode.name()),
+    };
+    println!("  mode     {mode} (LED {})", d.state.led);
+    for f in d.system_info() {
+        let Some(info) = f.info else { continue };
+        let verdict = if f.is_valid() {
+            style.good("ok")
+        } else {
+            style.bad(&format!(
+                "failed {}",
+                modflash_device::hal::describe_flags(f.failed())
+            ))
+        };
+        let store = if f.bounds.store == modflash_module::Store::Factory {
+            " (factory)"
+        } else {
+            ""
+        };
+        println!(
+            "  module   {} version {}{store}: {verdict}",
+            info.slot(),
+            info.version
+        );
+    }
+    let recent: Vec<&String> = d.state.events.iter().rev().take(6).collect();
+    for (i, e) in recent.iter().rev().enumerate() {
+        println!("  {} {e}", if i == 0 { "events  " } else { "        " });
+    }
+}
+
+/// `sim list`: every virtual device in `store`, in a table or as JSON.
+pub fn print_list(store: &SimStore, json_output: bool) -> CmdResult {
+    let names = store.list()?;
+    let mut rows = Vec::new();
+    for name in names {
+        match store.open(&name) {
+            Ok(h) => rows.push(json!({
+                "name": name,
+                "platform": h.device.platform().name,
+                "mode": h.device.state.mode.name(),
+                "device_id": h.device.state.device_id,
+                "device_os": h.device.system_version().and_then(release_name),
+            })),
+            Err(e) => rows.push(json!({ "name": name, "error": e.to_string() })),
+        }
+    }
+    if json_output {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+    } else if rows.is_empty() {
+        println!("no virtual devices (create one with `modflash sim create NAME --platform photon --device-os 1.5.0`)");
+    } else {
+        for r in rows {
+            match r["error"].as_str() {
+                Some(e) => println!("sim:{:<16} {e}", r["name"].as_str().unwrap_or("")),
+                None => println!(
+                    "sim:{:<16} {:<9} {:<10} Device OS {:<8} {}",
+                    r["name"].as_str().unwrap_or(""),
+                    r["platform"].as_str().unwrap_or(""),
+                    r["mode"].as_str().unwrap_or(""),
+                    r["device_os"].as_str().unwrap_or("?"),
+                    r["device_id"].as_str().unwrap_or("")
+                ),
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}

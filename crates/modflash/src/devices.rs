@@ -1,0 +1,129 @@
+//! Every device modflash can reach now: Particle devices on USB (normal and DFU mode), their
+//! serial ports, and the virtual devices in the store.
+
+use modflash_module::Platform;
+
+use crate::sim::SimStore;
+use crate::transport::{serial, usb};
+
+/// How a device is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A USB device (libusb).
+    Usb,
+    /// A serial port.
+    Serial,
+    /// A virtual device.
+    Virtual,
+}
+
+impl Kind {
+    /// Stable name (`kind` in `devices --json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Usb => "usb",
+            Self::Serial => "serial",
+            Self::Virtual => "virtual",
+        }
+    }
+}
+
+/// One reachable device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// How it is reached.
+    pub kind: Kind,
+    /// The `--device` value that names it.
+    pub reference: String,
+    /// Its platform, when known.
+    pub platform: Option<&'static Platform>,
+    /// Its mode ("dfu", "normal", or a virtual device's mode).
+    pub mode: Option<String>,
+    /// Its device id, when known.
+    pub device_id: Option<String>,
+    /// USB vendor and product id.
+    pub usb_id: Option<(u16, u16)>,
+    /// The USB device node.
+    pub node: Option<String>,
+    /// The USB port path.
+    pub port_path: Option<String>,
+    /// The serial port.
+    pub port: Option<String>,
+    /// Why it cannot be used, with what to do.
+    pub error: Option<String>,
+}
+
+/// What was found, and what could not be looked at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reachable {
+    /// The devices, USB first, then serial ports, then virtual devices.
+    pub devices: Vec<Found>,
+    /// Sources that could not be listed ("USB: libusb failed to start").
+    pub problems: Vec<String>,
+}
+
+/// Lists every reachable device; virtual devices come from `store`.
+pub fn reachable(store: &SimStore) -> Reachable {
+    let mut out = Reachable::default();
+    let blank = |kind, reference: String| Found {
+        kind,
+        reference,
+        platform: None,
+        mode: None,
+        device_id: None,
+        usb_id: None,
+        node: None,
+        port_path: None,
+        port: None,
+        error: None,
+    };
+    match usb::discover() {
+        Ok(list) => out.devices.extend(list.into_iter().map(|d| {
+            Found {
+                platform: Some(d.platform),
+                mode: Some(d.mode.name().to_string()),
+                device_id: d.device_id.clone(),
+                usb_id: Some((d.vendor, d.product)),
+                node: Some(d.node()),
+                port_path: Some(d.port_path.clone()),
+                error: d
+                    .access_error
+                    .as_ref()
+                    .map(|e| format!("{e} (help: {})", usb::UDEV_HELP)),
+                ..blank(Kind::Usb, d.reference())
+            }
+        })),
+        Err(e) => out.problems.push(format!("USB: {e}")),
+    }
+    match serial::discover() {
+        Ok(ports) => out.devices.extend(ports.into_iter().map(|p| Found {
+            platform: Some(p.platform),
+            mode: Some("normal".into()),
+            device_id: p.device_id.clone(),
+            port: Some(p.port.clone()),
+            ..blank(Kind::Serial, format!("serial:{}", p.port))
+        })),
+        Err(e) => out.problems.push(format!("serial ports: {e}")),
+    }
+    match store.list() {
+        Ok(names) => {
+            for name in names {
+                let reference = format!("sim:{name}");
+                out.devices.push(match store.open(&name) {
+                    Ok(h) => Found {
+                        platform: Some(h.device.platform()),
+                        mode: Some(h.device.state.mode.name().to_string()),
+                        device_id: Some(h.device.state.device_id.clone()),
+                        ..blank(Kind::Virtual, reference)
+                    },
+                    Err(e) => Found {
+                        error: Some(e.to_string()),
+                        ..blank(Kind::Virtual, reference)
+                    },
+                });
+            }
+        }
+        Err(e) => out.problems.push(format!("virtual devices: {e}")),
+    }
+    out
+}

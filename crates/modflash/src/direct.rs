@@ -1,0 +1,422 @@
+//! Direct writes, each a one-step plan with its own checks, run by the one executor: one module
+//! through the serial console (`serial flash`), one file over DFU (`dfu download`), and memory
+//! read over DFU (`dfu upload`).
+
+use std::borrow::Cow;
+
+use modflash_module::platform::platform;
+use modflash_module::{Module, ModuleFunction, ModuleInfo};
+
+use crate::catalog::Candidate;
+use crate::dfucheck::{plan_download, DownloadPlan};
+use crate::error::Error;
+use crate::exec::{execute, DfuWrite, Options, Task, TaskAction};
+use crate::inventory::{InstalledModule, Inventory};
+use crate::precheck::{fix_for, precheck, Precheck};
+use crate::progress::{operation, Cancel, Event, Observer, Operation};
+use crate::session::Session;
+use crate::transport::serial::{ota_error_name, FlashReport, Verdict};
+use crate::transport::AfterLeave;
+
+/// What the device said about a module sent over serial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SerialVerdict {
+    /// Not sent: the pre-check refused it.
+    NotSent,
+    /// The device validated and installed it.
+    Accepted,
+    /// The device refused it (its validation).
+    Refused,
+    /// The device refused it at the header: larger than its update area.
+    TooLarge,
+    /// The transfer failed.
+    Failed,
+}
+
+impl SerialVerdict {
+    /// Stable name (`verdict` in `serial flash --json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NotSent => "not_sent",
+            Self::Accepted => "accepted",
+            Self::Refused => "refused",
+            Self::TooLarge => "too_large",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Everything `serial flash` found out, also when it failed.
+#[derive(Debug)]
+pub struct SerialInstall {
+    /// The module's header.
+    pub module: ModuleInfo,
+    /// What the pre-check found (the device would refuse it, or not run it).
+    pub precheck: Option<String>,
+    /// The transfer, when one ran.
+    pub transfer: Option<FlashReport>,
+    /// The device's verdict.
+    pub verdict: SerialVerdict,
+    /// The Device OS result code of a refusal.
+    pub error_code: Option<i32>,
+    /// Why it failed, in words.
+    pub reason: Option<String>,
+    /// The module as the device lists it after the restart.
+    pub installed: Option<InstalledModule>,
+    /// The module is installed and passes every check (None: not checked).
+    pub verified: Option<bool>,
+    /// Success, or what went wrong.
+    pub result: Result<(), Error>,
+}
+
+/// Sends `module` through `session`'s serial console: pre-checked against what the device
+/// reports (a module for another platform is never sent; one the device would refuse or
+/// could not run only with `force`), then the device's verdict, then the module as the
+/// device lists it after its restart.
+pub fn serial_install(
+    session: &mut Session<'_>,
+    module: &Candidate,
+    force: bool,
+    observer: &mut dyn Observer,
+    cancel: &Cancel,
+) -> SerialInstall {
+    let info = module.info;
+    let mut out = SerialInstall {
+        module: info,
+        precheck: None,
+        transfer: None,
+        verdict: SerialVerdict::NotSent,
+        error_code: None,
+        reason: None,
+        installed: None,
+        verified: None,
+        result: Ok(()),
+    };
+    let file = module.origin.to_string();
+    let inventory = match session.inventory(observer) {
+        Ok(i) => i,
+        Err(e) => {
+            out.result = Err(e);
+            return out;
+        }
+    };
+    if let Err(p) = precheck(&inventory, &info) {
+        out.precheck = Some(p.to_string());
+        let never = matches!(p, Precheck::WrongPlatform { .. });
+        if never || !force {
+            // A module for another platform is never sent: the device refuses it (−1360)
+            // at best.
+            out.reason = Some(p.to_string());
+            out.result = Err(Error::NotSent {
+                file,
+                reason: p.to_string(),
+                help: p.help(inventory.platform_id),
+            });
+            return out;
+        }
+        observer.event(Event::warning(format!("{p} (sending anyway: --force)")));
+    }
+    let task = Task {
+        label: format!("sending {file}"),
+        action: TaskAction::Serial {
+            name: "binary".into(),
+            data: &module.bytes[..],
+        },
+    };
+    let options = Options {
+        verify: true,
+        leave_at: None,
+    };
+    match execute(session, &[task], options, observer, cancel) {
+        Ok(mut report) => {
+            out.verdict = SerialVerdict::Accepted;
+            out.transfer = report.tasks.pop().and_then(|t| t.serial);
+            out.result = verify_installed(session, &file, &info, module, observer, &mut out);
+        }
+        Err(Error::Refused {
+            code,
+            verdict,
+            transfer,
+            help,
+            ..
+        }) => {
+            let too_large = transfer
+                .as_ref()
+                .is_some_and(|t| t.verdict == Verdict::TooLarge);
+            out.transfer = transfer.map(|t| *t);
+            out.error_code = code;
+            if too_large {
+                out.verdict = SerialVerdict::TooLarge;
+                out.reason = Some(verdict.clone());
+                out.result = Err(Error::Refused {
+                    module: "it".into(),
+                    verdict,
+                    code,
+                    help,
+                    transfer: None,
+                });
+                return out;
+            }
+            let why = refusal_words(code, &inventory, &info);
+            out.verdict = SerialVerdict::Refused;
+            out.reason = Some(why.clone());
+            let help = match precheck(&inventory, &info)
+                .err()
+                .and_then(|p| p.unmet().cloned())
+            {
+                Some(u) => format!(
+                    "nothing was changed on the device; {} first",
+                    fix_for(inventory.platform_id, &u)
+                ),
+                None => {
+                    "nothing was changed on the device; check the module with `modflash inspect`"
+                        .into()
+                }
+            };
+            out.result = Err(Error::Refused {
+                module: "it".into(),
+                verdict: why,
+                code,
+                help,
+                transfer: None,
+            });
+        }
+        Err(e) => {
+            out.verdict = SerialVerdict::Failed;
+            out.reason = Some(e.to_string());
+            out.result = Err(e);
+        }
+    }
+    out
+}
+
+/// The device's verdict in words: the code's name, and the reason when the pre-check knows
+/// it ("dependency check failed (-1340): system part 2 needs system part 1 ≥ 1502,
+/// installed 17").
+fn refusal_words(code: Option<i32>, inventory: &Inventory, info: &ModuleInfo) -> String {
+    let Some(code) = code else {
+        return "it cancelled the transfer at the end without giving a code".into();
+    };
+    let name = ota_error_name(code);
+    let detail = match code {
+        -1340 => precheck(inventory, info)
+            .err()
+            .and_then(|p| p.unmet().map(|u| u.to_string())),
+        -1330 => Some("the CRC does not match (the image was damaged on the way)".into()),
+        -1360 => Some(format!("the module is for platform {}", info.platform_id)),
+        _ => None,
+    };
+    match detail {
+        Some(d) => format!("{name} ({code}): {d}"),
+        None => format!("{name} ({code})"),
+    }
+}
+
+/// Success only when the module is installed (same slot, version and, for applications,
+/// the same SHA-256) and passes the device's checks.
+fn verify_installed(
+    session: &mut Session<'_>,
+    file: &str,
+    info: &ModuleInfo,
+    module: &Candidate,
+    observer: &mut dyn Observer,
+    out: &mut SerialInstall,
+) -> Result<(), Error> {
+    let after = operation(
+        observer,
+        Operation::Read,
+        "reading the installed modules",
+        None,
+        |o| session.inventory(o),
+    )?;
+    let installed = after.main_module(info.slot()).cloned();
+    out.installed = installed.clone();
+    out.verified = Some(false);
+    let Some(m) = installed else {
+        return Err(Error::Unverified {
+            what: format!(
+                "the device accepted {file} but after the restart no {} is installed",
+                info.slot()
+            ),
+            help: "run `modflash modules --device …` to see what the device runs, and flash again"
+                .into(),
+        });
+    };
+    let sha_ok = match (
+        &m.sha256,
+        Module::parse(&module.bytes)
+            .ok()
+            .and_then(|p| p.stored_sha256()),
+    ) {
+        (Some(dev), Some(file)) if info.function == ModuleFunction::UserPart => {
+            *dev == crate::inventory::hex(&file)
+        }
+        _ => true,
+    };
+    if m.version != info.version || !sha_ok {
+        return Err(Error::Unverified {
+            what: format!(
+                "the device accepted {file} but after the restart its {} is version {}{}, not the file's version {}",
+                info.slot(),
+                m.version,
+                if sha_ok { "" } else { " with another SHA-256" },
+                info.version
+            ),
+            help: "the update was not applied; run the command again".into(),
+        });
+    }
+    if !m.checks.all() {
+        let failed: Vec<String> = m
+            .deps()
+            .filter_map(|d| {
+                let (met, installed) = crate::precheck::dependency_met(&after, &d);
+                (!met).then(|| {
+                    let unmet = modflash_device::hal::Unmet {
+                        module: m.slot(),
+                        required: d,
+                        installed,
+                    };
+                    format!("{unmet}: {}", fix_for(after.platform_id, &unmet))
+                })
+            })
+            .collect();
+        let why = if failed.is_empty() {
+            "it fails the device's checks".to_string()
+        } else {
+            failed.join("; ")
+        };
+        out.reason = Some(why.clone());
+        return Err(Error::Unverified {
+            what: format!(
+                "{} version {} is installed but cannot run: {why}",
+                info.slot(),
+                info.version
+            ),
+            help: "flash the missing modules (see `modflash modules --device …`)".into(),
+        });
+    }
+    out.verified = Some(true);
+    Ok(())
+}
+
+/// The platform's name, for messages.
+pub fn platform_name(platform_id: u16) -> &'static str {
+    platform(platform_id).map_or("device", |p| p.display_name)
+}
+
+/// How to download a file over DFU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Download {
+    /// Where to write; default: a module's own start address.
+    pub address: Option<u32>,
+    /// Alternate setting; default: the one the address belongs to.
+    pub alt: Option<u8>,
+    /// Write even where the checks say no (never another platform's module).
+    pub force: bool,
+    /// Read every byte back and compare.
+    pub verify: bool,
+    /// Leave DFU mode afterwards for the firmware at the first write's address.
+    pub leave: bool,
+}
+
+/// What a download did.
+#[derive(Clone, Debug)]
+pub struct Downloaded {
+    /// The checked writes.
+    pub plan: DownloadPlan,
+    /// Where the device went after leaving DFU mode, when it was asked to.
+    pub left: Option<AfterLeave>,
+}
+
+/// Writes `file` over DFU: checked against the platform's documented layout before the
+/// device is switched to DFU mode (a refused request leaves it as it was), checked again
+/// against what the device shows, then written (and read back) by the executor.
+pub fn dfu_download(
+    session: &mut Session<'_>,
+    file: &[u8],
+    how: Download,
+    observer: &mut dyn Observer,
+    cancel: &Cancel,
+) -> Result<Downloaded, Error> {
+    let platform = session.platform();
+    if let (Some(layout), Some(dfu_id)) = (
+        platform.layout_for(None),
+        platform.usb.and_then(|u| u.dfu.map(|d| (u.vendor, d))),
+    ) {
+        plan_download(
+            platform,
+            dfu_id,
+            &mut |alt| layout.dfu_alts.get(usize::from(alt)).map(|s| s.to_string()),
+            file,
+            how.address,
+            how.alt,
+            how.force,
+        )?;
+    }
+    enter_dfu(session, observer)?;
+    let link = session.link();
+    let dfu_id = link.dfu_id();
+    let plan = plan_download(
+        platform,
+        dfu_id,
+        &mut |alt| link.dfu_alt_name(alt).ok(),
+        file,
+        how.address,
+        how.alt,
+        how.force,
+    )?;
+    for f in &plan.forced {
+        observer.event(Event::warning(format!("--force: {f}")));
+    }
+    let tasks: Vec<Task<'_>> = plan
+        .writes
+        .iter()
+        .map(|w| Task {
+            label: format!("writing {} at {:#010x} (alt {})", w.what, w.address, w.alt),
+            action: TaskAction::Dfu(vec![DfuWrite {
+                alt: w.alt,
+                address: w.address,
+                data: Cow::Borrowed(&w.data[..]),
+            }]),
+        })
+        .collect();
+    let options = Options {
+        verify: how.verify,
+        leave_at: how.leave.then(|| plan.leave_address()),
+    };
+    let report = execute(session, &tasks, options, observer, cancel)?;
+    Ok(Downloaded {
+        plan,
+        left: report.left,
+    })
+}
+
+/// Reads `length` bytes at `address` of alternate setting `alt` over DFU.
+pub fn dfu_upload(
+    session: &mut Session<'_>,
+    alt: u8,
+    address: u32,
+    length: usize,
+    observer: &mut dyn Observer,
+) -> Result<Vec<u8>, Error> {
+    enter_dfu(session, observer)?;
+    let link = session.link();
+    operation(
+        observer,
+        Operation::Read,
+        format!("{length} bytes at {address:#010x} (alt {alt})"),
+        Some(length as u64),
+        |o| link.dfu_read(alt, address, length, o),
+    )
+}
+
+fn enter_dfu(session: &mut Session<'_>, observer: &mut dyn Observer) -> Result<(), Error> {
+    let link = session.link();
+    operation(
+        observer,
+        Operation::ModeChange,
+        "switching the device to DFU mode",
+        None,
+        |o| link.enter_dfu(o),
+    )
+}

@@ -1,0 +1,142 @@
+//! How modflash reaches devices: one [`DeviceLink`] per kind of connection (a virtual device
+//! in-process, a real device over libusb, a serial port), the protocol layers they share
+//! (DfuSe operations, the listening-mode console and YMODEM), and the servers that show a
+//! virtual device to other programs (an emulated USB bus, a pty).
+
+use modflash_device::{Device, Led, Mode};
+use modflash_module::Platform;
+
+use crate::error::Error;
+use crate::inventory::Inventory;
+use crate::progress::{Cancel, Observer};
+
+pub mod attach;
+pub mod dfu;
+pub mod pty;
+pub mod serial;
+pub mod sim;
+pub mod umockdev;
+pub mod usb;
+
+use serial::FlashReport;
+
+/// What a connection can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Writes over USB DFU (DfuSe): the device can be put in DFU mode and written.
+    pub dfu: bool,
+    /// Module updates through the serial console in listening mode (YMODEM).
+    pub serial: bool,
+    /// The device's mode, LED and boot log can be observed after a reset (virtual devices).
+    pub observe: bool,
+    /// The device may receive synthetic release modules (virtual devices only: synthetic
+    /// images are not firmware).
+    pub synthetic_modules: bool,
+}
+
+/// What can be seen of a device that is observed directly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    /// Its mode.
+    pub mode: Mode,
+    /// Its LED.
+    pub led: Led,
+    /// Its event log, oldest first.
+    pub events: Vec<String>,
+}
+
+/// Where a device went after leaving DFU mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterLeave {
+    /// It runs its firmware (normal mode seen on USB, or observed).
+    Firmware,
+    /// It came straight back in DFU mode: its firmware is not valid.
+    Dfu,
+    /// It has not shown up again within the wait.
+    NotSeen,
+}
+
+/// One open device, as the executor drives it. Implemented for a virtual device
+/// ([`sim::SimLink`]), a real device over libusb ([`usb::UsbLink`]) and a real device on a
+/// serial port ([`serial::SerialLink`]); an operation a connection cannot do answers
+/// [`Error::Unsupported`].
+pub trait DeviceLink {
+    /// The reference that names the device ("sim:bench", "usb:3b00…", "serial:/dev/ttyACM0").
+    fn reference(&self) -> String;
+    /// Its platform.
+    fn platform(&self) -> &'static Platform;
+    /// What this connection can do.
+    fn capabilities(&self) -> Capabilities;
+    /// What is installed, read from the device now.
+    fn inventory(&mut self, observer: &mut dyn Observer) -> Result<Inventory, Error>;
+    /// A model of the device to plan on: an exact copy for a virtual device, otherwise
+    /// rebuilt from the inventory.
+    fn twin(&mut self, observer: &mut dyn Observer) -> Result<Device, Error> {
+        let inventory = self.inventory(observer)?;
+        Ok(crate::twin::twin_from_inventory(
+            self.platform(),
+            &inventory,
+        )?)
+    }
+    /// The device's observed state, when it can be observed directly.
+    fn observe(&self) -> Option<Observation> {
+        None
+    }
+    /// USB vendor and product id the device shows in DFU mode.
+    fn dfu_id(&self) -> (u16, u16) {
+        self.platform()
+            .usb
+            .map_or((0, 0), |u| (u.vendor, u.dfu.unwrap_or(u.normal)))
+    }
+    /// Puts the device in DFU mode (no-op when it already is).
+    fn enter_dfu(&mut self, observer: &mut dyn Observer) -> Result<(), Error>;
+    /// The DfuSe memory-layout string of alternate setting `alt` (the device must be in DFU
+    /// mode).
+    fn dfu_alt_name(&mut self, alt: u8) -> Result<String, Error>;
+    /// Writes `data` at `address` of `alt`, and with `verify` reads it back and compares.
+    fn dfu_write(
+        &mut self,
+        alt: u8,
+        address: u32,
+        data: &[u8],
+        verify: bool,
+        observer: &mut dyn Observer,
+    ) -> Result<(), Error>;
+    /// Reads `length` bytes at `address` of `alt`.
+    fn dfu_read(
+        &mut self,
+        alt: u8,
+        address: u32,
+        length: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<u8>, Error>;
+    /// Leaves DFU mode for the firmware at `address` and waits to see where the device went.
+    fn dfu_leave(&mut self, address: u32, observer: &mut dyn Observer)
+        -> Result<AfterLeave, Error>;
+    /// One module through the listening-mode console: listening mode, `f`, YMODEM, the
+    /// device's verdict. When the device accepts the module, returns once it has restarted
+    /// and can be talked to again; otherwise leaves listening mode. A transfer that fails
+    /// leaves the device in listening mode, quiet, so it can be sent again.
+    fn serial_flash(
+        &mut self,
+        name: &str,
+        data: &[u8],
+        observer: &mut dyn Observer,
+        cancel: &Cancel,
+    ) -> Result<FlashReport, Error>;
+    /// Control transfers sent over USB so far (0 where there is no USB).
+    fn control_transfers(&self) -> u64 {
+        0
+    }
+    /// Ends the conversation: a virtual device is saved.
+    fn close(&mut self) -> Result<(), Error>;
+}
+
+/// The error of an operation a connection cannot do.
+pub(crate) fn unsupported(device: String, what: &str, help: &str) -> Error {
+    Error::Unsupported {
+        device,
+        what: what.to_string(),
+        help: help.to_string(),
+    }
+}

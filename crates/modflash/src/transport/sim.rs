@@ -1,0 +1,594 @@
+//! A virtual device as a connection, in-process: its DfuSe handler as a control pipe
+//! ([`SimControl`]), its listening-mode console as a serial link on a virtual clock
+//! ([`ConsoleLink`]), and [`SimLink`], the device as the executor drives it — a stored
+//! `sim:NAME` (saved when closed) or a device borrowed from the caller (a planner's twin).
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::Duration;
+
+use modflash_device::console::{Console as DeviceConsole, ConsoleConfig};
+use modflash_device::{Device, Mode, ResetReason};
+use modflash_dfu::descriptor::ConfigDescriptor;
+use modflash_dfu::{Control, Setup, TransferError};
+use modflash_module::Platform;
+use modflash_ymodem::SenderConfig;
+
+use super::dfu::{DfuInfo, DfuMemo, DfuOpError, DfuPort, DfuSession};
+use super::serial::{Console, FlashReport, Link, Verdict};
+use super::{AfterLeave, Capabilities, DeviceLink, Observation};
+use crate::error::Error;
+use crate::inventory::Inventory;
+use crate::progress::{Cancel, Event, Observer};
+use crate::sim::SimHandle;
+
+/// `modflash_dfu::Control` over a virtual device's DfuSe handler.
+pub struct SimControl<'a> {
+    device: &'a mut Device,
+    connection: Option<u64>,
+}
+
+impl<'a> SimControl<'a> {
+    /// Connects to a device in DFU mode.
+    pub fn new(device: &'a mut Device) -> Self {
+        let connection = device.dfu_connection();
+        Self { device, connection }
+    }
+
+    /// The device behind the pipe.
+    pub fn device(&self) -> &Device {
+        self.device
+    }
+
+    fn transfer(&mut self, setup: &Setup, data: &[u8]) -> Result<Vec<u8>, TransferError> {
+        if self.connection.is_none() || self.device.dfu_connection() != self.connection {
+            return Err(TransferError::NoDevice);
+        }
+        let reply = self
+            .device
+            .dfu_control(*setup, data)
+            .map_err(|_| TransferError::Stall);
+        if self.device.dfu_connection() != self.connection {
+            // The device answered, then reset (leave).
+            self.connection = None;
+        }
+        reply
+    }
+}
+
+impl Control for SimControl<'_> {
+    fn control_in(
+        &mut self,
+        setup: &Setup,
+        buf: &mut [u8],
+        _timeout_ms: u32,
+    ) -> Result<usize, TransferError> {
+        let reply = self.transfer(setup, &[])?;
+        let n = reply.len().min(buf.len());
+        buf[..n].copy_from_slice(&reply[..n]);
+        Ok(n)
+    }
+
+    fn control_out(
+        &mut self,
+        setup: &Setup,
+        data: &[u8],
+        _timeout_ms: u32,
+    ) -> Result<usize, TransferError> {
+        self.transfer(setup, data)?;
+        Ok(data.len())
+    }
+
+    fn wait(&mut self, ms: u32) {
+        self.device.flash_mut().add_time_us(u64::from(ms) * 1000);
+    }
+}
+
+impl DfuPort for SimControl<'_> {
+    /// SET_INTERFACE: a stall when the device has no such alternate setting.
+    fn select_alt(&mut self, _interface: u16, alt: u8) -> Result<(), TransferError> {
+        if self.connection.is_none() || self.device.dfu_connection() != self.connection {
+            return Err(TransferError::NoDevice);
+        }
+        self.device
+            .dfu_set_alt(alt)
+            .map_err(|_| TransferError::Stall)
+    }
+}
+
+/// The DFU interface a virtual device in DFU mode describes.
+fn dfu_info(device: &Device) -> Result<DfuInfo, DfuOpError> {
+    if !device.in_dfu_mode() {
+        return Err(DfuOpError::NotDfu(format!(
+            "it is in {} mode, not DFU mode",
+            device.state.mode.name()
+        )));
+    }
+    let d = device.usb_descriptors();
+    let config = ConfigDescriptor::parse(&d.configuration).map_err(|source| DfuOpError::Dfu {
+        context: "reading the configuration descriptor".into(),
+        source,
+    })?;
+    DfuInfo::from_config(&config)
+}
+
+/// A DFU session on a virtual device in DFU mode, in-process (the device's own descriptors).
+pub fn sim_session(device: &mut Device) -> Result<DfuSession<SimControl<'_>>, DfuOpError> {
+    let info = dfu_info(device)?;
+    Ok(DfuSession::new(SimControl::new(device), info))
+}
+
+/// A virtual device's listening-mode console, in-process, on a virtual clock: waiting costs
+/// no real time, so the device's 5 s timeouts are free and runs are deterministic.
+#[derive(Debug)]
+pub struct ConsoleLink<'d> {
+    device: &'d mut Device,
+    console: DeviceConsole,
+    now: u64,
+    pending: VecDeque<u8>,
+    name: String,
+}
+
+impl<'d> ConsoleLink<'d> {
+    /// The console of `device` with `config` timing; `name` appears in messages
+    /// ("virtual device sim:bench").
+    pub fn new(device: &'d mut Device, config: ConsoleConfig, name: impl Into<String>) -> Self {
+        ConsoleLink {
+            device,
+            console: DeviceConsole::new(config),
+            now: 0,
+            pending: VecDeque::new(),
+            name: name.into(),
+        }
+    }
+
+    /// The device.
+    pub fn device(&mut self) -> &mut Device {
+        self.device
+    }
+
+    /// Runs the console until nothing is scheduled any more (a pending restart happens).
+    pub fn settle(&mut self) {
+        for _ in 0..1000 {
+            self.collect();
+            match self.console.next_deadline() {
+                Some(t) if self.console.restart_pending() || !self.console.is_receiving() => {
+                    self.now = self.now.max(t);
+                    self.console.handle_timeout(self.device, self.now);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn collect(&mut self) {
+        if self.console.has_output() {
+            self.pending.extend(self.console.drain_output());
+        }
+    }
+}
+
+impl Link for ConsoleLink<'_> {
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        let end = self
+            .now
+            .saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        loop {
+            self.collect();
+            if !self.pending.is_empty() {
+                let n = buf.len().min(self.pending.len());
+                for (slot, b) in buf.iter_mut().zip(self.pending.drain(..n)) {
+                    *slot = b;
+                }
+                return Ok(n);
+            }
+            match self.console.next_deadline() {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    self.console.handle_timeout(self.device, self.now);
+                }
+                _ => {
+                    self.now = self.now.max(end);
+                    return Ok(0);
+                }
+            }
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.console.feed(self.device, bytes, self.now);
+        Ok(())
+    }
+
+    fn set_baud(&mut self, baud: u32) -> io::Result<()> {
+        self.console.set_baud(self.device, baud, self.now);
+        Ok(())
+    }
+
+    fn clear_input(&mut self) -> io::Result<()> {
+        self.collect();
+        self.pending.clear();
+        Ok(())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// The console timing of virtual devices: the device's own, unless
+/// `MODFLASH_SIM_YMODEM_TIMEOUT_MS` shortens the YMODEM timeout (tests with lrzsz use ~50 ms;
+/// the pause before the restart and the quiet time after a failed receive shrink with it).
+pub fn console_config() -> ConsoleConfig {
+    let base = ConsoleConfig::device();
+    match std::env::var("MODFLASH_SIM_YMODEM_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+    {
+        Some(ms) => ConsoleConfig {
+            ymodem_timeout_ms: ms,
+            restart_delay_ms: base.restart_delay_ms.min(ms),
+            quiet_after_failure_ms: base.quiet_after_failure_ms.min(ms),
+        },
+        None => base,
+    }
+}
+
+/// Where a [`SimLink`]'s device lives.
+enum Backing<'d> {
+    /// A `sim:NAME` from the store, locked; saved on [`DeviceLink::close`].
+    Stored(Box<SimHandle>),
+    /// A device owned by the caller (a twin the planner proves a plan on).
+    Borrowed(&'d mut Device),
+}
+
+/// A virtual device as a connection: DFU through its own DfuSe handler, serial through its
+/// own console, both on its modelled clock; its mode and LED can be observed.
+pub struct SimLink<'d> {
+    reference: String,
+    backing: Backing<'d>,
+    /// The DFU session between operations, with the connection it belongs to.
+    dfu: Option<(Option<u64>, DfuMemo)>,
+    /// Control transfers of DFU sessions that ended.
+    transfers: u64,
+}
+
+impl SimLink<'static> {
+    /// The stored device `handle` (`sim:NAME`).
+    pub fn stored(handle: SimHandle) -> Self {
+        Self {
+            reference: format!("sim:{}", handle.name()),
+            backing: Backing::Stored(Box::new(handle)),
+            dfu: None,
+            transfers: 0,
+        }
+    }
+}
+
+impl<'d> SimLink<'d> {
+    /// A device the caller keeps, named `reference` in messages.
+    pub fn borrowed(device: &'d mut Device, reference: impl Into<String>) -> Self {
+        Self {
+            reference: reference.into(),
+            backing: Backing::Borrowed(device),
+            dfu: None,
+            transfers: 0,
+        }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Device {
+        match &self.backing {
+            Backing::Stored(h) => &h.device,
+            Backing::Borrowed(d) => d,
+        }
+    }
+
+    fn device_mut(&mut self) -> &mut Device {
+        match &mut self.backing {
+            Backing::Stored(h) => &mut h.device,
+            Backing::Borrowed(d) => d,
+        }
+    }
+
+    /// Runs `f` on a DFU session with the device, resuming the previous one while the device
+    /// stays in the same DFU connection.
+    fn with_dfu<T>(
+        &mut self,
+        f: impl FnOnce(&mut DfuSession<SimControl<'_>>) -> Result<T, DfuOpError>,
+    ) -> Result<T, Error> {
+        let connection = self.device().dfu_connection();
+        enum Start {
+            Resume(DfuMemo),
+            Fresh(DfuInfo),
+        }
+        let start = match self.dfu.take() {
+            Some((c, memo)) if c == connection => Start::Resume(memo),
+            previous => {
+                if let Some((_, old)) = previous {
+                    self.transfers += u64::from(old.control_transfers());
+                }
+                Start::Fresh(dfu_info(self.device())?)
+            }
+        };
+        let port = SimControl::new(self.device_mut());
+        let mut session = match start {
+            Start::Resume(memo) => DfuSession::resume(port, memo),
+            Start::Fresh(info) => DfuSession::new(port, info),
+        };
+        let result = f(&mut session);
+        let (_, memo) = session.suspend();
+        self.dfu = Some((connection, memo));
+        Ok(result?)
+    }
+}
+
+impl DeviceLink for SimLink<'_> {
+    fn reference(&self) -> String {
+        self.reference.clone()
+    }
+
+    fn platform(&self) -> &'static Platform {
+        self.device().platform()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            dfu: true,
+            serial: true,
+            observe: true,
+            synthetic_modules: true,
+        }
+    }
+
+    /// In DFU mode the modules are read back over DFU, as on a real device (the bootloader
+    /// has no other way to tell); otherwise the device's own HAL lists them.
+    fn inventory(&mut self, observer: &mut dyn Observer) -> Result<Inventory, Error> {
+        if !self.device().in_dfu_mode() {
+            return Ok(Inventory::from_device(self.device()));
+        }
+        let platform = self.platform();
+        let read = self.with_dfu(|s| s.read_inventory(platform, observer))?;
+        for n in read.notes {
+            observer.event(Event::note(n));
+        }
+        Ok(read.inventory)
+    }
+
+    fn twin(&mut self, _: &mut dyn Observer) -> Result<Device, Error> {
+        Ok(self.device().clone())
+    }
+
+    fn observe(&self) -> Option<Observation> {
+        let d = self.device();
+        Some(Observation {
+            mode: d.state.mode,
+            led: d.state.led,
+            events: d.state.events.clone(),
+        })
+    }
+
+    fn enter_dfu(&mut self, observer: &mut dyn Observer) -> Result<(), Error> {
+        let reference = self.reference.clone();
+        let device = self.device_mut();
+        match device.state.mode {
+            Mode::Dfu => Ok(()),
+            Mode::Off => Err(Error::WrongMode {
+                device: reference,
+                mode: "off".into(),
+                what: "enter DFU mode".into(),
+                help: "power the device on (`modflash sim reset NAME`)".into(),
+            }),
+            // A device stuck in a reset loop is put in DFU mode with the button, as a user
+            // would have to do with a real one.
+            Mode::Panic => {
+                observer.event(Event::warning(format!(
+                    "{reference} crashes at start (red SOS): holding its button for 3 s to \
+                     enter DFU mode, as you would on a real device"
+                )));
+                device.reset(ResetReason::Button, Some(3.0));
+                Ok(())
+            }
+            // Running firmware: the 14400-baud request.
+            _ => {
+                device.request_dfu();
+                Ok(())
+            }
+        }
+    }
+
+    fn dfu_alt_name(&mut self, alt: u8) -> Result<String, Error> {
+        self.with_dfu(|s| s.alt_name(alt))
+    }
+
+    fn dfu_write(
+        &mut self,
+        alt: u8,
+        address: u32,
+        data: &[u8],
+        verify: bool,
+        observer: &mut dyn Observer,
+    ) -> Result<(), Error> {
+        self.with_dfu(|s| s.write(alt, address, data, verify, observer))
+    }
+
+    fn dfu_read(
+        &mut self,
+        alt: u8,
+        address: u32,
+        length: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<u8>, Error> {
+        self.with_dfu(|s| s.upload(alt, address, length, 0, observer))
+    }
+
+    fn dfu_leave(&mut self, address: u32, _: &mut dyn Observer) -> Result<AfterLeave, Error> {
+        self.with_dfu(|s| s.leave(address))?;
+        Ok(if self.device().in_dfu_mode() {
+            AfterLeave::Dfu
+        } else {
+            AfterLeave::Firmware
+        })
+    }
+
+    fn serial_flash(
+        &mut self,
+        name: &str,
+        data: &[u8],
+        observer: &mut dyn Observer,
+        cancel: &Cancel,
+    ) -> Result<FlashReport, Error> {
+        let reference = self.reference.clone();
+        let device = self.device_mut();
+        // Through the device's own listening-mode console and YMODEM receiver, on the
+        // console's clock: the same bytes a serial port would carry.
+        if !device.enter_listening() {
+            return Err(Error::WrongMode {
+                device: reference,
+                mode: device.state.mode.name().into(),
+                what: "enter listening mode for a serial update".into(),
+                help: "reset the device into its firmware (`modflash sim reset NAME`) or use DFU"
+                    .into(),
+            });
+        }
+        let link = ConsoleLink::new(
+            device,
+            ConsoleConfig::device(),
+            format!("virtual device {reference}"),
+        );
+        let mut console = Console::new(link);
+        console.enter_listening()?;
+        let sent = console.flash(name, data, SenderConfig::device_os(), observer, cancel);
+        match &sent {
+            Ok(r) if matches!(r.verdict, Verdict::Accepted { .. }) => console.link().settle(),
+            Ok(_) => {
+                let _ = console.wait_quiet(300);
+                let _ = console.exit_listening();
+            }
+            Err(_) => {
+                let _ = console.wait_quiet(300);
+            }
+        }
+        drop(console);
+        Ok(sent?)
+    }
+
+    fn control_transfers(&self) -> u64 {
+        self.transfers
+            + self
+                .dfu
+                .as_ref()
+                .map_or(0, |(_, m)| u64::from(m.control_transfers()))
+    }
+
+    fn close(&mut self) -> Result<(), Error> {
+        match &mut self.backing {
+            Backing::Stored(h) => Ok(h.save()?),
+            Backing::Borrowed(_) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::serial::SerialError;
+    use modflash_module::platform::platform;
+
+    fn device(release: &str) -> Device {
+        let mut d = Device::blank(platform(6).unwrap(), [0xab; 12]).unwrap();
+        d.install_release(release, true).unwrap();
+        d.power_on();
+        d
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let p = format!(
+            "{}/../../tests/fixtures/real/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(p).unwrap()
+    }
+
+    #[test]
+    fn session_over_the_in_process_console() {
+        let mut d = device("1.5.0");
+        let mut s = Console::new(ConsoleLink::new(&mut d, ConsoleConfig::device(), "sim:t"));
+        // Not listening yet: the console is quiet.
+        let err = s.describe().unwrap_err();
+        assert!(
+            matches!(err, SerialError::NoReply { command: 's', .. }),
+            "{err}"
+        );
+        s.enter_listening().unwrap();
+        let inv = s.inventory().unwrap();
+        assert_eq!(inv.platform_id, 6);
+        assert_eq!(inv.system_version(), Some(1502));
+        assert_eq!(s.identify().unwrap().device_id, "ab".repeat(12));
+        assert_eq!(s.version().unwrap(), "1.5.0");
+        assert_eq!(s.mac().unwrap(), "02:ab:ab:ab:ab:ab");
+        s.exit_listening().unwrap();
+        drop(s);
+        assert_eq!(d.state.mode, Mode::App);
+    }
+
+    #[test]
+    fn flash_app_then_refused_part() {
+        let mut d = device("0.5.2");
+        let app = fixture("photon_tinker.bin");
+        {
+            let mut s = Console::new(ConsoleLink::new(&mut d, ConsoleConfig::device(), "sim:t"));
+            s.enter_listening().unwrap();
+            let mut seen = Vec::new();
+            let r = s
+                .flash(
+                    "binary",
+                    &app,
+                    SenderConfig::device_os(),
+                    &mut |e| {
+                        if let Event::Progress { done, .. } = e {
+                            seen.push(done);
+                        }
+                    },
+                    &Cancel::new(),
+                )
+                .unwrap();
+            assert_eq!(
+                r.verdict,
+                Verdict::Accepted {
+                    name: "binary".into(),
+                    size: app.len() as u64,
+                    restarting: true
+                },
+                "{}",
+                r.device_text
+            );
+            assert_eq!(*seen.last().unwrap(), app.len() as u64);
+            assert_eq!(r.stats.retransmissions, 0);
+            // Header, 3 × 1K, 7 × 128 (the last 880 bytes), EOT, end of batch.
+            assert!(r.stats.round_trips < 16, "{:?}", r.stats);
+        }
+        assert_eq!(d.state.mode, Mode::App, "restarted into the app");
+        let part2 = fixture("photon-system-part2@1.5.0.bin");
+        let before = modflash_device::describe::describe(&d);
+        let mut s = Console::new(ConsoleLink::new(&mut d, ConsoleConfig::device(), "sim:t"));
+        s.enter_listening().unwrap();
+        let r = s
+            .flash(
+                "binary",
+                &part2,
+                SenderConfig::device_os(),
+                &mut crate::progress::Quiet,
+                &Cancel::new(),
+            )
+            .unwrap();
+        assert_eq!(r.verdict, Verdict::Refused { code: Some(-1340) });
+        let after = s.describe().unwrap();
+        assert_eq!(after, before, "nothing changed");
+    }
+}
