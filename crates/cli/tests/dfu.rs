@@ -1,9 +1,10 @@
 //! `modflash dfu download/upload`, `modules` in DFU mode, `devices` and `udev` through the
 //! binary, against virtual Photon, Electron and Argon devices in-process (`--device sim:NAME`).
 
-mod dfu_support;
+mod common;
 
-use dfu_support::{fixture, text, user_version, Home};
+use common::{home, user_version};
+use modflash_testkit::{fixture_path, text};
 use serde_json::Value;
 
 fn last_json(stdout: &str) -> Value {
@@ -11,7 +12,7 @@ fn last_json(stdout: &str) -> Value {
 }
 
 fn round_trip(platform: &str, release: &str) {
-    let h = Home::new();
+    let h = home();
     h.create("d", platform, release);
     let app = h.make_app(platform, release);
     let app_bytes = std::fs::read(&app).unwrap();
@@ -88,7 +89,7 @@ fn modules_in_dfu_mode_equal_the_devices_own_inventory() {
         ("electron", "2.2.0"),
         ("argon", "1.5.0"),
     ] {
-        let h = Home::new();
+        let h = home();
         h.create("d", platform, release);
         let own = h.modules("sim:d");
         let transfers = h.show("d")["stats"]["control_transfers"].as_u64().unwrap();
@@ -103,11 +104,11 @@ fn modules_in_dfu_mode_equal_the_devices_own_inventory() {
 
 #[test]
 fn wrong_platform_is_refused_even_forced_and_nothing_is_written() {
-    let h = Home::new();
+    let h = home();
     h.create("d", "photon", "1.5.0");
     h.hold_into_dfu("d");
     let before = h.show("d")["stats"].clone();
-    let core = fixture("core_tinker.bin");
+    let core = fixture_path("core_tinker.bin");
     let out = h.run(&[
         "dfu",
         "download",
@@ -130,10 +131,10 @@ fn wrong_platform_is_refused_even_forced_and_nothing_is_written() {
 
 #[test]
 fn bootloader_and_dct_writes_need_force_and_the_device_refuses_the_bootloader() {
-    let h = Home::new();
+    let h = home();
     h.create("d", "photon", "1.5.0");
     h.hold_into_dfu("d");
-    let app = fixture("photon_tinker.bin");
+    let app = fixture_path("photon_tinker.bin");
     let app = app.to_str().unwrap();
     let out = h.run(&[
         "dfu",
@@ -214,7 +215,7 @@ fn bootloader_and_dct_writes_need_force_and_the_device_refuses_the_bootloader() 
 
 #[test]
 fn a_write_the_bootloader_refuses_is_an_error() {
-    let h = Home::new();
+    let h = home();
     h.create("d", "photon", "1.5.0");
     h.hold_into_dfu("d");
     let raw = h.file("raw.bin");
@@ -240,7 +241,7 @@ fn a_write_the_bootloader_refuses_is_an_error() {
 
 #[test]
 fn raw_files_need_an_address() {
-    let h = Home::new();
+    let h = home();
     h.create("d", "photon", "1.5.0");
     let raw = h.file("raw.bin");
     std::fs::write(&raw, [1u8, 2, 3, 4]).unwrap();
@@ -257,7 +258,7 @@ fn raw_files_need_an_address() {
 
 #[test]
 fn dfuse_files_are_written_element_by_element() {
-    let h = Home::new();
+    let h = home();
     h.create("d", "photon", "1.5.0");
     let app = std::fs::read(h.make_app("photon", "1.5.0")).unwrap();
     let file = modflash_dfu::DfuseFile {
@@ -327,7 +328,7 @@ fn dfuse_files_are_written_element_by_element() {
 
 #[test]
 fn devices_lists_virtual_devices() {
-    let h = Home::new();
+    let h = home();
     h.create("a", "photon", "1.5.0");
     h.create("b", "argon", "1.5.0");
     h.hold_into_dfu("b");
@@ -353,7 +354,7 @@ fn devices_lists_virtual_devices() {
 
 #[test]
 fn udev_prints_the_rules() {
-    let h = Home::new();
+    let h = home();
     let out = h.ok(&["udev"]);
     assert!(out.contains("ATTRS{idVendor}==\"2b04\""), "{out}");
     assert!(out.contains("udevadm control --reload-rules"));
@@ -369,8 +370,8 @@ fn udev_prints_the_rules() {
 
 #[test]
 fn usb_without_a_device_says_what_to_do() {
-    let h = Home::new();
-    let app = fixture("photon_tinker.bin");
+    let h = home();
+    let app = fixture_path("photon_tinker.bin");
     let out = h.run(&["dfu", "download", app.to_str().unwrap(), "--device", "usb"]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);

@@ -6,31 +6,21 @@
 //! Skipped with a loud notice when dfu-util, dfuse-pack or umockdev are missing, unless
 //! `MODFLASH_REQUIRE_INTEROP=1`, which makes that a failure.
 
-mod dfu_support;
+mod common;
 
-use std::path::{Path, PathBuf};
-
-use dfu_support::{bin, fixture, text, user_version, Home};
+use common::{home, user_version, BIN};
+use modflash_testkit::interop::{find_tool, skip};
+use modflash_testkit::{fixture_path, path_arg, text, Home};
 use serde_json::Value;
 
-fn on_path(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-    })
-}
-
-/// True when the tools are there; otherwise a loud SKIPPED line (or a failure when
-/// MODFLASH_REQUIRE_INTEROP=1).
+/// True when the tools are there; otherwise the test is skipped (see [`skip`]).
 fn interop(test: &str) -> bool {
-    let mut missing = Vec::new();
-    for tool in ["dfu-util", "dfuse-pack"] {
-        if on_path(tool).is_none() {
-            missing.push(tool.to_string());
-        }
-    }
-    let h = Home::new();
+    let mut missing: Vec<String> = ["dfu-util", "dfuse-pack"]
+        .into_iter()
+        .filter(|tool| find_tool(tool).is_none())
+        .map(String::from)
+        .collect();
+    let h = home();
     h.create("probe", "photon", "1.5.0");
     let out = h.run(&["sim", "attach", "probe", "--", "true"]);
     if !out.status.success() {
@@ -39,16 +29,11 @@ fn interop(test: &str) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let msg = format!(
-        "SKIPPED {test}: DFU interop needs {} (apt-get install dfu-util umockdev libumockdev-dev)",
-        missing.join(", ")
+    skip(
+        test,
+        &format!("DFU interop needs {}", missing.join(", ")),
+        "apt-get install dfu-util umockdev libumockdev-dev",
     );
-    if std::env::var("MODFLASH_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("{msg} — and MODFLASH_REQUIRE_INTEROP=1");
-    }
-    eprintln!("\n************************************************************");
-    eprintln!("{msg}");
-    eprintln!("************************************************************\n");
     false
 }
 
@@ -57,10 +42,6 @@ fn attach(h: &Home, name: &str, args: &[&str]) -> std::process::Output {
     let mut all = vec!["sim", "attach", name, "--"];
     all.extend_from_slice(args);
     h.run(&all)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn dfu_photon(h: &Home) -> String {
@@ -83,7 +64,7 @@ fn read(h: &Home, alt: &str, address: &str, length: usize) -> Vec<u8> {
         "--length",
         &length.to_string(),
         "-o",
-        s(&out),
+        path_arg(&out),
     ]);
     std::fs::read(out).unwrap()
 }
@@ -93,7 +74,7 @@ fn dfu_util_lists_the_virtual_photon() {
     if !interop("dfu_util_lists_the_virtual_photon") {
         return;
     }
-    let h = Home::new();
+    let h = home();
     let id = dfu_photon(&h);
     let out = attach(&h, "d", &["dfu-util", "-l"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -119,9 +100,9 @@ fn dfu_util_download_with_leave_runs_the_app_and_uploads_it_back() {
     if !interop("dfu_util_download_with_leave_runs_the_app_and_uploads_it_back") {
         return;
     }
-    let h = Home::new();
+    let h = home();
     dfu_photon(&h);
-    let app = fixture("photon_tinker.bin");
+    let app = fixture_path("photon_tinker.bin");
     let bytes = std::fs::read(&app).unwrap();
     let out = attach(
         &h,
@@ -135,7 +116,7 @@ fn dfu_util_download_with_leave_runs_the_app_and_uploads_it_back() {
             "-s",
             "0x080A0000:leave",
             "-D",
-            s(&app),
+            path_arg(&app),
         ],
     );
     assert_eq!(
@@ -169,7 +150,7 @@ fn dfu_util_download_with_leave_runs_the_app_and_uploads_it_back() {
             "-s",
             &spec,
             "-U",
-            s(&up),
+            path_arg(&up),
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -181,7 +162,7 @@ fn dfu_util_writes_the_dct_alt() {
     if !interop("dfu_util_writes_the_dct_alt") {
         return;
     }
-    let h = Home::new();
+    let h = home();
     dfu_photon(&h);
     let claim: Vec<u8> = (0..64u8).map(|i| b'a' + i % 26).collect();
     let file = h.file("claim.bin");
@@ -198,7 +179,7 @@ fn dfu_util_writes_the_dct_alt() {
             "-s",
             "1762:64",
             "-D",
-            s(&file),
+            path_arg(&file),
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -210,7 +191,7 @@ fn dfu_util_writes_a_dfuse_pack_file_and_modflash_reads_it_too() {
     if !interop("dfu_util_writes_a_dfuse_pack_file_and_modflash_reads_it_too") {
         return;
     }
-    let h = Home::new();
+    let h = home();
     dfu_photon(&h);
     let app = h.make_app("photon", "1.5.0");
     let bytes = std::fs::read(&app).unwrap();
@@ -218,10 +199,10 @@ fn dfu_util_writes_a_dfuse_pack_file_and_modflash_reads_it_too() {
     let packed = std::process::Command::new("dfuse-pack")
         .args([
             "-b",
-            &format!("0x080A0000:{}", s(&app)),
+            &format!("0x080A0000:{}", path_arg(&app)),
             "-D",
             "0x2b04:0xd006",
-            s(&dfu),
+            path_arg(&dfu),
         ])
         .output()
         .unwrap();
@@ -229,7 +210,15 @@ fn dfu_util_writes_a_dfuse_pack_file_and_modflash_reads_it_too() {
     let out = attach(
         &h,
         "d",
-        &["dfu-util", "-d", "2b04:d006", "-a", "0", "-D", s(&dfu)],
+        &[
+            "dfu-util",
+            "-d",
+            "2b04:d006",
+            "-a",
+            "0",
+            "-D",
+            path_arg(&dfu),
+        ],
     );
     assert_eq!(
         out.status.code(),
@@ -240,7 +229,14 @@ fn dfu_util_writes_a_dfuse_pack_file_and_modflash_reads_it_too() {
     );
     assert_eq!(read(&h, "0", "0x080A0000", bytes.len()), bytes);
     // modflash's own .dfu reader takes dfuse-pack's file.
-    let out = h.ok(&["dfu", "download", s(&dfu), "--device", "sim:d", "--json"]);
+    let out = h.ok(&[
+        "dfu",
+        "download",
+        path_arg(&dfu),
+        "--device",
+        "sim:d",
+        "--json",
+    ]);
     let r: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(r["kind"], "dfuse");
     assert_eq!(r["writes"][0]["address"], 0x080A_0000);
@@ -252,10 +248,10 @@ fn dfu_util_bootloader_write_fails_as_on_the_device() {
     if !interop("dfu_util_bootloader_write_fails_as_on_the_device") {
         return;
     }
-    let h = Home::new();
+    let h = home();
     dfu_photon(&h);
     let before = read(&h, "0", "0x08000000", 0x4000);
-    let app = fixture("photon_tinker.bin");
+    let app = fixture_path("photon_tinker.bin");
     let out = attach(
         &h,
         "d",
@@ -268,7 +264,7 @@ fn dfu_util_bootloader_write_fails_as_on_the_device() {
             "-s",
             "0x08000000:force",
             "-D",
-            s(&app),
+            path_arg(&app),
         ],
     );
     assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
@@ -290,14 +286,14 @@ fn modflash_flash_over_the_emulated_usb_bus_runs_the_app() {
     if !interop("modflash_flash_over_the_emulated_usb_bus_runs_the_app") {
         return;
     }
-    let h = Home::new();
+    let h = home();
     let id = dfu_photon(&h);
     // The same modules, read back over libusb, as in-process.
-    let out = attach(&h, "d", &[bin(), "modules", "--device", "usb", "--json"]);
+    let out = attach(&h, "d", &[BIN, "modules", "--device", "usb", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let over_usb: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(over_usb, h.modules("sim:d"));
-    let out = attach(&h, "d", &[bin(), "devices", "--json"]);
+    let out = attach(&h, "d", &[BIN, "devices", "--json"]);
     let devices: Value = serde_json::from_slice(&out.stdout).unwrap();
     let usb = devices
         .as_array()
@@ -309,11 +305,11 @@ fn modflash_flash_over_the_emulated_usb_bus_runs_the_app() {
     assert_eq!(usb["device_id"], id.as_str());
     assert_eq!(usb["usb_id"], "2b04:d006");
     // Flash: plan from the DFU read-back, write, verify, leave, check.
-    let app = fixture("photon_tinker.bin");
+    let app = fixture_path("photon_tinker.bin");
     let out = attach(
         &h,
         "d",
-        &[bin(), "flash", s(&app), "--device", "usb", "--yes"],
+        &[BIN, "flash", path_arg(&app), "--device", "usb", "--yes"],
     );
     assert_eq!(
         out.status.code(),
@@ -337,17 +333,17 @@ fn modflash_switches_a_running_device_to_dfu_over_the_bus() {
     if !interop("modflash_switches_a_running_device_to_dfu_over_the_bus") {
         return;
     }
-    let h = Home::new();
+    let h = home();
     h.create("d", "photon", "1.5.0");
-    let app = fixture("photon_tinker.bin");
+    let app = fixture_path("photon_tinker.bin");
     let out = attach(
         &h,
         "d",
         &[
-            bin(),
+            BIN,
             "dfu",
             "download",
-            s(&app),
+            path_arg(&app),
             "--device",
             "usb",
             "--leave",
@@ -372,7 +368,7 @@ fn modflash_switches_a_running_device_to_dfu_over_the_bus() {
     let out = attach(
         &h,
         "d",
-        &[bin(), "flash", s(&app), "--device", "usb", "--yes"],
+        &[BIN, "flash", path_arg(&app), "--device", "usb", "--yes"],
     );
     assert_eq!(
         out.status.code(),

@@ -1,16 +1,9 @@
 //! `modflash inspect` through the binary: verdicts, exit codes and the JSON contract.
 
 use assert_cmd::Command;
+use modflash_testkit::{fixture, fixture_path, manifest};
 use serde_json::Value;
 use std::path::PathBuf;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn real(name: &str) -> PathBuf {
-    fixtures().join("real").join(name)
-}
 
 fn inspect_json(args: &[PathBuf]) -> (i32, Vec<Value>) {
     let out = Command::cargo_bin("modflash")
@@ -26,12 +19,10 @@ fn inspect_json(args: &[PathBuf]) -> (i32, Vec<Value>) {
 
 #[test]
 fn json_equals_the_manifest_for_every_fixture() {
-    let manifest: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("MANIFEST.json")).unwrap())
-            .unwrap();
+    let manifest = manifest();
     let files: Vec<PathBuf> = manifest
         .iter()
-        .map(|e| real(e["file"].as_str().unwrap()))
+        .map(|e| fixture_path(e["file"].as_str().unwrap()))
         .collect();
     let (code, reports) = inspect_json(&files);
     assert_eq!(code, 1, "non-modules are among the fixtures");
@@ -97,7 +88,7 @@ fn json_equals_the_manifest_for_every_fixture() {
 
 #[test]
 fn names_and_releases_are_reported() {
-    let (code, r) = inspect_json(&[real("photon-system-part2@1.5.0.bin")]);
+    let (code, r) = inspect_json(&[fixture_path("photon-system-part2@1.5.0.bin")]);
     assert_eq!(code, 0);
     let m = &r[0]["module"];
     assert_eq!(m["platform"], "photon");
@@ -111,8 +102,8 @@ fn human_output_gives_the_verdict_first() {
     let out = Command::cargo_bin("modflash")
         .unwrap()
         .args(["inspect"])
-        .arg(real("photon-system-part2@1.5.0.bin"))
-        .arg(real("ota-flag-a5.bin"))
+        .arg(fixture_path("photon-system-part2@1.5.0.bin"))
+        .arg(fixture_path("ota-flag-a5.bin"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -136,7 +127,7 @@ fn human_output_gives_the_verdict_first() {
 #[test]
 fn damaged_file_exits_one_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let mut bytes = std::fs::read(real("photon_tinker.bin")).unwrap();
+    let mut bytes = fixture("photon_tinker.bin");
     bytes[100] ^= 0xFF;
     let path = dir.path().join("bad.bin");
     std::fs::write(&path, bytes).unwrap();
@@ -167,8 +158,8 @@ fn missing_file_is_a_usage_error_that_names_it() {
 
 #[test]
 fn combined_file_lists_each_module() {
-    let a = std::fs::read(real("photon-system-part1@1.5.0.bin")).unwrap();
-    let b = std::fs::read(real("photon-system-part2@1.5.0.bin")).unwrap();
+    let a = fixture("photon-system-part1@1.5.0.bin");
+    let b = fixture("photon-system-part2@1.5.0.bin");
     let combined = modflash_module::edit::combine(&[&a, &b]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("combined.bin");

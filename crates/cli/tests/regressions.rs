@@ -3,89 +3,79 @@
 
 mod common;
 
-use common::{ok, real, run, show, sim_file};
+use common::home;
+use modflash_testkit::fixture;
 
 #[test]
 fn combined_images_are_refused_everywhere_and_nothing_is_written() {
-    let home = tempfile::tempdir().unwrap();
-    let h = home.path();
-    ok(
-        h,
-        &[
-            "sim",
-            "create",
-            "c",
-            "--platform",
-            "photon",
-            "--device-os",
-            "1.5.0",
-        ],
-    );
-    let app = std::fs::read(real("photon_tinker.bin")).unwrap();
+    let h = home();
+    h.ok(&[
+        "sim",
+        "create",
+        "c",
+        "--platform",
+        "photon",
+        "--device-os",
+        "1.5.0",
+    ]);
+    let app = fixture("photon_tinker.bin");
     let combined = modflash_module::edit::combine(&[&app, &app]).unwrap();
-    let file = h.join("combined.bin");
+    let file = h.file("combined.bin");
     std::fs::write(&file, combined).unwrap();
     let file = file.to_str().unwrap();
-    let before = sim_file(h, "c");
+    let before = h.sim_file("c");
     for args in [
         vec!["flash", file, "--device", "sim:c", "--yes"],
         vec!["dfu", "download", file, "--device", "sim:c"],
         vec!["serial", "flash", file, "--device", "sim:c", "--force"],
     ] {
-        let (code, out, err) = run(h, &args);
+        let (code, out, err) = h.run_text(&args);
         assert_ne!(code, 0, "{args:?}: {out}{err}");
         assert!(
             format!("{out}{err}").contains("combined"),
             "{args:?}: {out}{err}"
         );
-        assert_eq!(sim_file(h, "c"), before, "{args:?} changed the device");
+        assert_eq!(h.sim_file("c"), before, "{args:?} changed the device");
     }
 }
 
 #[test]
 fn a_newer_gen3_app_never_lands_on_the_old_system_part() {
-    let home = tempfile::tempdir().unwrap();
-    let h = home.path();
-    ok(
-        h,
-        &[
-            "sim",
-            "create",
-            "a",
-            "--platform",
-            "argon",
-            "--device-os",
-            "1.4.4",
-        ],
-    );
-    let app = h.join("app62.bin");
+    let h = home();
+    h.ok(&[
+        "sim",
+        "create",
+        "a",
+        "--platform",
+        "argon",
+        "--device-os",
+        "1.4.4",
+    ]);
+    let app = h.file("app62.bin");
     let app = app.to_str().unwrap();
-    ok(
-        h,
-        &[
-            "sim",
-            "make-app",
-            "--platform",
-            "argon",
-            "--device-os",
-            "6.2.0",
-            "-o",
-            app,
-        ],
-    );
+    h.ok(&[
+        "sim",
+        "make-app",
+        "--platform",
+        "argon",
+        "--device-os",
+        "6.2.0",
+        "-o",
+        app,
+    ]);
     // Raw DFU: refused (it would overwrite system part 1 of this device's memory map).
-    let (code, _, err) = run(h, &["dfu", "download", app, "--device", "sim:a", "--leave"]);
+    let (code, _, err) = h.run_text(&["dfu", "download", app, "--device", "sim:a", "--leave"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("system part 1 region"), "{err}");
     assert_eq!(
-        show(h, "a")["mode"],
+        h.show("a")["mode"],
         "app",
         "a refused download leaves the device running"
     );
     // Planned: system firmware first, the legacy app invalidated, the new app runs.
-    let out = ok(h, &["flash", app, "--device", "sim:a", "--yes"]);
+    let out = h.ok(&["flash", app, "--device", "sim:a", "--yes"]);
     assert!(out.contains("erase 4096 bytes at 0x000d4000"), "{out}");
-    let dev = show(h, "a");
+    let dev = h.show("a");
     assert_eq!(dev["mode"], "app");
     assert_eq!(dev["device_os"], "6.2.0");
     let user2 = dev["describe"]["m"]
@@ -103,62 +93,48 @@ fn a_newer_gen3_app_never_lands_on_the_old_system_part() {
 
 #[test]
 fn unreadable_files_are_usage_errors() {
-    let home = tempfile::tempdir().unwrap();
-    let h = home.path();
-    ok(
-        h,
-        &[
-            "sim",
-            "create",
-            "u",
-            "--platform",
-            "photon",
-            "--device-os",
-            "1.5.0",
-        ],
-    );
-    let (code, _, err) = run(
-        h,
-        &["flash", "/no/such/app.bin", "--device", "sim:u", "--yes"],
-    );
+    let h = home();
+    h.ok(&[
+        "sim",
+        "create",
+        "u",
+        "--platform",
+        "photon",
+        "--device-os",
+        "1.5.0",
+    ]);
+    let (code, _, err) = h.run_text(&["flash", "/no/such/app.bin", "--device", "sim:u", "--yes"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot read /no/such/app.bin"), "{err}");
 }
 
 #[test]
 fn p2_devices_run_their_apps() {
-    let home = tempfile::tempdir().unwrap();
-    let h = home.path();
-    ok(
-        h,
-        &[
-            "sim",
-            "create",
-            "p2",
-            "--platform",
-            "p2",
-            "--device-os",
-            "5.5.0",
-        ],
-    );
-    assert_eq!(show(h, "p2")["mode"], "app");
-    let app = h.join("p2app.bin");
+    let h = home();
+    h.ok(&[
+        "sim",
+        "create",
+        "p2",
+        "--platform",
+        "p2",
+        "--device-os",
+        "5.5.0",
+    ]);
+    assert_eq!(h.show("p2")["mode"], "app");
+    let app = h.file("p2app.bin");
     let app = app.to_str().unwrap();
-    ok(
-        h,
-        &[
-            "sim",
-            "make-app",
-            "--platform",
-            "p2",
-            "--device-os",
-            "6.2.0",
-            "-o",
-            app,
-        ],
-    );
-    let out = ok(h, &["inspect", app]);
+    h.ok(&[
+        "sim",
+        "make-app",
+        "--platform",
+        "p2",
+        "--device-os",
+        "6.2.0",
+        "-o",
+        app,
+    ]);
+    let out = h.ok(&["inspect", app]);
     assert!(out.contains("dynamic_location"), "{out}");
-    ok(h, &["flash", app, "--device", "sim:p2", "--yes"]);
-    assert_eq!(show(h, "p2")["device_os"], "6.2.0");
+    h.ok(&["flash", app, "--device", "sim:p2", "--yes"]);
+    assert_eq!(h.show("p2")["device_os"], "6.2.0");
 }

@@ -2,45 +2,13 @@
 
 mod common;
 
-use common::real;
+use common::home;
+use modflash_testkit::{fixture_path, path_arg};
 use serde_json::Value;
-use std::path::Path;
-
-struct Home(tempfile::TempDir);
-
-impl Home {
-    fn new() -> Self {
-        Self(tempfile::tempdir().unwrap())
-    }
-
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        common::run(self.0.path(), args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        common::ok(self.0.path(), args)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.path().join(name).display().to_string()
-    }
-
-    fn sim_file(&self, name: &str) -> Vec<u8> {
-        common::sim_file(self.0.path(), name)
-    }
-
-    fn show(&self, name: &str) -> Value {
-        common::show(self.0.path(), name)
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn core_image_onto_a_photon_is_refused_and_nothing_is_written() {
-    let h = Home::new();
+    let h = home();
     h.ok(&[
         "sim",
         "create",
@@ -51,9 +19,9 @@ fn core_image_onto_a_photon_is_refused_and_nothing_is_written() {
         "1.5.0",
     ]);
     let before = h.sim_file("p");
-    let (code, out, err) = h.run(&[
+    let (code, out, err) = h.run_text(&[
         "flash",
-        s(&real("core_tinker.bin")),
+        path_arg(&fixture_path("core_tinker.bin")),
         "--device",
         "sim:p",
         "--yes",
@@ -67,7 +35,7 @@ fn core_image_onto_a_photon_is_refused_and_nothing_is_written() {
 
 #[test]
 fn app_for_150_on_a_052_photon_is_planned_flashed_and_verified() {
-    let h = Home::new();
+    let h = home();
     h.ok(&[
         "sim",
         "create",
@@ -77,7 +45,7 @@ fn app_for_150_on_a_052_photon_is_planned_flashed_and_verified() {
         "--device-os",
         "0.5.2",
     ]);
-    let app = h.path("app.bin");
+    let app = h.file("app.bin").display().to_string();
     h.ok(&[
         "sim",
         "make-app",
@@ -129,7 +97,7 @@ fn app_for_150_on_a_052_photon_is_planned_flashed_and_verified() {
 
 #[test]
 fn over_serial_the_plan_goes_through_an_intermediate_release() {
-    let h = Home::new();
+    let h = home();
     h.ok(&[
         "sim",
         "create",
@@ -139,7 +107,7 @@ fn over_serial_the_plan_goes_through_an_intermediate_release() {
         "--device-os",
         "0.5.2",
     ]);
-    let app = h.path("app.bin");
+    let app = h.file("app.bin").display().to_string();
     h.ok(&[
         "sim",
         "make-app",
@@ -159,7 +127,7 @@ fn over_serial_the_plan_goes_through_an_intermediate_release() {
 
 #[test]
 fn doctor_explains_safe_mode_and_its_fix_works() {
-    let h = Home::new();
+    let h = home();
     h.ok(&[
         "sim",
         "create",
@@ -169,10 +137,10 @@ fn doctor_explains_safe_mode_and_its_fix_works() {
         "--device-os",
         "0.5.2",
         "--user-app",
-        s(&real("photon_doctor.bin")),
+        path_arg(&fixture_path("photon_doctor.bin")),
     ]);
     assert_eq!(h.show("d")["mode"], "safe_mode");
-    let (code, out, _) = h.run(&["doctor", "--device", "sim:d"]);
+    let (code, out, _) = h.run_text(&["doctor", "--device", "sim:d"]);
     assert_eq!(code, 1);
     assert!(out.contains("safe mode (breathing magenta) because user part 1 needs system part 2 \u{2265} 108, installed 17"), "{out}");
     let fix = out
@@ -187,13 +155,13 @@ fn doctor_explains_safe_mode_and_its_fix_works() {
     let args: Vec<&str> = fix.split_whitespace().skip(1).chain(["--yes"]).collect();
     h.ok(&args);
     assert_eq!(h.show("d")["mode"], "app");
-    let (code, out, _) = h.run(&["doctor", "--device", "sim:d"]);
+    let (code, out, _) = h.run_text(&["doctor", "--device", "sim:d"]);
     assert_eq!(code, 0, "{out}");
 }
 
 #[test]
 fn a_device_that_has_everything_gets_only_the_app() {
-    let h = Home::new();
+    let h = home();
     h.ok(&[
         "sim",
         "create",
@@ -203,7 +171,7 @@ fn a_device_that_has_everything_gets_only_the_app() {
         "--device-os",
         "1.5.0",
     ]);
-    let app = h.path("app.bin");
+    let app = h.file("app.bin").display().to_string();
     h.ok(&[
         "sim",
         "make-app",
@@ -218,9 +186,10 @@ fn a_device_that_has_everything_gets_only_the_app() {
         serde_json::from_str(&h.ok(&["plan", &app, "--device", "sim:e", "--json"])).unwrap();
     // Same release Tinker is already installed: nothing; a different app: one step.
     assert_eq!(plan["steps"].as_array().unwrap().len(), 0, "{plan}");
-    let other = real("electron_tinker.bin");
+    let other = fixture_path("electron_tinker.bin");
     let plan: Value =
-        serde_json::from_str(&h.ok(&["plan", s(&other), "--device", "sim:e", "--json"])).unwrap();
+        serde_json::from_str(&h.ok(&["plan", path_arg(&other), "--device", "sim:e", "--json"]))
+            .unwrap();
     let steps = plan["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 1, "{plan}");
     assert_eq!(steps[0]["function"], "user");
@@ -229,7 +198,7 @@ fn a_device_that_has_everything_gets_only_the_app() {
 
 #[test]
 fn factory_slot_is_written_and_a_factory_reset_restores_it() {
-    let h = Home::new();
+    let h = home();
     h.ok(&[
         "sim",
         "create",
@@ -239,10 +208,10 @@ fn factory_slot_is_written_and_a_factory_reset_restores_it() {
         "--device-os",
         "1.5.0",
     ]);
-    let tinker = real("photon_tinker.bin");
+    let tinker = fixture_path("photon_tinker.bin");
     let plan: Value = serde_json::from_str(&h.ok(&[
         "plan",
-        s(&tinker),
+        path_arg(&tinker),
         "--device",
         "sim:f",
         "--factory",
@@ -250,9 +219,9 @@ fn factory_slot_is_written_and_a_factory_reset_restores_it() {
     ]))
     .unwrap();
     assert_eq!(plan["steps"][0]["address"], 0x080E_0000, "{plan}");
-    let (code, _, err) = h.run(&[
+    let (code, _, err) = h.run_text(&[
         "flash",
-        s(&tinker),
+        path_arg(&tinker),
         "--device",
         "sim:f",
         "--factory",
@@ -266,7 +235,7 @@ fn factory_slot_is_written_and_a_factory_reset_restores_it() {
     );
     h.ok(&[
         "flash",
-        s(&tinker),
+        path_arg(&tinker),
         "--device",
         "sim:f",
         "--factory",

@@ -2,12 +2,15 @@
 //! the `modflash` binary (or a raw tty client) talks to it like to a USB serial port:
 //! `modules`, `i`/`v`/`m`, YMODEM flashes accepted and refused, mode switches by line rate.
 
+mod common;
 mod serial_support;
 
 use std::time::Duration;
 
+use common::home;
+use modflash_testkit::{fixture_path, text};
 use serde_json::Value;
-use serial_support::{fixture, text, Home, Serve, Tty};
+use serial_support::{Serve, Tty};
 
 fn modules_of(v: &Value) -> Vec<(String, u64, u64, bool)> {
     v["modules"]
@@ -38,11 +41,11 @@ fn version_of(v: &Value, function: &str, index: u64) -> Option<u64> {
 
 #[test]
 fn modules_over_serial_equals_the_virtual_device() {
-    let home = Home::new();
-    home.create("m1", "1.5.0");
-    let direct = home.modules_json("sim:m1");
+    let home = home();
+    home.create("m1", "photon", "1.5.0");
+    let direct = home.modules("sim:m1");
     let serve = Serve::start(&home, "m1");
-    let over_serial = home.modules_json(&serve.device());
+    let over_serial = home.modules(&serve.device());
     // The one inventory shape: platform id and the modules with the same checks.
     let keys: Vec<&str> = over_serial
         .as_object()
@@ -69,17 +72,14 @@ fn modules_over_serial_equals_the_virtual_device() {
     assert!(!out.contains("FAIL"), "{out}");
     assert!(serve.stop().success());
     // `modules` left listening mode again: the app runs.
-    assert_eq!(home.sim_json("m1")["mode"], "app");
+    assert_eq!(home.show("m1")["mode"], "app");
 }
 
 #[test]
 fn identify_version_and_mac_over_the_pty() {
-    let home = Home::new();
-    home.create("id1", "1.5.0");
-    let id = home.sim_json("id1")["device_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let home = home();
+    home.create("id1", "photon", "1.5.0");
+    let id = home.show("id1")["device_id"].as_str().unwrap().to_string();
     let serve = Serve::start(&home, "id1");
     // Not in listening mode yet: the port is quiet.
     let tty = Tty::open(&serve.link, 9600);
@@ -110,15 +110,15 @@ fn identify_version_and_mac_over_the_pty() {
     tty.write(b"x");
     drop(tty);
     assert!(serve.stop().success());
-    assert_eq!(home.sim_json("id1")["mode"], "app");
+    assert_eq!(home.show("id1")["mode"], "app");
 }
 
 #[test]
 fn flash_app_over_serial_runs_after_the_reset() {
-    let home = Home::new();
-    home.create("app1", "0.5.2");
+    let home = home();
+    home.create("app1", "photon", "0.5.2");
     let serve = Serve::start(&home, "app1");
-    let app = fixture("photon_tinker.bin");
+    let app = fixture_path("photon_tinker.bin");
     let out = home
         .cmd()
         .args(["serial", "flash"])
@@ -134,7 +134,7 @@ fn flash_app_over_serial_runs_after_the_reset() {
     assert_eq!(report["transfer"]["bytes_acked"], 3952);
     assert_eq!(report["installed"]["version"], 2);
     assert!(serve.stop().success());
-    let sim = home.sim_json("app1");
+    let sim = home.show("app1");
     assert_eq!(sim["mode"], "app");
     let events = sim["events"].to_string();
     assert!(
@@ -146,11 +146,11 @@ fn flash_app_over_serial_runs_after_the_reset() {
 
 #[test]
 fn system_parts_accepted_in_order_and_a_refused_part_changes_nothing() {
-    let home = Home::new();
-    home.create("old", "0.5.2");
+    let home = home();
+    home.create("old", "photon", "0.5.2");
     let serve = Serve::start(&home, "old");
-    let before = home.modules_json(&serve.device());
-    let part2 = fixture("photon-system-part2@1.5.0.bin");
+    let before = home.modules(&serve.device());
+    let part2 = fixture_path("photon-system-part2@1.5.0.bin");
     // Refused by the pre-check (exit 1, nothing sent) ...
     let out = home
         .cmd()
@@ -183,15 +183,11 @@ fn system_parts_accepted_in_order_and_a_refused_part_changes_nothing() {
         err.contains("error: the device refused it: dependency check failed (-1340): system part 2 needs system part 1 \u{2265} 1502, installed 17"),
         "{err}"
     );
-    assert_eq!(
-        home.modules_json(&serve.device()),
-        before,
-        "nothing changed"
-    );
+    assert_eq!(home.modules(&serve.device()), before, "nothing changed");
     assert!(serve.stop().success());
 
     // The right order on a 0.7.0 Photon: bootloader, part 1, part 2 of 1.5.0.
-    home.create("mid", "0.7.0");
+    home.create("mid", "photon", "0.7.0");
     let serve = Serve::start(&home, "mid");
     for file in [
         "photon-bootloader@1.5.0+lto.bin",
@@ -201,26 +197,26 @@ fn system_parts_accepted_in_order_and_a_refused_part_changes_nothing() {
         let out = home
             .cmd()
             .args(["serial", "flash"])
-            .arg(fixture(file))
+            .arg(fixture_path(file))
             .args(["--device", &serve.device()])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{file}: {}", text(&out.stderr));
         assert!(text(&out.stdout).starts_with("verified: "), "{file}");
     }
-    let after = home.modules_json(&serve.device());
+    let after = home.modules(&serve.device());
     assert_eq!(version_of(&after, "bootloader", 0), Some(501));
     assert_eq!(version_of(&after, "system", 1), Some(1502));
     assert_eq!(version_of(&after, "system", 2), Some(1502));
     assert!(modules_of(&after).iter().all(|m| m.3), "{after}");
     assert!(serve.stop().success());
-    assert_eq!(home.sim_json("mid")["device_os"], "1.5.0");
+    assert_eq!(home.show("mid")["device_os"], "1.5.0");
 }
 
 #[test]
 fn line_rate_14400_resets_into_dfu_and_28800_enters_listening() {
-    let home = Home::new();
-    home.create("baud", "1.5.0");
+    let home = home();
+    home.create("baud", "photon", "1.5.0");
     let serve = Serve::start(&home, "baud");
     let tty = Tty::open(&serve.link, 28800);
     assert!(tty.ask(b"v", "version").contains("1.5.0"));
@@ -232,7 +228,7 @@ fn line_rate_14400_resets_into_dfu_and_28800_enters_listening() {
     assert!(tty.drain(Duration::from_millis(300)).is_empty());
     drop(tty);
     assert!(serve.stop().success());
-    let sim = home.sim_json("baud");
+    let sim = home.show("baud");
     assert_eq!(sim["mode"], "dfu");
     assert_eq!(sim["led"]["color"], "yellow");
     // A reset brings it back; opening the port at 28800 again (the same rate) counts.
@@ -245,13 +241,13 @@ fn line_rate_14400_resets_into_dfu_and_28800_enters_listening() {
     assert!(tty.ask(b"i", "id is").starts_with("Your device id is "));
     drop(tty);
     assert!(serve.stop().success());
-    assert_eq!(home.sim_json("baud")["mode"], "listening");
+    assert_eq!(home.show("baud")["mode"], "listening");
 }
 
 #[test]
 fn sim_serial_runs_the_console_on_stdin() {
-    let home = Home::new();
-    home.create("con", "1.5.0");
+    let home = home();
+    home.create("con", "photon", "1.5.0");
     let mut child = home
         .cmd()
         .args(["sim", "serial", "con"])
@@ -267,13 +263,13 @@ fn sim_serial_runs_the_console_on_stdin() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(text(&out.stdout), "system firmware version: 1.5.0\n\r\n");
-    assert_eq!(home.sim_json("con")["mode"], "app", "x left listening mode");
+    assert_eq!(home.show("con")["mode"], "app", "x left listening mode");
 }
 
 #[test]
 fn monitor_survives_the_port_going_away() {
-    let home = Home::new();
-    home.create("mon", "1.5.0");
+    let home = home();
+    home.create("mon", "photon", "1.5.0");
     let serve = Serve::start(&home, "mon");
     let link = serve.link.clone();
     let monitor = home
@@ -323,8 +319,8 @@ fn planned_flash_over_a_serial_port_with_a_catalogue() {
     // A 0.7.0 Photon on a pty; the app needs 1.5.0; the catalogue holds the real 1.5.0 modules
     // (no synthetic release table for a real port): the plan sends bootloader, part 1, part 2
     // and the app over YMODEM, each validated by the device, and verifies the result.
-    let home = Home::new();
-    home.create("planned", "0.7.0");
+    let home = home();
+    home.create("planned", "photon", "0.7.0");
     let serve = Serve::start(&home, "planned");
     let catalog = tempfile::tempdir().unwrap();
     for f in [
@@ -332,7 +328,7 @@ fn planned_flash_over_a_serial_port_with_a_catalogue() {
         "photon-system-part1@1.5.0.bin",
         "photon-system-part2@1.5.0.bin",
     ] {
-        std::fs::copy(fixture(f), catalog.path().join(f)).unwrap();
+        std::fs::copy(fixture_path(f), catalog.path().join(f)).unwrap();
     }
     let app = home.path().join("app.bin");
     let made = home
@@ -370,7 +366,7 @@ fn planned_flash_over_a_serial_port_with_a_catalogue() {
     assert!(stdout.contains("over SERIAL — 4 writes"), "{stdout}");
     assert!(stdout.contains("Verified:"), "{stdout}");
     assert!(serve.stop().success());
-    let sim = home.sim_json("planned");
+    let sim = home.show("planned");
     assert_eq!(sim["mode"], "app");
     assert_eq!(sim["device_os"], "1.5.0");
 }
@@ -379,8 +375,8 @@ fn planned_flash_over_a_serial_port_with_a_catalogue() {
 fn over_serial_without_an_intermediate_release_the_missing_module_is_named() {
     // A 0.5.2 Photon behind a serial port and only the 1.5.0 modules in the catalogue: part 1
     // of 1.5.0 needs part 2 >= 207 before the device will take it, so no order exists.
-    let home = Home::new();
-    home.create("gap", "0.5.2");
+    let home = home();
+    home.create("gap", "photon", "0.5.2");
     let serve = Serve::start(&home, "gap");
     let catalog = tempfile::tempdir().unwrap();
     for f in [
@@ -388,7 +384,7 @@ fn over_serial_without_an_intermediate_release_the_missing_module_is_named() {
         "photon-system-part1@1.5.0.bin",
         "photon-system-part2@1.5.0.bin",
     ] {
-        std::fs::copy(fixture(f), catalog.path().join(f)).unwrap();
+        std::fs::copy(fixture_path(f), catalog.path().join(f)).unwrap();
     }
     let out = home
         .cmd()
@@ -406,7 +402,7 @@ fn over_serial_without_an_intermediate_release_the_missing_module_is_named() {
     assert!(stderr.contains("--via dfu"), "{stderr}");
     assert!(serve.stop().success());
     assert_eq!(
-        home.sim_json("gap")["device_os"],
+        home.show("gap")["device_os"],
         "0.5.2",
         "nothing was written"
     );

@@ -8,6 +8,7 @@
 //! Skipped with a loud notice when lrzsz/socat are missing, unless
 //! `MODFLASH_REQUIRE_INTEROP=1`, which makes that a failure.
 
+mod common;
 mod serial_support;
 
 use std::fs::{self, OpenOptions};
@@ -16,11 +17,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{home, user_version};
 use modflash::progress::{Cancel, Quiet};
 use modflash::transport::serial::{send_ymodem, PortLink};
+use modflash_testkit::process::wait_within;
+use modflash_testkit::{fixture, fixture_path, interop, Home};
 use modflash_ymodem::{File, SendStatus, SenderConfig};
 use serde_json::Value;
-use serial_support::{fixture, interop_tools, wait_child, Home, Serve, Tty};
+use serial_support::{Serve, Tty};
+
+/// What the skipped tests need.
+const INSTALL: &str = "install lrzsz and socat";
 
 /// Opens the tty at `path` for a child's stdin/stdout (no controlling-terminal takeover).
 fn tty_stdio(path: &Path) -> (Stdio, Stdio) {
@@ -65,20 +72,12 @@ fn send_with(
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let status = wait_child(&mut child, Duration::from_secs(20));
+    let status = wait_within(&mut child, Duration::from_secs(20));
     drop(tty);
     (
         status.success(),
         fs::read_to_string(&log).unwrap_or_default(),
     )
-}
-
-fn user_version(sim: &Value) -> Option<u64> {
-    sim["describe"]["m"]
-        .as_array()?
-        .iter()
-        .find(|m| m["f"] == "u" && m["l"] == "m")
-        .and_then(|m| m["v"].as_u64())
 }
 
 fn system_versions(sim: &Value) -> Vec<u64> {
@@ -93,11 +92,15 @@ fn system_versions(sim: &Value) -> Vec<u64> {
 
 #[test]
 fn sb_k_sends_an_app_into_the_device_and_it_runs() {
-    let Some(tools) = interop_tools(&["sb"]) else {
+    let Some(tools) = interop::tools(
+        "sb_k_sends_an_app_into_the_device_and_it_runs",
+        &["sb"],
+        INSTALL,
+    ) else {
         return;
     };
-    let home = Home::new();
-    home.create("sbk", "0.5.2");
+    let home = home();
+    home.create("sbk", "photon", "0.5.2");
     let serve = Serve::start(&home, "sbk");
     let start = Instant::now();
     let (ok, log) = send_with(
@@ -105,13 +108,13 @@ fn sb_k_sends_an_app_into_the_device_and_it_runs() {
         &serve,
         &tools[0],
         &["-k"],
-        &fixture("photon_tinker.bin"),
+        &fixture_path("photon_tinker.bin"),
     );
     assert!(ok, "sb -k failed:\n{log}");
     eprintln!("sb -k → device: {} ms", start.elapsed().as_millis());
     std::thread::sleep(Duration::from_millis(200));
     assert!(serve.stop().success());
-    let sim = home.sim_json("sbk");
+    let sim = home.show("sbk");
     assert_eq!(
         user_version(&sim),
         Some(2),
@@ -127,41 +130,49 @@ fn sb_k_sends_an_app_into_the_device_and_it_runs() {
 
 #[test]
 fn sz_ymodem_k_sends_a_system_part_the_device_accepts() {
-    let Some(tools) = interop_tools(&["sz"]) else {
+    let Some(tools) = interop::tools(
+        "sz_ymodem_k_sends_a_system_part_the_device_accepts",
+        &["sz"],
+        INSTALL,
+    ) else {
         return;
     };
-    let home = Home::new();
-    home.create("szk", "0.7.0");
+    let home = home();
+    home.create("szk", "photon", "0.7.0");
     let serve = Serve::start(&home, "szk");
     let (ok, log) = send_with(
         &home,
         &serve,
         &tools[0],
         &["--ymodem", "-k"],
-        &fixture("photon-system-part1@1.5.0.bin"),
+        &fixture_path("photon-system-part1@1.5.0.bin"),
     );
     assert!(ok, "sz --ymodem -k failed:\n{log}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(serve.stop().success());
-    let sim = home.sim_json("szk");
+    let sim = home.show("szk");
     assert_eq!(system_versions(&sim), [1502, 207], "part 1 is now 1.5.0");
 }
 
 #[test]
 fn sb_k_refused_part_is_cancelled_and_changes_nothing() {
-    let Some(tools) = interop_tools(&["sb"]) else {
+    let Some(tools) = interop::tools(
+        "sb_k_refused_part_is_cancelled_and_changes_nothing",
+        &["sb"],
+        INSTALL,
+    ) else {
         return;
     };
-    let home = Home::new();
-    home.create("ref", "0.5.2");
-    let before = home.sim_json("ref")["describe"].clone();
+    let home = home();
+    home.create("ref", "photon", "0.5.2");
+    let before = home.show("ref")["describe"].clone();
     let serve = Serve::start(&home, "ref");
     let (ok, log) = send_with(
         &home,
         &serve,
         &tools[0],
         &["-k"],
-        &fixture("photon-system-part2@1.5.0.bin"),
+        &fixture_path("photon-system-part2@1.5.0.bin"),
     );
     // sb reports the device's CAN CAN on the end-of-batch block as "Cancelled" (its exit
     // code does not say it: lrzsz 0.12 exits 0 after a cancel there).
@@ -170,7 +181,7 @@ fn sb_k_refused_part_is_cancelled_and_changes_nothing() {
         "sb saw the cancel (exit ok: {ok}):\n{log}"
     );
     assert!(serve.stop().success());
-    let sim = home.sim_json("ref");
+    let sim = home.show("ref");
     assert_eq!(sim["describe"], before, "nothing changed");
     assert!(
         sim["events"].to_string().contains(
@@ -218,7 +229,11 @@ impl Drop for PtyPair {
 
 #[test]
 fn our_sender_into_rb_is_byte_identical() {
-    let Some(tools) = interop_tools(&["rb", "socat"]) else {
+    let Some(tools) = interop::tools(
+        "our_sender_into_rb_is_byte_identical",
+        &["rb", "socat"],
+        INSTALL,
+    ) else {
         return;
     };
     let (rb, socat) = (&tools[0], &tools[1]);
@@ -226,7 +241,7 @@ fn our_sender_into_rb_is_byte_identical() {
     let pair = PtyPair::new(socat, dir.path());
     let rx = dir.path().join("rx");
     fs::create_dir_all(&rx).unwrap();
-    let image = fs::read(fixture("system-part1-0.5.2-photon.bin")).unwrap();
+    let image = fixture("system-part1-0.5.2-photon.bin");
     let mut link = PortLink::open(pair.a.to_str().unwrap(), 115_200).unwrap();
     let (stdin, stdout) = tty_stdio(&pair.b);
     let mut child = Command::new(rb)
@@ -248,7 +263,7 @@ fn our_sender_into_rb_is_byte_identical() {
     let files = [File::new("system-part1.bin", &image)];
     let start = Instant::now();
     let sent = send_ymodem(&mut link, &files, cfg, &mut Quiet, &Cancel::new()).unwrap();
-    let status = wait_child(&mut child, Duration::from_secs(10));
+    let status = wait_within(&mut child, Duration::from_secs(10));
     let log = fs::read_to_string(dir.path().join("rb.log")).unwrap_or_default();
     eprintln!(
         "our sender → rb: {:?} in {} ms, {:?}",

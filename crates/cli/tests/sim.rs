@@ -2,12 +2,9 @@
 
 mod common;
 
-use common::{run, show};
+use common::home;
+use modflash_testkit::{fixture_path, path_arg};
 use serde_json::Value;
-
-fn real(name: &str) -> String {
-    common::real(name).display().to_string()
-}
 
 fn module<'a>(dev: &'a Value, f: &str, n: &str, store: &str) -> &'a Value {
     dev["describe"]["m"]
@@ -20,25 +17,22 @@ fn module<'a>(dev: &'a Value, f: &str, n: &str, store: &str) -> &'a Value {
 
 #[test]
 fn core_image_in_the_user_slot_restores_the_factory_tinker() {
-    let home = tempfile::tempdir().unwrap();
-    let (code, _, err) = run(
-        home.path(),
-        &[
-            "sim",
-            "create",
-            "p",
-            "--platform",
-            "photon",
-            "--device-os",
-            "1.5.0",
-            "--user-app",
-            &real("core_tinker.bin"),
-            "--factory-app",
-            &real("photon_tinker.bin"),
-        ],
-    );
+    let home = home();
+    let (code, _, err) = home.run_text(&[
+        "sim",
+        "create",
+        "p",
+        "--platform",
+        "photon",
+        "--device-os",
+        "1.5.0",
+        "--user-app",
+        path_arg(&fixture_path("core_tinker.bin")),
+        "--factory-app",
+        path_arg(&fixture_path("photon_tinker.bin")),
+    ]);
     assert_eq!(code, 0, "{err}");
-    let dev = show(home.path(), "p");
+    let dev = home.show("p");
     assert_eq!(dev["mode"], "app");
     assert_eq!(
         dev["led"],
@@ -66,23 +60,20 @@ fn core_image_in_the_user_slot_restores_the_factory_tinker() {
 
 #[test]
 fn app_needing_newer_system_firmware_gives_breathing_magenta() {
-    let home = tempfile::tempdir().unwrap();
-    let (code, _, err) = run(
-        home.path(),
-        &[
-            "sim",
-            "create",
-            "p",
-            "--platform",
-            "photon",
-            "--device-os",
-            "0.5.2",
-            "--user-app",
-            &real("photon_doctor.bin"),
-        ],
-    );
+    let home = home();
+    let (code, _, err) = home.run_text(&[
+        "sim",
+        "create",
+        "p",
+        "--platform",
+        "photon",
+        "--device-os",
+        "0.5.2",
+        "--user-app",
+        path_arg(&fixture_path("photon_doctor.bin")),
+    ]);
     assert_eq!(code, 0, "{err}");
-    let dev = show(home.path(), "p");
+    let dev = home.show("p");
     assert_eq!(dev["mode"], "safe_mode");
     assert_eq!(
         dev["led"],
@@ -99,37 +90,31 @@ fn app_needing_newer_system_firmware_gives_breathing_magenta() {
 
 #[test]
 fn bootloader_through_the_ota_region_and_parts_over_dfuse_then_the_app_runs() {
-    let home = tempfile::tempdir().unwrap();
-    run(
-        home.path(),
-        &[
-            "sim",
-            "create",
-            "p",
-            "--platform",
-            "photon",
-            "--device-os",
-            "0.5.2",
-        ],
-    );
-    let (code, out, err) = run(
-        home.path(),
-        &[
-            "flash",
-            &real("photon-bootloader@1.5.0+lto.bin"),
-            &real("photon-system-part1@1.5.0.bin"),
-            &real("photon-system-part2@1.5.0.bin"),
-            "--device",
-            "sim:p",
-            "--yes",
-        ],
-    );
+    let home = home();
+    home.run_text(&[
+        "sim",
+        "create",
+        "p",
+        "--platform",
+        "photon",
+        "--device-os",
+        "0.5.2",
+    ]);
+    let (code, out, err) = home.run_text(&[
+        "flash",
+        path_arg(&fixture_path("photon-bootloader@1.5.0+lto.bin")),
+        path_arg(&fixture_path("photon-system-part1@1.5.0.bin")),
+        path_arg(&fixture_path("photon-system-part2@1.5.0.bin")),
+        "--device",
+        "sim:p",
+        "--yes",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("(alt 0, OTA region) + OTA flag in the DCT"),
         "{out}"
     );
-    let dev = show(home.path(), "p");
+    let dev = home.show("p");
     assert_eq!(dev["mode"], "app");
     assert_eq!(
         dev["led"],
@@ -143,31 +128,25 @@ fn bootloader_through_the_ota_region_and_parts_over_dfuse_then_the_app_runs() {
 
 #[test]
 fn part2_over_ota_onto_052_is_refused_with_1340_and_nothing_changes() {
-    let home = tempfile::tempdir().unwrap();
-    run(
-        home.path(),
-        &[
-            "sim",
-            "create",
-            "p",
-            "--platform",
-            "photon",
-            "--device-os",
-            "0.5.2",
-        ],
-    );
-    let before = show(home.path(), "p");
-    let (code, out, err) = run(
-        home.path(),
-        &[
-            "serial",
-            "flash",
-            &real("photon-system-part2@1.5.0.bin"),
-            "--device",
-            "sim:p",
-            "--force",
-        ],
-    );
+    let home = home();
+    home.run_text(&[
+        "sim",
+        "create",
+        "p",
+        "--platform",
+        "photon",
+        "--device-os",
+        "0.5.2",
+    ]);
+    let before = home.show("p");
+    let (code, out, err) = home.run_text(&[
+        "serial",
+        "flash",
+        path_arg(&fixture_path("photon-system-part2@1.5.0.bin")),
+        "--device",
+        "sim:p",
+        "--force",
+    ]);
     assert_eq!(code, 1, "{out}{err}");
     let text = format!("{out}{err}");
     assert!(
@@ -178,7 +157,7 @@ fn part2_over_ota_onto_052_is_refused_with_1340_and_nothing_changes() {
         text.contains("system part 2 needs system part 1 \u{2265} 1502, installed 17"),
         "{text}"
     );
-    let after = show(home.path(), "p");
+    let after = home.show("p");
     assert_eq!(before["describe"], after["describe"]);
     assert_eq!(after["mode"], "app");
 }

@@ -785,20 +785,18 @@ pub fn contains_cancel(bytes: &[u8]) -> bool {
 mod tests {
     use super::*;
     use modflash_module::platform::platform;
+    use modflash_testkit::fixture;
     use modflash_ymodem::{crc16_xmodem, ACK, EOT, NAK, SOH, STX};
 
     const T: u64 = 50;
 
+    // Not the testkit's device builder: in this crate's own unit tests its `Device` would be
+    // a second copy of the type (the testkit depends on this crate).
     fn device(release: &str) -> Device {
         let mut d = Device::blank(platform(6).unwrap(), [0x3b; 12]).unwrap();
         d.install_release(release, true).unwrap();
         d.power_on();
         d
-    }
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/real/");
-        std::fs::read(format!("{p}{name}")).unwrap()
     }
 
     fn listening(release: &str) -> (Device, Console) {

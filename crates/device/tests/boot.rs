@@ -2,25 +2,8 @@
 
 use modflash_device::describe::describe;
 use modflash_device::{Color, Device, Mode, OtaError, Pattern, ResetReason};
-use modflash_module::platform::platform;
-
-fn fixture(name: &str) -> Vec<u8> {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/real/");
-    std::fs::read(format!("{p}{name}")).unwrap()
-}
-
-fn photon(release: &str) -> Device {
-    let mut d = Device::blank(
-        platform(6).unwrap(),
-        [
-            0x3b, 0, 0x21, 0, 0x17, 0x47, 0x35, 0x32, 0x36, 0x34, 0x30, 0x33,
-        ],
-    )
-    .unwrap();
-    d.install_release(release, true).unwrap();
-    d.power_on();
-    d
-}
+use modflash_testkit::device::device;
+use modflash_testkit::fixture;
 
 fn ota(d: &mut Device, bytes: &[u8]) -> Result<modflash_device::OtaOutcome, OtaError> {
     d.ota_begin(bytes.len())?;
@@ -32,7 +15,7 @@ fn ota(d: &mut Device, bytes: &[u8]) -> Result<modflash_device::OtaOutcome, OtaE
 
 #[test]
 fn provisioned_release_runs_its_app() {
-    let d = photon("1.5.0");
+    let d = device(6).release("1.5.0").powered_on();
     assert_eq!(d.state.mode, Mode::App, "{:#?}", d.state.events);
     assert_eq!(
         (d.state.led.color, d.state.led.pattern),
@@ -43,7 +26,7 @@ fn provisioned_release_runs_its_app() {
 
 #[test]
 fn core_image_in_the_user_slot_restores_the_factory_app() {
-    let mut d = photon("1.5.0");
+    let mut d = device(6).release("1.5.0").powered_on();
     d.install_factory_app(&fixture("photon_tinker.bin"))
         .unwrap();
     d.install_user_app(&fixture("core_tinker.bin")).unwrap();
@@ -64,7 +47,7 @@ fn core_image_in_the_user_slot_restores_the_factory_app() {
 
 #[test]
 fn app_for_newer_system_firmware_gives_safe_mode() {
-    let mut d = photon("0.5.2");
+    let mut d = device(6).release("0.5.2").powered_on();
     d.install_user_app(&fixture("photon_doctor.bin")).unwrap(); // needs system part 2 >= 108
     d.reset(ResetReason::Button, None);
     assert_eq!(d.state.mode, Mode::SafeMode, "{:#?}", d.state.events);
@@ -95,7 +78,7 @@ fn app_for_newer_system_firmware_gives_safe_mode() {
 
 #[test]
 fn ota_part2_of_a_newer_release_is_refused_on_052() {
-    let mut d = photon("0.5.2");
+    let mut d = device(6).release("0.5.2").powered_on();
     let before = d.snapshot().1;
     let part2 = fixture("photon-system-part2@1.5.0.bin");
     let err = ota(&mut d, &part2).unwrap_err();
@@ -121,7 +104,7 @@ fn ota_part2_of_a_newer_release_is_refused_on_052() {
 
 #[test]
 fn ota_update_in_the_right_order_reaches_the_new_release() {
-    let mut d = photon("0.7.0");
+    let mut d = device(6).release("0.7.0").powered_on();
     for (name, expect) in [
         (
             "photon-bootloader@1.5.0+lto.bin",
@@ -154,7 +137,7 @@ fn ota_update_in_the_right_order_reaches_the_new_release() {
 fn published_describe_json_is_reproduced() {
     // Spec §8.1: a Photon of the 0.4.6 era: bootloader 4, system parts 7, user part v3.
     let published = r#"{"p":6,"m":[{"s":16384,"l":"m","vc":30,"vv":30,"f":"b","n":"0","v":4,"d":[]},{"s":262144,"l":"m","vc":30,"vv":30,"f":"s","n":"1","v":7,"d":[]},{"s":262144,"l":"m","vc":30,"vv":30,"f":"s","n":"2","v":7,"d":[{"f":"s","n":"1","v":7,"_":""}]},{"s":131072,"l":"m","vc":30,"vv":30,"u":"5CC350CE567187492F6FA800655CECF42DCFE1236EC7E23CDB17ECBC1774EDAF","f":"u","n":"1","v":3,"d":[{"f":"s","n":"2","v":7,"_":""}]},{"s":131072,"l":"f","vc":30,"vv":0,"d":[]}]}"#;
-    let d = photon("0.4.6");
+    let d = device(6).release("0.4.6").powered_on();
     let ours = describe(&d);
     // We do not have that user binary: compare everything but its hash.
     let hash_at = published.find("\"u\":\"").unwrap() + 5;
@@ -162,7 +145,7 @@ fn published_describe_json_is_reproduced() {
     assert_eq!(ours[hash_at + 64..], published[hash_at + 64..]);
 
     // With photon_tinker.bin (the second published copy: "u":"2BA4E71E…943A","v":2, s2>=1).
-    let mut d = photon("0.4.6");
+    let mut d = device(6).release("0.4.6").powered_on();
     d.install_user_app(&fixture("photon_tinker.bin")).unwrap();
     d.reset(ResetReason::Button, None);
     let ours = describe(&d);
@@ -175,7 +158,7 @@ fn published_describe_json_is_reproduced() {
 
 #[test]
 fn modern_describe_lists_both_dependencies() {
-    let d = photon("2.2.0");
+    let d = device(6).release("2.2.0").powered_on();
     let s = describe(&d);
     assert!(
         s.contains(r#"{"s":16384,"l":"m","vc":30,"vv":30,"f":"b","n":"0","v":1006,"d":[]}"#),
@@ -199,7 +182,7 @@ fn modern_describe_lists_both_dependencies() {
 
 #[test]
 fn button_holds_select_modes() {
-    let mut d = photon("1.5.0");
+    let mut d = device(6).release("1.5.0").powered_on();
     d.reset(ResetReason::Button, Some(3.2));
     assert_eq!(d.state.mode, Mode::Dfu);
     assert_eq!(
@@ -214,9 +197,7 @@ fn button_holds_select_modes() {
 
 #[test]
 fn electron_052_updates_its_bootloader_from_the_system_firmware() {
-    let mut d = Device::blank(platform(10).unwrap(), [7; 12]).unwrap();
-    d.install_release("0.5.2", true).unwrap();
-    d.power_on();
+    let mut d = device(10).release("0.5.2").powered_on();
     assert_eq!(d.state.mode, Mode::App, "{:#?}", d.state.events);
     assert_eq!(d.layout().name, "electron-0.5");
     // The 1.5.0 system parts only: the bootloader comes from the system firmware itself.
@@ -240,9 +221,7 @@ fn electron_052_updates_its_bootloader_from_the_system_firmware() {
 
 #[test]
 fn argon_release_boots() {
-    let mut d = Device::blank(platform(12).unwrap(), [9; 12]).unwrap();
-    d.install_release("1.5.0", true).unwrap();
-    d.power_on();
+    let d = device(12).release("1.5.0").powered_on();
     assert_eq!(d.state.mode, Mode::App, "{:#?}", d.state.events);
     let s = describe(&d);
     assert!(s.contains(r#""f":"a","n":"0","v":202"#), "{s}");
@@ -250,7 +229,7 @@ fn argon_release_boots() {
 
 #[test]
 fn corrupt_system_part_ends_in_dfu_mode() {
-    let mut d = photon("1.5.0");
+    let mut d = device(6).release("1.5.0").powered_on();
     d.write_raw(modflash_device::Space::Internal, 0x0803_0000, &[0u8; 16])
         .unwrap();
     d.reset(ResetReason::Button, None);
@@ -261,7 +240,7 @@ fn corrupt_system_part_ends_in_dfu_mode() {
 fn corrupt_system_part_2_gives_safe_mode() {
     // Spec §6.2: HAL_Core_Validate_Modules fails on part 2's CRC -> safe mode (the bootloader
     // only needs part 1, which it jumps into without a CRC check).
-    let mut d = photon("1.5.0");
+    let mut d = device(6).release("1.5.0").powered_on();
     d.flash_mut()
         .program(modflash_device::Space::Internal, 0x0807_0000, &[0x00])
         .unwrap();

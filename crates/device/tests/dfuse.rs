@@ -4,15 +4,12 @@
 use modflash_device::dfuse::{DfuQuirks, Stall, TRANSFER_SIZE};
 use modflash_device::{Color, Device, Mode, Pattern, ResetReason, Space};
 use modflash_dfu::Setup;
-use modflash_module::platform::{dct, platform};
-use modflash_module::release::platform_release;
-use modflash_module::synth::synthesize;
+use modflash_module::platform::dct;
 use modflash_module::{ModuleFunction, ModuleRef};
+use modflash_testkit::device::{device, release_app, DEVICE_ID};
+use modflash_testkit::fixture;
 use proptest::prelude::*;
 
-const DEVICE_ID: [u8; 12] = [
-    0x3b, 0x00, 0x21, 0x00, 0x17, 0x47, 0x35, 0x32, 0x36, 0x34, 0x30, 0x33,
-];
 const SERIAL: &str = "3b0021001747353236343033";
 
 // bState / bStatus values used in assertions.
@@ -29,29 +26,16 @@ const ERR_STALLEDPKT: u8 = 0x0F;
 const SET_ADDRESS: u8 = 0x21;
 const ERASE_PAGE: u8 = 0x41;
 
-fn fixture(name: &str) -> Vec<u8> {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/real/");
-    std::fs::read(format!("{p}{name}")).unwrap()
-}
-
 /// A device provisioned with `release`, then reset with SETUP held 3.5 s (DFU mode).
 fn in_dfu(platform_id: u16, release: &str, with_app: bool) -> Device {
-    let mut d = Device::blank(platform(platform_id).unwrap(), DEVICE_ID).unwrap();
-    d.install_release(release, with_app).unwrap();
+    let mut builder = device(platform_id).release(release);
+    if !with_app {
+        builder = builder.without_app();
+    }
+    let mut d = builder.powered_off();
     d.reset(ResetReason::Button, Some(3.5));
     assert_eq!(d.state.mode, Mode::Dfu, "{:#?}", d.state.events);
     d
-}
-
-/// The synthetic application of a release (real header, dependencies and CRC).
-fn release_app(platform_id: u16, release: &str) -> Vec<u8> {
-    let p = platform(platform_id).unwrap();
-    let m = platform_release(p, release)
-        .unwrap()
-        .modules_for(p)
-        .find(|m| m.function == ModuleFunction::UserPart)
-        .unwrap();
-    synthesize(p, &m)
 }
 
 fn d_read(d: &Device, address: u32, len: usize) -> Vec<u8> {
@@ -977,8 +961,7 @@ fn standard_poll_timeouts_follow_the_flash_timing_model() {
 
 #[test]
 fn leave_with_no_firmware_reenumerates_in_dfu_mode() {
-    let mut d = Device::blank(platform(6).unwrap(), DEVICE_ID).unwrap();
-    d.power_on();
+    let mut d = device(6).powered_on();
     assert_eq!(d.state.mode, Mode::Dfu);
     let c = d.dfu_connection().unwrap();
     let mut host = Host::new(&mut d);

@@ -5,34 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use modflash_dfu::{DfuseElement, DfuseFile, DfuseTarget};
+use modflash_testkit::interop;
 
-fn dfuse_pack() -> Option<PathBuf> {
-    let candidates = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("dfuse-pack"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    std::iter::once(PathBuf::from("/usr/bin/dfuse-pack"))
-        .chain(candidates)
-        .find(|p| p.is_file())
-}
-
-/// The tool, or `None` after a loud skip (or a panic when interop is required).
+/// The tool, or `None` when `test` is skipped without it.
 fn tool(test: &str) -> Option<PathBuf> {
-    match dfuse_pack() {
-        Some(p) => Some(p),
-        None if std::env::var("MODFLASH_REQUIRE_INTEROP").as_deref() == Ok("1") => {
-            panic!("{test}: dfuse-pack not found and MODFLASH_REQUIRE_INTEROP=1 (apt-get install dfu-util)")
-        }
-        None => {
-            eprintln!(
-                "SKIPPED {test}: dfuse-pack not found (install the dfu-util package to run it)"
-            );
-            None
-        }
-    }
+    let mut tools = interop::tools(test, &["dfuse-pack"], "apt-get install dfu-util")?;
+    Some(tools.remove(0))
 }
 
 fn scratch(name: &str) -> PathBuf {

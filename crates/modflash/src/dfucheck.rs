@@ -465,6 +465,7 @@ pub fn parse_number(text: &str) -> Result<u32, BadNumber> {
 mod tests {
     use super::*;
     use modflash_module::platform::platform;
+    use modflash_testkit::fixture;
 
     fn photon() -> &'static Platform {
         platform(6).unwrap()
@@ -479,14 +480,6 @@ mod tests {
                 .get(usize::from(a))
                 .map(|s| s.to_string())
         }
-    }
-
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/../../tests/fixtures/real/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
     }
 
     const DFU_ID: (u16, u16) = (0x2b04, 0xd006);

@@ -265,6 +265,7 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use modflash_testkit::device::device;
 
     #[test]
     fn reads_the_published_describe() {
@@ -297,9 +298,7 @@ mod tests {
 
     #[test]
     fn virtual_device_and_its_describe_agree() {
-        let mut d = Device::blank(modflash_module::platform(6).unwrap(), [1; 12]).unwrap();
-        d.install_release("1.5.0", true).unwrap();
-        d.power_on();
+        let d = device(6).release("1.5.0").powered_on();
         let direct = Inventory::from_device(&d);
         let mut via_json =
             Inventory::from_describe(&modflash_device::describe::describe(&d)).unwrap();

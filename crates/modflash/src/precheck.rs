@@ -228,22 +228,16 @@ pub fn fix_for(platform_id: u16, u: &Unmet) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modflash_device::Device;
+    use modflash_testkit::device::device;
+    use modflash_testkit::fixture;
 
     fn inv(release: &str) -> Inventory {
-        let mut d = Device::blank(platform(6).unwrap(), [7; 12]).unwrap();
-        d.install_release(release, true).unwrap();
-        d.power_on();
+        let d = device(6).release(release).powered_on();
         Inventory::from_describe(&modflash_device::describe::describe(&d)).unwrap()
     }
 
     fn info(file: &str) -> ModuleInfo {
-        let p = format!(
-            "{}/../../tests/fixtures/real/{file}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let bytes = std::fs::read(p).unwrap();
-        modflash_module::Module::parse(&bytes).unwrap().info
+        modflash_module::Module::parse(&fixture(file)).unwrap().info
     }
 
     #[test]
@@ -275,16 +269,9 @@ mod tests {
     #[test]
     fn bootloader_dependency_is_left_to_the_boot_check() {
         // The OTA check skips a bootloader as dependency 2; the system start does not.
-        let mut d = Device::blank(platform(6).unwrap(), [7; 12]).unwrap();
-        d.install_release("0.7.0", true).unwrap();
-        d.install_module(
-            &std::fs::read(format!(
-                "{}/../../tests/fixtures/real/photon-system-part1@1.5.0.bin",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let mut d = device(6).release("0.7.0").powered_off();
+        d.install_module(&fixture("photon-system-part1@1.5.0.bin"))
+            .unwrap();
         d.power_on();
         let i = Inventory::from_device(&d);
         let e = precheck(&i, &info("photon-system-part2@1.5.0.bin")).unwrap_err();

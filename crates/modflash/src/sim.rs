@@ -433,20 +433,15 @@ fn decode(bytes: &[u8]) -> Result<Device, ImageDamage> {
 mod tests {
     use super::*;
     use modflash_device::Mode;
-
-    fn photon() -> Device {
-        let mut d =
-            Device::blank(modflash_module::platform(6).unwrap(), device_id_for("t")).unwrap();
-        d.install_release("1.5.0", true).unwrap();
-        d.power_on();
-        d
-    }
+    use modflash_testkit::device::device;
 
     #[test]
     fn create_open_save_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = SimStore::new(dir.path().to_path_buf());
-        let h = store.create("bench", photon()).unwrap();
+        let h = store
+            .create("bench", device(6).release("1.5.0").powered_on())
+            .unwrap();
         assert!(
             matches!(store.open("bench"), Err(SimError::Busy(_))),
             "locked while open"
@@ -461,7 +456,7 @@ mod tests {
         assert_eq!(store.open("bench").unwrap().device.state.mode, Mode::Dfu);
         assert_eq!(store.list().unwrap(), ["bench"]);
         assert!(matches!(
-            store.create("bench", photon()),
+            store.create("bench", device(6).release("1.5.0").powered_on()),
             Err(SimError::Exists(_))
         ));
         store.remove("bench").unwrap();
@@ -475,7 +470,11 @@ mod tests {
     fn damaged_images_are_reported_not_panicked() {
         let dir = tempfile::tempdir().unwrap();
         let store = SimStore::new(dir.path().to_path_buf());
-        drop(store.create("x", photon()).unwrap());
+        drop(
+            store
+                .create("x", device(6).release("1.5.0").powered_on())
+                .unwrap(),
+        );
         let path = dir.path().join("x.sim");
         let good = fs::read(&path).unwrap();
         for cut in [0, 5, MAGIC.len() + 2, MAGIC.len() + 100, good.len() - 1] {

@@ -188,12 +188,12 @@ fn start_of_user(platform: &'static Platform) -> Option<u32> {
 mod tests {
     use super::*;
     use modflash_device::Mode;
+    use modflash_testkit::device::device;
+    use modflash_testkit::fixture;
 
     #[test]
     fn twin_of_a_describe_behaves_like_the_device() {
-        let mut real = Device::blank(modflash_module::platform(6).unwrap(), [3; 12]).unwrap();
-        real.install_release("0.5.2", true).unwrap();
-        real.power_on();
+        let real = device(6).release("0.5.2").powered_on();
         let inv = Inventory::from_describe(&modflash_device::describe::describe(&real)).unwrap();
         let twin = twin_from_inventory(real.platform(), &inv).unwrap();
         assert_eq!(twin.state.mode, Mode::App, "{:#?}", twin.state.events);
@@ -210,12 +210,9 @@ mod tests {
 
     #[test]
     fn the_twin_carries_the_devices_own_hashes() {
-        let mut real = Device::blank(modflash_module::platform(6).unwrap(), [3; 12]).unwrap();
-        real.install_release("1.5.0", true).unwrap();
-        real.install_user_app(include_bytes!(
-            "../../../tests/fixtures/real/photon_tinker.bin"
-        ))
-        .unwrap();
+        let mut real = device(6).release("1.5.0").powered_off();
+        real.install_user_app(&fixture("photon_tinker.bin"))
+            .unwrap();
         real.power_on();
         let inv = Inventory::from_describe(&modflash_device::describe::describe(&real)).unwrap();
         let twin = twin_from_inventory(real.platform(), &inv).unwrap();

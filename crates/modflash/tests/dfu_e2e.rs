@@ -10,14 +10,7 @@ use modflash_dfu::LeaveOutcome;
 use modflash_module::release::platform_release;
 use modflash_module::synth::synthesize;
 use modflash_module::{platform, ModuleFunction, ModuleInfo};
-
-fn device(platform_id: u16, release: &str) -> Device {
-    let mut d = Device::blank(platform::platform(platform_id).unwrap(), [7; 12]).unwrap();
-    d.install_release(release, true).unwrap();
-    d.power_on();
-    assert_eq!(d.state.mode, Mode::App, "{:#?}", d.state.events);
-    d
-}
+use modflash_testkit::device::device;
 
 fn into_dfu(d: &mut Device) {
     d.reset(ResetReason::Button, Some(3.0));
@@ -48,7 +41,7 @@ fn sha_hex(bytes: &[u8]) -> String {
 }
 
 fn round_trip(platform_id: u16, release: &str) {
-    let mut d = device(platform_id, release);
+    let mut d = device(platform_id).release(release).running();
     into_dfu(&mut d);
     let own = Inventory::from_device(&d);
     assert!(!own.modules.is_empty());
@@ -136,7 +129,7 @@ fn inventory_over_dfu_equals_the_device_for_every_release() {
             if platform_release(p, release).is_none() {
                 continue;
             }
-            let mut d = device(id, release);
+            let mut d = device(id).release(release).running();
             into_dfu(&mut d);
             let own = Inventory::from_device(&d);
             let mut s = sim_session(&mut d).unwrap();
@@ -148,7 +141,7 @@ fn inventory_over_dfu_equals_the_device_for_every_release() {
 
 #[test]
 fn a_refused_write_is_an_error_and_changes_nothing() {
-    let mut d = device(6, "1.5.0");
+    let mut d = device(6).release("1.5.0").running();
     into_dfu(&mut d);
     let before = d
         .flash()
@@ -172,7 +165,7 @@ fn a_refused_write_is_an_error_and_changes_nothing() {
 
 #[test]
 fn a_corrupt_module_reads_back_as_failing_integrity() {
-    let mut d = device(6, "1.5.0");
+    let mut d = device(6).release("1.5.0").running();
     let sp2 = d
         .system_info()
         .into_iter()
@@ -244,7 +237,7 @@ impl modflash::transport::dfu::DfuPort for Flaky<'_> {
 #[test]
 fn a_device_gone_mid_write_is_an_error_at_every_transfer() {
     let template = {
-        let mut d = device(6, "1.5.0");
+        let mut d = device(6).release("1.5.0").running();
         into_dfu(&mut d);
         d
     };

@@ -9,35 +9,15 @@ use modflash::progress::{Cancel, Quiet};
 use modflash::Session;
 use modflash_device::{Device, Mode};
 use modflash_module::release::platform_releases;
-use modflash_module::synth::synthesize;
 use modflash_module::{platform, ModuleFunction};
+use modflash_testkit::device::device;
+use modflash_testkit::fixture;
 
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../../tests/fixtures/real/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-fn device(platform_id: u16, release: &str) -> Device {
-    let mut d = Device::blank(platform::platform(platform_id).unwrap(), [2; 12]).unwrap();
-    d.install_release(release, true).unwrap();
-    d.power_on();
-    assert_eq!(d.state.mode, Mode::App, "{release}: {:#?}", d.state.events);
-    d
-}
-
+/// The release's app as a file candidate.
 fn release_app(platform_id: u16, release: &str) -> Candidate {
-    let p = platform::platform(platform_id).unwrap();
-    let r = platform_releases(p).find(|r| r.release == release).unwrap();
-    let m = r
-        .modules_for(p)
-        .find(|m| m.function == ModuleFunction::UserPart)
-        .unwrap();
     Candidate::from_bytes(
         Origin::File(format!("app-{release}.bin").into()),
-        synthesize(p, &m),
+        modflash_testkit::device::release_app(platform_id, release),
     )
     .unwrap()
 }
@@ -89,7 +69,7 @@ fn photon_and_p1_from_052_and_150_to_every_later_release() {
             let from_version = releases.iter().find(|r| r.0 == from).unwrap().1;
             for &(to, to_version) in releases.iter().filter(|r| r.1 > from_version) {
                 for via in [Via::Dfu, Via::Serial] {
-                    let d = device(platform_id, from);
+                    let d = device(platform_id).release(from).running();
                     let (p, d) = run(d, vec![release_app(platform_id, to)], &catalog, via)
                         .unwrap_or_else(|e| panic!("{} {from} → {to} {via:?}: {e}", p.name));
                     assert_eq!(
@@ -123,7 +103,13 @@ fn electron_052_to_150_two_parts_to_three() {
     }
     let app = release_app(10, "1.5.0");
     // DFU: all three parts (index 3, 1, 2 — the files system-part1, -part2, -part3), then the app.
-    let (p, d) = run(device(10, "0.5.2"), vec![app.clone()], &catalog, Via::Dfu).unwrap();
+    let (p, d) = run(
+        device(10).release("0.5.2").running(),
+        vec![app.clone()],
+        &catalog,
+        Via::Dfu,
+    )
+    .unwrap();
     let order: Vec<u8> = p
         .steps
         .iter()
@@ -139,7 +125,13 @@ fn electron_052_to_150_two_parts_to_three() {
     assert_eq!(d.state.mode, Mode::App, "{:#?}", d.state.events);
     assert_eq!(d.layout().name, "electron");
     // Serial: the 0.5.2 system firmware has no region for system part 3, so no order works.
-    let err = run(device(10, "0.5.2"), vec![app], &catalog, Via::Serial).unwrap_err();
+    let err = run(
+        device(10).release("0.5.2").running(),
+        vec![app],
+        &catalog,
+        Via::Serial,
+    )
+    .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("system part 3"), "{text}");
     assert!(
@@ -163,8 +155,13 @@ fn argon_bootloader_radio_stack_and_system_part() {
     .collect();
     let catalog = Catalog::default();
     for via in [Via::Dfu, Via::Serial] {
-        let (p, d) = run(device(12, "1.4.4"), targets.clone(), &catalog, via)
-            .unwrap_or_else(|e| panic!("{via:?}: {e}"));
+        let (p, d) = run(
+            device(12).release("1.4.4").running(),
+            targets.clone(),
+            &catalog,
+            via,
+        )
+        .unwrap_or_else(|e| panic!("{via:?}: {e}"));
         assert_eq!(d.state.mode, Mode::App, "{via:?}: {:#?}", d.state.events);
         assert_eq!(d.system_version(), Some(1502));
         let functions: Vec<_> = p.steps.iter().map(|s| s.module.info.function).collect();
@@ -198,7 +195,7 @@ fn missing_modules_are_named() {
     // A 0.5.2 Photon, an app for 1.5.0, and an empty catalogue.
     let catalog = Catalog::default();
     let err = run(
-        device(6, "0.5.2"),
+        device(6).release("0.5.2").running(),
         vec![release_app(6, "1.5.0")],
         &catalog,
         Via::Dfu,
@@ -224,7 +221,7 @@ fn gen3_across_memory_maps() {
             for via in [Via::Dfu, Via::Serial] {
                 let what = format!("{} {from} → {to} {via:?}", p.name);
                 match run(
-                    device(platform_id, from),
+                    device(platform_id).release(from).running(),
                     vec![release_app(platform_id, to)],
                     &catalog,
                     via,
@@ -250,7 +247,7 @@ fn p2_apps_grow_down_and_run() {
     catalog.add_release_table(p);
     for via in [Via::Dfu, Via::Serial] {
         let (plan, d) = run(
-            device(32, "5.0.0"),
+            device(32).release("5.0.0").running(),
             vec![release_app(32, "6.2.0")],
             &catalog,
             via,

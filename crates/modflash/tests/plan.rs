@@ -8,22 +8,8 @@ use modflash::Session;
 use modflash_device::{Device, Mode};
 use modflash_module::edit::ModuleBuilder;
 use modflash_module::{platform, Dependency, ModuleFunction};
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../../tests/fixtures/real/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-fn device(platform_id: u16, release: &str) -> Device {
-    let mut d = Device::blank(platform::platform(platform_id).unwrap(), [5; 12]).unwrap();
-    d.install_release(release, true).unwrap();
-    d.power_on();
-    assert_eq!(d.state.mode, Mode::App, "{:#?}", d.state.events);
-    d
-}
+use modflash_testkit::device::device;
+use modflash_testkit::fixture;
 
 fn app(platform_id: u16, start: u32, needs: Dependency, seed: u8) -> Candidate {
     let bytes = ModuleBuilder::new(platform_id, ModuleFunction::UserPart, 1, 6, start)
@@ -63,7 +49,7 @@ fn names(p: &modflash::plan::Plan) -> Vec<String> {
 
 #[test]
 fn photon_052_to_an_app_for_150_over_dfu() {
-    let mut d = device(6, "0.5.2");
+    let mut d = device(6).release("0.5.2").running();
     let catalog = releases(6);
     let req = Request {
         twin: &d,
@@ -98,7 +84,7 @@ fn photon_052_to_an_app_for_150_over_dfu() {
 
 #[test]
 fn photon_052_to_150_over_serial_goes_through_070() {
-    let mut d = device(6, "0.5.2");
+    let mut d = device(6).release("0.5.2").running();
     let catalog = releases(6);
     let req = Request {
         twin: &d,
@@ -121,7 +107,7 @@ fn photon_052_to_150_over_serial_goes_through_070() {
 
 #[test]
 fn serial_without_an_intermediate_release_names_the_missing_module() {
-    let d = device(6, "0.5.2");
+    let d = device(6).release("0.5.2").running();
     let mut catalog = Catalog::default();
     for f in [
         "photon-bootloader@1.5.0+lto.bin",
@@ -152,7 +138,7 @@ fn serial_without_an_intermediate_release_names_the_missing_module() {
 
 #[test]
 fn core_image_is_refused() {
-    let d = device(6, "1.5.0");
+    let d = device(6).release("1.5.0").running();
     let core = Candidate::from_bytes(
         Origin::File("core_tinker.bin".into()),
         fixture("core_tinker.bin"),
@@ -177,7 +163,7 @@ fn core_image_is_refused() {
 
 #[test]
 fn already_installed_modules_are_skipped() {
-    let mut d = device(6, "1.5.0");
+    let mut d = device(6).release("1.5.0").running();
     let catalog = releases(6);
     let target = photon_app_for(1502);
     let req = Request {
@@ -209,7 +195,7 @@ fn already_installed_modules_are_skipped() {
 
 #[test]
 fn electron_052_to_150_over_dfu() {
-    let mut d = device(10, "0.5.2");
+    let mut d = device(10).release("0.5.2").running();
     let catalog = releases(10);
     let app = app(
         10,
@@ -234,7 +220,7 @@ fn electron_052_to_150_over_dfu() {
 #[test]
 fn argon_144_to_150_over_dfu_and_serial() {
     for via in [Via::Dfu, Via::Serial] {
-        let mut d = device(12, "1.4.4");
+        let mut d = device(12).release("1.4.4").running();
         let catalog = releases(12);
         let app = app(
             12,

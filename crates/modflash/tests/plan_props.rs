@@ -7,18 +7,12 @@ use modflash::exec::run_steps;
 use modflash::plan::{plan, Force, Request, Via};
 use modflash::progress::{Cancel, Quiet};
 use modflash::Session;
-use modflash_device::{Device, Mode};
+use modflash_device::Mode;
 use modflash_module::release::platform_releases;
 use modflash_module::synth::synthesize;
 use modflash_module::{platform, ModuleFunction};
+use modflash_testkit::device::device;
 use proptest::prelude::*;
-
-fn device(platform_id: u16, release: &str) -> Device {
-    let mut d = Device::blank(platform::platform(platform_id).unwrap(), [9; 12]).unwrap();
-    d.install_release(release, true).unwrap();
-    d.power_on();
-    d
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
@@ -35,7 +29,7 @@ proptest! {
         let releases: Vec<_> = platform_releases(p).collect();
         let from = releases[from % releases.len()];
         let to = releases[to % releases.len()];
-        let twin = device(platform_id, from.release);
+        let twin = device(platform_id).release(from.release).powered_on();
         // The app of the target release, and a random subset of the release table.
         let app_module = to.modules_for(p).find(|m| m.function == ModuleFunction::UserPart).unwrap();
         let app = Candidate::from_bytes(Origin::File("app.bin".into()), synthesize(p, &app_module)).unwrap();

@@ -10,16 +10,9 @@ use modflash_device::{Device, Mode, ResetReason};
 use modflash_module::release::platform_release;
 use modflash_module::synth::synthesize;
 use modflash_module::{platform, ModuleFunction, ModuleRef};
+use modflash_testkit::device::device;
 
 const STRIDE: u64 = 50;
-
-fn photon(release: &str) -> Device {
-    let mut d = Device::blank(platform::platform(6).unwrap(), [4; 12]).unwrap();
-    d.install_release(release, true).unwrap();
-    d.power_on();
-    assert_eq!(d.state.mode, Mode::App);
-    d
-}
 
 fn system_part(release: &str, index: u8) -> Vec<u8> {
     let p = platform::platform(6).unwrap();
@@ -67,7 +60,7 @@ fn check_survivor(mut d: Device, cut: u64, what: &str) -> Mode {
 #[test]
 fn power_cuts_during_a_dfuse_write_of_a_system_part() {
     let part = system_part("1.5.2", 1);
-    let mut base = photon("1.5.0");
+    let mut base = device(6).release("1.5.0").running();
     base.reset(ResetReason::Button, Some(3.0));
     assert_eq!(base.state.mode, Mode::Dfu);
     // How many flash operations the whole write takes.
@@ -96,7 +89,7 @@ fn power_cuts_during_a_dfuse_write_of_a_system_part() {
 #[test]
 fn power_cuts_during_an_ota_apply() {
     let part = system_part("1.5.2", 1);
-    let mut staged = photon("1.5.0");
+    let mut staged = device(6).release("1.5.0").running();
     staged.ota_begin(part.len()).unwrap();
     staged.ota_write(0, &part).unwrap();
     staged.ota_finish().unwrap();

@@ -14,24 +14,10 @@ use modflash::transport::sim::ConsoleLink;
 use modflash_device::console::ConsoleConfig;
 use modflash_device::describe::describe;
 use modflash_device::{Device, Mode, ResetReason};
-use modflash_module::platform::platform;
 use modflash_module::{Module, ModuleFunction, ModuleRef};
+use modflash_testkit::device::device;
+use modflash_testkit::fixture;
 use modflash_ymodem::SenderConfig;
-
-fn fixture(name: &str) -> Vec<u8> {
-    let p = format!(
-        "{}/../../tests/fixtures/real/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(p).unwrap()
-}
-
-fn photon(release: &str) -> Device {
-    let mut d = Device::blank(platform(6).unwrap(), [0x5a; 12]).unwrap();
-    d.install_release(release, true).unwrap();
-    d.power_on();
-    d
-}
 
 /// Faults on the host → device direction, counted from the first byte after `f`.
 #[derive(Clone, Debug, Default)]
@@ -206,7 +192,7 @@ fn assert_unchanged(device: &mut Device, before: &str) {
 
 #[test]
 fn clean_transfer_is_applied() {
-    let mut d = photon("0.5.2");
+    let mut d = device(6).release("0.5.2").powered_on();
     let image = app();
     let run = flash_with(&mut d, &image, Faults::default(), None);
     let r = run.result.unwrap();
@@ -226,7 +212,7 @@ fn dropped_byte_is_recovered() {
     // Inside a block's payload, or in the header: the device times out on the short block,
     // asks again with `C`, and the sender retransmits.
     for at in [block_start(2) + 500, 60, block_start(3) + 1028] {
-        let mut d = photon("0.5.2");
+        let mut d = device(6).release("0.5.2").powered_on();
         let image = app();
         let faults = Faults {
             drop: vec![at],
@@ -249,7 +235,7 @@ fn dropped_block_start_fails_cleanly_and_a_second_attempt_works() {
     // Device OS quirk: without its STX the block's 1028 other bytes are each an "unexpected
     // byte" error, and after more than 5 the device cancels. Nothing is applied, the message
     // says what happened, and sending again works.
-    let mut d = photon("0.5.2");
+    let mut d = device(6).release("0.5.2").powered_on();
     let before = describe(&d);
     let image = app();
     let faults = Faults {
@@ -273,7 +259,7 @@ fn dropped_block_start_fails_cleanly_and_a_second_attempt_works() {
 
 #[test]
 fn flipped_sequence_byte_is_naked_and_resent() {
-    let mut d = photon("0.5.2");
+    let mut d = device(6).release("0.5.2").powered_on();
     let image = app();
     let faults = Faults {
         flip: vec![(block_start(2) + 1, 0x04)],
@@ -289,7 +275,7 @@ fn flipped_sequence_byte_is_naked_and_resent() {
 fn flipped_payload_byte_is_never_applied() {
     // The device does not check the block CRC (Device OS quirk): the flipped byte is written
     // to the OTA region, and the module's CRC-32 check at the end refuses the image.
-    let mut d = photon("0.5.2");
+    let mut d = device(6).release("0.5.2").powered_on();
     let before = describe(&d);
     let image = app();
     let faults = Faults {
@@ -310,7 +296,7 @@ fn flipped_payload_byte_is_never_applied() {
 
 #[test]
 fn stalled_receiver_fails_with_a_clear_message_and_nothing_is_applied() {
-    let mut d = photon("0.5.2");
+    let mut d = device(6).release("0.5.2").powered_on();
     let before = describe(&d);
     let image = app();
     let faults = Faults {
@@ -335,7 +321,7 @@ fn stalled_receiver_fails_with_a_clear_message_and_nothing_is_applied() {
 
 #[test]
 fn cancel_from_the_host_leaves_the_device_unchanged() {
-    let mut d = photon("0.5.2");
+    let mut d = device(6).release("0.5.2").powered_on();
     let before = describe(&d);
     let image = app();
     let run = flash_with(&mut d, &image, Faults::default(), Some(2048));
@@ -355,7 +341,7 @@ fn cancel_from_the_host_leaves_the_device_unchanged() {
 
 #[test]
 fn cancel_from_the_device_is_reported_with_its_words() {
-    let mut d = photon("0.5.2");
+    let mut d = device(6).release("0.5.2").powered_on();
     let before = describe(&d);
     let image = app();
     // `a` pressed on the device's console between two blocks.
@@ -378,7 +364,7 @@ fn cancel_from_the_device_is_reported_with_its_words() {
 
 #[test]
 fn refused_dependency_and_too_large_file() {
-    let mut d = photon("0.5.2");
+    let mut d = device(6).release("0.5.2").powered_on();
     let before = describe(&d);
     let part2 = fixture("photon-system-part2@1.5.0.bin");
     let r = flash_with(&mut d, &part2, Faults::default(), None)

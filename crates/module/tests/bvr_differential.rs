@@ -3,17 +3,15 @@
 //! on platform, function, index, version, dependencies, addresses and the CRC verdict; every
 //! disagreement is asserted together with the reason modflash is right.
 
+use modflash_testkit::fixtures::workspace_root;
+use modflash_testkit::{fixture, fixture_paths, interop};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Runs the peer parser over `files`, or explains why it cannot run.
 fn bvr(files: &[PathBuf]) -> Option<Vec<Value>> {
-    let modules = root().join(".interop/node_modules");
+    let modules = workspace_root().join(".interop/node_modules");
     let missing = if !modules.join("binary-version-reader").exists() {
         Some(format!(
             "binary-version-reader is not installed in {}",
@@ -25,14 +23,15 @@ fn bvr(files: &[PathBuf]) -> Option<Vec<Value>> {
         None
     };
     if let Some(why) = missing {
-        if std::env::var("MODFLASH_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("MODFLASH_REQUIRE_INTEROP=1 but {why} (run .ci/run or `npm install --prefix .interop binary-version-reader@3.1.3`)");
-        }
-        eprintln!("\n*** SKIPPED binary-version-reader differential test: {why} ***\n");
+        interop::skip(
+            "the binary-version-reader differential test",
+            &why,
+            "run .ci/run or `npm install --prefix .interop binary-version-reader@3.1.3`",
+        );
         return None;
     }
     let out = Command::new("node")
-        .arg(root().join("tests/interop/bvr-parse.js"))
+        .arg(workspace_root().join("tests/interop/bvr-parse.js"))
         .args(files)
         .env("NODE_PATH", &modules)
         .output()
@@ -53,12 +52,7 @@ fn bvr(files: &[PathBuf]) -> Option<Vec<Value>> {
 
 #[test]
 fn agrees_with_binary_version_reader_on_every_fixture() {
-    let dir = root().join("tests/fixtures/real");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = fixture_paths();
     let Some(theirs) = bvr(&files) else { return };
     assert_eq!(theirs.len(), files.len());
     let mut compared = 0;
@@ -113,9 +107,8 @@ fn agrees_with_binary_version_reader_on_every_fixture() {
 #[test]
 fn disagreements_on_crafted_files_favour_modflash() {
     let dir = tempfile_dir();
-    let part =
-        std::fs::read(root().join("tests/fixtures/real/photon-system-part1@1.5.0.bin")).unwrap();
-    let tinker = std::fs::read(root().join("tests/fixtures/real/photon_tinker.bin")).unwrap();
+    let part = fixture("photon-system-part1@1.5.0.bin");
+    let tinker = fixture("photon_tinker.bin");
     // 1. Truncated: BVR reports fields from a header whose module is not in the file.
     let truncated = dir.join("truncated.bin");
     std::fs::write(&truncated, &part[..1000]).unwrap();

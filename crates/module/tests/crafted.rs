@@ -5,14 +5,7 @@ use modflash_module::parse::{InflateCheck, SuffixError};
 use modflash_module::{
     Dependency, ExtensionError, Module, ModuleFunction, NotAModule, Problem, RegionCheck, SizeCheck,
 };
-use std::path::PathBuf;
-
-fn read(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/real")
-        .join(name);
-    std::fs::read(p).unwrap()
-}
+use modflash_testkit::fixture;
 
 fn problems(bytes: &[u8]) -> Vec<Problem> {
     Module::parse(bytes).expect("a module").problems().collect()
@@ -41,7 +34,7 @@ fn short_files_are_not_modules() {
         Module::parse(&[7; 10]).unwrap_err(),
         NotAModule::TooShort { len: 10 }
     );
-    let flag = read("ota-flag-a5.bin");
+    let flag = fixture("ota-flag-a5.bin");
     assert_eq!(
         Module::parse(&flag).unwrap_err(),
         NotAModule::TooShort { len: 1 }
@@ -50,7 +43,7 @@ fn short_files_are_not_modules() {
 
 #[test]
 fn truncated_system_part_says_so() {
-    let bytes = read("photon-system-part1@1.5.0.bin");
+    let bytes = fixture("photon-system-part1@1.5.0.bin");
     let p = problems(&bytes[..1000]);
     assert_eq!(
         p,
@@ -64,7 +57,7 @@ fn truncated_system_part_says_so() {
 
 #[test]
 fn flipped_byte_is_a_crc_error() {
-    let mut bytes = read("photon_tinker.bin");
+    let mut bytes = fixture("photon_tinker.bin");
     bytes[2000] ^= 0x40;
     let p = problems(&bytes);
     assert!(matches!(p[0], Problem::Crc(_)), "{p:?}");
@@ -74,7 +67,7 @@ fn flipped_byte_is_a_crc_error() {
 
 #[test]
 fn flipped_byte_with_recomputed_crc_is_a_sha_error() {
-    let mut bytes = read("photon_tinker.bin");
+    let mut bytes = fixture("photon_tinker.bin");
     bytes[2000] ^= 0x40;
     let len = bytes.len();
     let crc = crc32fast::hash(&bytes[..len - 4]);
@@ -101,7 +94,7 @@ fn random_and_erased_blocks_are_not_modules() {
 
 #[test]
 fn padding_after_a_module_is_named_and_the_module_still_checks() {
-    let mut bytes = read("p1_tinker.bin");
+    let mut bytes = fixture("p1_tinker.bin");
     let len = bytes.len();
     bytes.extend_from_slice(&[0xFF; 100]);
     let m = Module::parse(&bytes).unwrap();
@@ -135,7 +128,7 @@ fn realtek_images_are_not_modules() {
 
 #[test]
 fn non_module_fixtures_have_reasons() {
-    let err = Module::parse(&read("cc3000-patch-programmer.bin")).unwrap_err();
+    let err = Module::parse(&fixture("cc3000-patch-programmer.bin")).unwrap_err();
     assert!(matches!(err, NotAModule::NoHeader { .. }));
     assert!(err.to_string().contains("no module header"), "{err}");
 }
@@ -143,7 +136,7 @@ fn non_module_fixtures_have_reasons() {
 #[test]
 fn end_before_start() {
     // The builder always derives end from start, so the header is edited by hand.
-    let mut bytes = read("photon_tinker.bin");
+    let mut bytes = fixture("photon_tinker.bin");
     bytes[4..8].copy_from_slice(&0x0809_0000u32.to_le_bytes());
     let p = problems(&bytes);
     assert_eq!(p[0], Problem::Size(SizeCheck::EndBeforeStart));
@@ -201,7 +194,7 @@ fn wrong_function_for_the_platform() {
 
 #[test]
 fn extension_running_past_the_end() {
-    let mut bytes = read("tinker-5.0.0-p2.bin");
+    let mut bytes = fixture("tinker-5.0.0-p2.bin");
     let len = bytes.len();
     // The DYNAMIC_LOCATION extension header sits at len-4-62; make it claim 200 bytes.
     let at = len - 4 - 62;
@@ -261,7 +254,7 @@ fn compressed_module_that_lies_about_its_size() {
 
 #[test]
 fn checksum_update_round_trip() {
-    let mut bytes = read("photon_doctor.bin");
+    let mut bytes = fixture("photon_doctor.bin");
     let original = bytes.clone();
     bytes[100] ^= 1;
     update_checksums(&mut bytes).unwrap();

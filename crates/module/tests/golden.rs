@@ -3,21 +3,8 @@
 
 use modflash_module::edit::{combine, compress, decompress, split, ModuleBuilder};
 use modflash_module::{chain, Module, RegionCheck};
+use modflash_testkit::{fixture, manifest};
 use serde_json::Value;
-use std::path::PathBuf;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn manifest() -> Vec<Value> {
-    let text = std::fs::read_to_string(fixtures().join("MANIFEST.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn read(name: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join("real").join(name)).unwrap()
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -29,7 +16,7 @@ fn every_fixture_matches_the_manifest() {
     assert_eq!(entries.len(), 30, "the manifest lists every fixture");
     for entry in entries {
         let name = entry["file"].as_str().unwrap();
-        let bytes = read(name);
+        let bytes = fixture(name);
         assert_eq!(
             bytes.len() as u64,
             entry["size"].as_u64().unwrap(),
@@ -147,7 +134,7 @@ fn real_modules() -> Vec<(String, Vec<u8>)> {
         .filter(|e| !e["module"].is_null())
         .map(|e| {
             let name = e["file"].as_str().unwrap().to_string();
-            let bytes = read(&name);
+            let bytes = fixture(&name);
             (name, bytes)
         })
         .collect()

@@ -7,9 +7,11 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use modflash_testkit::interop;
+use modflash_testkit::process::wait_within;
 use modflash_ymodem::{
     Event, File, Receiver, ReceiverConfig, RecvStatus, SendStatus, Sender, SenderConfig,
 };
@@ -17,33 +19,10 @@ use modflash_ymodem::{
 /// Upper bound for one interop test.
 const TEST_LIMIT: Duration = Duration::from_secs(20);
 
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// Returns the paths of `sb` and `rb`, or `None` after printing the skip notice.
-fn lrzsz() -> Option<(PathBuf, PathBuf)> {
-    match (find_tool("sb"), find_tool("rb")) {
-        (Some(sb), Some(rb)) => Some((sb, rb)),
-        _ => {
-            if std::env::var("MODFLASH_REQUIRE_INTEROP").as_deref() == Ok("1") {
-                panic!("lrzsz (sb/rb) not found in PATH but MODFLASH_REQUIRE_INTEROP=1");
-            }
-            // Written to the real stderr (not eprintln!), so the test harness does not
-            // capture it for a passing test.
-            let _ = io::Write::write_all(
-                &mut io::stderr(),
-                b"\n************************************************************\n\
-                  SKIPPED: lrzsz not installed (sb/rb not in PATH);\n\
-                  \x20        install lrzsz or set MODFLASH_REQUIRE_INTEROP=1 to fail\n\
-                  ************************************************************\n",
-            );
-            None
-        }
-    }
+/// Returns the paths of `sb` and `rb`, or `None` when `test` is skipped without them.
+fn lrzsz(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let tools = interop::tools(test, &["sb", "rb"], "install lrzsz")?;
+    Some((tools[0].clone(), tools[1].clone()))
 }
 
 /// A pty pair in raw mode. The test keeps `slave` open so reads on `master` never fail with
@@ -137,20 +116,6 @@ fn spawn_on_pty(program: &Path, args: &[&str], cwd: &Path, pty: &Pty, log: &Path
         .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()))
 }
 
-fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            return child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
@@ -165,7 +130,9 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 
 #[test]
 fn our_sender_to_rb() {
-    let Some((_, rb)) = lrzsz() else { return };
+    let Some((_, rb)) = lrzsz("our_sender_to_rb") else {
+        return;
+    };
     let dir = scratch_dir("rb");
     let a = pattern(70_000, 1);
     let b = pattern(3_000, 2);
@@ -207,7 +174,7 @@ fn our_sender_to_rb() {
         }
         tx.handle_timeout(now());
     }
-    let status = wait_child(&mut child, Duration::from_secs(5));
+    let status = wait_within(&mut child, Duration::from_secs(5));
     let rb_log = fs::read_to_string(&log).unwrap_or_default();
     let stats = tx.stats();
     eprintln!(
@@ -241,7 +208,7 @@ fn sb_to_our_receiver(
     args: &[&str],
     files: &[(&str, Vec<u8>)],
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let (sb, _) = lrzsz().expect("checked by caller");
+    let sb = interop::find_tool("sb").expect("checked by caller");
     let dir = scratch_dir(tag);
     for (name, data) in files {
         fs::write(dir.join(name), data).unwrap();
@@ -299,7 +266,7 @@ fn sb_to_our_receiver(
     if let Some(bytes) = rx.poll_transmit(now()) {
         write_all(&pty.master, bytes);
     }
-    let status = wait_child(&mut child, Duration::from_secs(5));
+    let status = wait_within(&mut child, Duration::from_secs(5));
     let sb_log = fs::read_to_string(&log).unwrap_or_default();
     eprintln!(
         "sb {args:?} → our receiver: {:?} in {} ms, {:?}",
@@ -316,7 +283,7 @@ fn sb_to_our_receiver(
 
 #[test]
 fn sb_k_batch_to_our_receiver() {
-    if lrzsz().is_none() {
+    if lrzsz("sb_k_batch_to_our_receiver").is_none() {
         return;
     }
     let files = [
@@ -333,7 +300,7 @@ fn sb_k_batch_to_our_receiver() {
 
 #[test]
 fn sb_128_to_our_receiver() {
-    if lrzsz().is_none() {
+    if lrzsz("sb_128_to_our_receiver").is_none() {
         return;
     }
     let files = [("plain.bin", pattern(5_000, 5))];

@@ -1,85 +1,20 @@
-//! Shared helpers for the serial tests: a modflash home, `modflash sim serve` as a child
-//! process, and a raw tty client that sets line rates like a host opening a USB serial port.
+//! Shared helpers for the serial tests: `modflash sim serve` as a child process of a private
+//! home, and a raw tty client that sets line rates like a host opening a USB serial port.
 #![allow(dead_code)]
 
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use modflash_testkit::process::wait_within;
+use modflash_testkit::{text, Home};
 
 /// YMODEM timeout of the served console (the lrzsz tests need short ones: the Device OS
 /// receiver sends no `C` at start or after EOT, only on timeouts).
 pub const FAST_TIMEOUT_MS: &str = "50";
-
-/// A temporary modflash home.
-pub struct Home {
-    pub dir: tempfile::TempDir,
-}
-
-impl Home {
-    pub fn new() -> Self {
-        Home {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_modflash"));
-        c.env("MODFLASH_HOME", self.path())
-            .env("NO_COLOR", "1")
-            .env_remove("MODFLASH_SIM_TRACE");
-        c
-    }
-
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
-    pub fn create(&self, name: &str, release: &str) {
-        let out = self.run(&[
-            "sim",
-            "create",
-            name,
-            "--platform",
-            "photon",
-            "--device-os",
-            release,
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-    }
-
-    pub fn sim_json(&self, name: &str) -> serde_json::Value {
-        let out = self.run(&["sim", "show", name, "--json"]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    pub fn modules_json(&self, device: &str) -> serde_json::Value {
-        let out = self.run(&["modules", "--device", device, "--json"]);
-        assert!(
-            out.status.code() == Some(0) || out.status.code() == Some(1),
-            "{}",
-            text(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/real")
-        .join(name)
-}
 
 /// `modflash sim serve NAME --serial-link PATH` running in the background.
 pub struct Serve {
@@ -131,17 +66,7 @@ impl Serve {
         unsafe {
             libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
         }
-        let until = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s;
-            }
-            if Instant::now() > until {
-                let _ = child.kill();
-                return child.wait().unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_within(&mut child, Duration::from_secs(5))
     }
 }
 
@@ -251,61 +176,5 @@ impl Tty {
     /// Reads for `d` and returns whatever came (for "nothing answers" checks).
     pub fn drain(&self, d: Duration) -> Vec<u8> {
         self.read_until(d, |_| false)
-    }
-}
-
-/// Finds a tool on PATH.
-pub fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The interop tools, or `None` after a loud SKIPPED notice (a failure when
-/// `MODFLASH_REQUIRE_INTEROP=1`).
-pub fn interop_tools(names: &[&str]) -> Option<Vec<PathBuf>> {
-    let found: Vec<Option<PathBuf>> = names.iter().map(|n| find_tool(n)).collect();
-    if found.iter().all(Option::is_some) {
-        return Some(found.into_iter().flatten().collect());
-    }
-    let missing: Vec<&str> = names
-        .iter()
-        .zip(&found)
-        .filter(|(_, f)| f.is_none())
-        .map(|(n, _)| *n)
-        .collect();
-    if std::env::var("MODFLASH_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!(
-            "{} not found in PATH but MODFLASH_REQUIRE_INTEROP=1 (install lrzsz and socat)",
-            missing.join(", ")
-        );
-    }
-    let _ = io::Write::write_all(
-        &mut io::stderr(),
-        format!(
-            "\n************************************************************\n\
-             SKIPPED: {} not installed (not in PATH);\n\
-             \x20        install lrzsz and socat, or set MODFLASH_REQUIRE_INTEROP=1 to fail\n\
-             ************************************************************\n",
-            missing.join(", ")
-        )
-        .as_bytes(),
-    );
-    None
-}
-
-/// Waits for a child with a limit, killing it when it overstays.
-pub fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            return child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }

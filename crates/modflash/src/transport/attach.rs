@@ -641,14 +641,7 @@ pub fn attach(
 mod tests {
     use super::*;
     use modflash_device::ResetReason;
-    use modflash_module::platform::platform;
-
-    fn photon() -> Device {
-        let mut d = Device::blank(platform(6).unwrap(), [9; 12]).unwrap();
-        d.install_release("1.5.0", true).unwrap();
-        d.power_on();
-        d
-    }
+    use modflash_testkit::device::device;
 
     #[test]
     fn ioctl_numbers_match_linux() {
@@ -667,7 +660,7 @@ mod tests {
 
     #[test]
     fn presence_follows_the_mode() {
-        let mut d = photon();
+        let mut d = device(6).release("1.5.0").powered_on();
         assert_eq!(presence(&d), Presence::Normal);
         d.reset(ResetReason::Button, Some(3.0));
         let Presence::Dfu(first) = presence(&d) else {
@@ -683,7 +676,7 @@ mod tests {
 
     #[test]
     fn line_coding_at_14400_baud_enters_dfu_mode() {
-        let mut d = photon();
+        let mut d = device(6).release("1.5.0").powered_on();
         let mut line = [0u8; 7];
         let set = |baud: u32| {
             Setup {
@@ -730,7 +723,7 @@ mod tests {
 
     #[test]
     fn descriptions_carry_the_descriptors_and_serial() {
-        let mut d = photon();
+        let mut d = device(6).release("1.5.0").powered_on();
         let normal = description(&d, NodeKind::Normal, 2);
         assert!(normal.contains("A: idProduct=c006"), "{normal}");
         assert!(normal.contains(&format!("A: serial={}", d.state.device_id)));

@@ -498,26 +498,12 @@ impl DeviceLink for SimLink<'_> {
 mod tests {
     use super::*;
     use crate::transport::serial::SerialError;
-    use modflash_module::platform::platform;
-
-    fn device(release: &str) -> Device {
-        let mut d = Device::blank(platform(6).unwrap(), [0xab; 12]).unwrap();
-        d.install_release(release, true).unwrap();
-        d.power_on();
-        d
-    }
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let p = format!(
-            "{}/../../tests/fixtures/real/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(p).unwrap()
-    }
+    use modflash_testkit::device::device;
+    use modflash_testkit::fixture;
 
     #[test]
     fn session_over_the_in_process_console() {
-        let mut d = device("1.5.0");
+        let mut d = device(6).id([0xab; 12]).release("1.5.0").powered_on();
         let mut s = Console::new(ConsoleLink::new(&mut d, ConsoleConfig::device(), "sim:t"));
         // Not listening yet: the console is quiet.
         let err = s.describe().unwrap_err();
@@ -539,7 +525,7 @@ mod tests {
 
     #[test]
     fn flash_app_then_refused_part() {
-        let mut d = device("0.5.2");
+        let mut d = device(6).release("0.5.2").powered_on();
         let app = fixture("photon_tinker.bin");
         {
             let mut s = Console::new(ConsoleLink::new(&mut d, ConsoleConfig::device(), "sim:t"));
