@@ -16,8 +16,16 @@ use serde::{Deserialize, Serialize};
 pub enum Origin {
     /// A file the user named on the command line.
     File(PathBuf),
-    /// A file from a catalogue directory or the home catalogue.
+    /// A file from a catalogue directory (`--catalog DIR`).
     Catalog(PathBuf),
+    /// A file of the modflash home catalogue (`catalog add`), stored under its SHA-256 and
+    /// known by the name it was added under.
+    Home {
+        /// The file name it was added under.
+        name: String,
+        /// Where it is stored.
+        stored: PathBuf,
+    },
     /// A synthetic image of a known release (virtual devices only).
     Release {
         /// Release name.
@@ -38,6 +46,7 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::File(p) | Self::Catalog(p) => write!(f, "{}", p.display()),
+            Self::Home { name, .. } => write!(f, "{name} (modflash catalogue)"),
             Self::Release { release, file_name } => {
                 write!(f, "Device OS {release} {file_name} (release table)")
             }
@@ -267,13 +276,26 @@ impl Catalog {
         crate::home::home().join("catalog")
     }
 
-    /// Loads the home catalogue (empty when there is none).
+    /// Loads the home catalogue (empty when there is none); each module is named by the file
+    /// name it was added under.
     pub fn load_home() -> Self {
         let dir = Self::home_dir();
-        match Self::load_dir(&dir) {
-            Ok((c, _)) => c,
-            Err(_) => Self::default(),
+        let Ok((mut catalog, _)) = Self::load_dir(&dir) else {
+            return Self::default();
+        };
+        let index = Self::home_index();
+        for c in &mut catalog.modules {
+            let sha = c.sha_hex();
+            if let Some(entry) = index.iter().find(|e| e.sha256 == sha) {
+                if let Origin::Catalog(stored) = &c.origin {
+                    c.origin = Origin::Home {
+                        name: entry.file.clone(),
+                        stored: stored.clone(),
+                    };
+                }
+            }
         }
+        catalog
     }
 
     /// Copies `path` (a module file) into the home catalogue and records it in the index.

@@ -146,6 +146,14 @@ impl<'d> Session<'d> {
     /// Saves a virtual device's state (whatever happened: its state is what it is now); a
     /// real device keeps its own.
     pub fn save(&mut self) -> Result<(), Error> {
-        self.link.close()
+        self.link.save()
+    }
+}
+
+impl Drop for Session<'_> {
+    /// Lets the device go back to what it was running (a serial device leaves listening
+    /// mode), also when the command failed.
+    fn drop(&mut self) {
+        self.link.release();
     }
 }

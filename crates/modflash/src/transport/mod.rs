@@ -128,8 +128,13 @@ pub trait DeviceLink {
     fn control_transfers(&self) -> u64 {
         0
     }
-    /// Ends the conversation: a virtual device is saved.
-    fn close(&mut self) -> Result<(), Error>;
+    /// Persists what changed: a virtual device is saved; a real one keeps its own state.
+    fn save(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+    /// Ends the conversation, whatever happened: a device held in a mode for the session
+    /// (listening mode on a serial port) goes back to what it was running.
+    fn release(&mut self) {}
 }
 
 /// The error of an operation a connection cannot do.

@@ -241,7 +241,7 @@ pub fn console_config() -> ConsoleConfig {
 
 /// Where a [`SimLink`]'s device lives.
 enum Backing<'d> {
-    /// A `sim:NAME` from the store, locked; saved on [`DeviceLink::close`].
+    /// A `sim:NAME` from the store, locked; saved by [`DeviceLink::save`].
     Stored(Box<SimHandle>),
     /// A device owned by the caller (a twin the planner proves a plan on).
     Borrowed(&'d mut Device),
@@ -486,7 +486,7 @@ impl DeviceLink for SimLink<'_> {
                 .map_or(0, |(_, m)| u64::from(m.control_transfers()))
     }
 
-    fn close(&mut self) -> Result<(), Error> {
+    fn save(&mut self) -> Result<(), Error> {
         match &mut self.backing {
             Backing::Stored(h) => Ok(h.save()?),
             Backing::Borrowed(_) => Ok(()),

@@ -879,10 +879,6 @@ impl DeviceLink for UsbLink {
                 .as_ref()
                 .map_or(0, |s| u64::from(s.control_transfers()))
     }
-
-    fn close(&mut self) -> Result<(), Error> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -146,10 +146,9 @@ impl DeviceLink for SerialLink {
     }
 
     /// Sends the device back to what it was running.
-    fn close(&mut self) -> Result<(), Error> {
+    fn release(&mut self) {
         if std::mem::take(&mut self.listening) {
             let _ = self.console.exit_listening();
         }
-        Ok(())
     }
 }
