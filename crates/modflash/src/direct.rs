@@ -222,13 +222,7 @@ fn verify_installed(
     observer: &mut dyn Observer,
     out: &mut SerialInstall,
 ) -> Result<(), Error> {
-    let after = operation(
-        observer,
-        Operation::Read,
-        "reading the installed modules",
-        None,
-        |o| session.inventory(o),
-    )?;
+    let after = crate::exec::read_modules(session, observer)?;
     let installed = after.main_module(info.slot()).cloned();
     out.installed = installed.clone();
     out.verified = Some(false);

@@ -333,13 +333,7 @@ pub fn flash(
     cancel: &Cancel,
 ) -> Result<Flashed, Error> {
     let report = run_steps(session, &plan.steps, plan.via, observer, cancel)?;
-    let after = operation(
-        observer,
-        Operation::Read,
-        "reading the installed modules",
-        None,
-        |o| session.inventory(o),
-    )?;
+    let after = read_modules(session, observer)?;
     let observed = session.observe();
     let mut mismatches = compare(plan, &after, observed.as_ref().map(|o| o.mode));
     if report.left == Some(AfterLeave::Dfu) && plan.prediction.mode != Mode::Dfu {
@@ -354,6 +348,21 @@ pub fn flash(
         observed,
         mismatches,
     })
+}
+
+/// What is installed after a write, read as a [`Operation::Read`] operation: the evidence a
+/// write is checked against.
+pub fn read_modules(
+    session: &mut Session<'_>,
+    observer: &mut dyn Observer,
+) -> Result<Inventory, Error> {
+    operation(
+        observer,
+        Operation::Read,
+        "reading the installed modules",
+        None,
+        |o| session.inventory(o),
+    )
 }
 
 /// Differences between the predicted and the actual final state.
