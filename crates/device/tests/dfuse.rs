@@ -6,6 +6,7 @@ use modflash_device::{Color, Device, Mode, Pattern, ResetReason, Space};
 use modflash_dfu::Setup;
 use modflash_module::platform::{dct, platform};
 use modflash_module::release::platform_release;
+use modflash_module::rules;
 use modflash_module::synth::synthesize;
 use modflash_module::{ModuleFunction, ModuleRef};
 use proptest::prelude::*;
@@ -1125,8 +1126,7 @@ fn photon_0_5_2_to_1_5_0_with_the_bootloader_through_the_ota_region() {
 }
 
 fn d_bootloader_version(d: &Device) -> Option<u16> {
-    d.hal()
-        .installed_version(ModuleRef::new(ModuleFunction::Bootloader, 0))
+    rules::installed_version(&d.hal(), ModuleRef::new(ModuleFunction::Bootloader, 0))
 }
 
 #[test]

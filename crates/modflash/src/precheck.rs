@@ -5,9 +5,9 @@
 
 use std::fmt;
 
-use modflash_device::hal::Unmet;
 use modflash_module::platform::platform;
 use modflash_module::release::{platform_releases, RELEASES};
+use modflash_module::rules::Unmet;
 use modflash_module::{Dependency, ModuleFunction, ModuleInfo, ModuleRef};
 
 use crate::inventory::Inventory;

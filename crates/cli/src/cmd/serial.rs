@@ -495,7 +495,7 @@ fn verify(
             .filter(|d| !modflash::precheck::dependency_met(after, d).0)
             .map(|d| {
                 let (_, installed) = modflash::precheck::dependency_met(after, &d);
-                let unmet = modflash_device::hal::Unmet {
+                let unmet = modflash_module::rules::Unmet {
                     module: m.slot(),
                     required: d,
                     installed,
