@@ -21,6 +21,7 @@ use modflash_device::console::{
 };
 use modflash_device::Device;
 use modflash_module::platform::{platform_by_usb, Platform};
+use modflash_module::rules::OtaCode;
 use modflash_ymodem::{
     File, SendError, SendStage, SendStatus, Sender, SenderConfig, SenderStats, CAN,
 };
@@ -475,23 +476,6 @@ pub struct FlashReport {
     pub elapsed_ms: u64,
     /// Text the device printed after the transfer.
     pub device_text: String,
-}
-
-/// Device OS OTA error codes in words (spec §5.7).
-pub fn ota_error_name(code: i32) -> &'static str {
-    match code {
-        -1300 => "module not found",
-        -1310 => "unsupported module",
-        -1320 => "validation failed",
-        -1330 => "integrity check failed",
-        -1340 => "dependency check failed",
-        -1350 => "invalid address",
-        -1360 => "invalid platform",
-        -1370 => "invalid format",
-        -1380 => "updates disabled",
-        -1390 => "OTA error",
-        _ => "unknown error",
-    }
 }
 
 /// Timeouts of the console protocol.
@@ -1225,7 +1209,7 @@ pub fn flash_and_wait<L: Link>(
             Err(ExecError::Refused {
                 module: name.to_string(),
                 verdict: match code {
-                    Some(c) => format!("{} ({c})", ota_error_name(c)),
+                    Some(c) => format!("{} ({c})", OtaCode::name_of(c)),
                     None => "it cancelled the transfer without giving a reason".into(),
                 },
             })

@@ -15,12 +15,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use modflash::inventory::{InstalledModule, Inventory};
 use modflash::precheck::{fix_for, precheck, Precheck};
 use modflash::serial::{
-    ota_error_name, ConsoleLink, FlashReport, Link, PortLink, Progress, SerialError, Session,
-    Verdict, LISTENING_BAUD,
+    ConsoleLink, FlashReport, Link, PortLink, Progress, SerialError, Session, Verdict,
+    LISTENING_BAUD,
 };
 use modflash::DeviceRef;
 use modflash_device::console::ConsoleConfig;
 use modflash_module::platform::platform;
+use modflash_module::rules::{self, OtaCode};
 use modflash_module::{Module, ModuleFunction, ModuleInfo};
 use modflash_ymodem::SenderConfig;
 use serde_json::{json, Value};
@@ -431,13 +432,17 @@ fn refusal_words(code: Option<i32>, inventory: &Inventory, info: &ModuleInfo) ->
     let Some(code) = code else {
         return "it cancelled the transfer at the end without giving a code".into();
     };
-    let name = ota_error_name(code);
-    let detail = match code {
-        -1340 => precheck(inventory, info)
+    let name = OtaCode::name_of(code);
+    let detail = match OtaCode::from_code(code) {
+        Some(OtaCode::DependencyCheckFailed) => precheck(inventory, info)
             .err()
             .and_then(|p| p.unmet().map(|u| u.to_string())),
-        -1330 => Some("the CRC does not match (the image was damaged on the way)".into()),
-        -1360 => Some(format!("the module is for platform {}", info.platform_id)),
+        Some(OtaCode::IntegrityCheckFailed) => {
+            Some("the CRC does not match (the image was damaged on the way)".into())
+        }
+        Some(OtaCode::InvalidPlatform) => {
+            Some(format!("the module is for platform {}", info.platform_id))
+        }
         _ => None,
     };
     match detail {
@@ -492,16 +497,8 @@ fn verify(
         report.verified = Some(false);
         let failed: Vec<String> = m
             .deps()
-            .filter(|d| !modflash::precheck::dependency_met(after, d).0)
-            .map(|d| {
-                let (_, installed) = modflash::precheck::dependency_met(after, &d);
-                let unmet = modflash_module::rules::Unmet {
-                    module: m.slot(),
-                    required: d,
-                    installed,
-                };
-                format!("{unmet}: {}", fix_for(after.platform_id, &unmet))
-            })
+            .filter_map(|d| rules::check_dependency(after, m.slot(), d).err())
+            .map(|unmet| format!("{unmet}: {}", fix_for(after.platform_id, &unmet)))
             .collect();
         let why = if failed.is_empty() {
             "it fails the device's checks".to_string()
