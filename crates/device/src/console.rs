@@ -31,9 +31,10 @@
 use std::fmt::Write as _;
 
 use modflash_module::release::release_name;
+use modflash_module::rules;
 use modflash_ymodem::{Event, Receiver, ReceiverConfig, RecvError, CAN};
 
-use crate::device::{Color, Device, Led, Mode, OtaError, Pattern, ResetReason};
+use crate::device::{Color, Device, Led, Mode, Pattern, ResetReason};
 
 /// The line rate that puts a running device into listening mode
 /// (`START_YMODEM_FLASHER_SERIAL_SPEED`).
@@ -452,13 +453,12 @@ impl Console {
                     }
                     t.name = String::from_utf8_lossy(name).into_owned();
                     t.size = size;
-                    let max = device.ota_region().max_size as u64;
-                    let len = size.unwrap_or(max);
-                    match usize::try_from(len).map_err(|_| OtaError::TooLarge {
-                        len: usize::MAX,
-                        max: device.ota_region().max_size,
-                    }) {
-                        Ok(len) if len as u64 <= max => match device.ota_begin(len) {
+                    let len = size.unwrap_or(u64::from(device.ota_region().max_size));
+                    let fits = usize::try_from(len)
+                        .ok()
+                        .filter(|&l| rules::ota_fits(device.layout(), l).is_ok());
+                    match fits {
+                        Some(len) => match device.ota_begin(len) {
                             Ok(()) => t.begun = true,
                             Err(e) => {
                                 reject = true;
@@ -467,7 +467,7 @@ impl Console {
                                 });
                             }
                         },
-                        _ => {
+                        None => {
                             reject = true;
                             verdict = Some(TransferOutcome::TooLarge { size: len });
                         }

@@ -7,7 +7,8 @@
 //! last; reading picks the committed copy with a valid CRC and the highest sequence.
 
 use modflash_module::checksum::crc32;
-use modflash_module::platform::{dct, Family, Platform};
+use modflash_module::platform::{dct, Platform};
+use modflash_module::rules;
 
 use crate::flash::{FlashChip, FlashError, Space};
 
@@ -30,29 +31,12 @@ pub struct DctLocation {
 }
 
 impl DctLocation {
-    /// The DCT location of `platform`.
+    /// The DCT location of `platform` ([`rules::dct_area`]).
     pub fn of(platform: &Platform) -> Self {
-        match platform.family {
-            // Sectors 1 and 2 of the STM32F205.
-            Some(Family::Photon) | Some(Family::Electron) | None => Self {
-                space: Space::Internal,
-                copies: [0x0800_4000, 0x0800_8000],
-            },
-            // Gen3 keeps the DCT as a file in the external-flash filesystem.
-            Some(Family::Gen3) => Self {
-                space: Space::External,
-                copies: [0x0000_0000, 0x0000_4000],
-            },
-            // RTL872x keeps it in the LittleFS area at 0x08600000.
-            Some(Family::Rtl872x) => Self {
-                space: Space::Internal,
-                copies: [0x0860_0000, 0x0860_4000],
-            },
-            // Core: the SST25 user area.
-            Some(Family::Core) => Self {
-                space: Space::External,
-                copies: [0x0008_0000, 0x0008_4000],
-            },
+        let area = rules::dct_area(platform);
+        Self {
+            space: Space::of(area.location),
+            copies: area.copies,
         }
     }
 }

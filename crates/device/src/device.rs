@@ -3,6 +3,7 @@
 
 use modflash_module::platform::{dct, Family, Layout, ModuleBounds, Platform, Store};
 use modflash_module::release::{platform_release, platform_releases};
+use modflash_module::rules::{self, NotRunnable, OtaCode, OtaRefusal};
 use modflash_module::synth::synthesize;
 use modflash_module::{Module, ModuleFunction, ModuleInfo, ModuleRef};
 use serde::{Deserialize, Serialize};
@@ -194,26 +195,11 @@ const COPY_CHUNK: usize = 4096;
 /// Boot attempts before `boot` gives up on a reset loop (a real device would keep looping).
 const MAX_BOOT_STEPS: usize = 8;
 
-/// Why an OTA update was refused (spec §5.7 codes).
+/// Why an OTA update failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OtaError {
-    /// −1300: no module found in the OTA region, or its end is outside its region.
-    NotFound,
-    /// −1330: CRC-32 mismatch.
-    Integrity,
-    /// −1340: a dependency is not met.
-    Dependencies(crate::hal::Unmet),
-    /// −1350: outside its region.
-    Range,
-    /// −1360: built for another platform.
-    Platform(u16),
-    /// The image does not fit the OTA region.
-    TooLarge {
-        /// Bytes offered.
-        len: usize,
-        /// Bytes available.
-        max: u32,
-    },
+    /// The system refused the module (spec §5.7).
+    Refused(OtaRefusal),
     /// The update was not started (no `begin`).
     NotStarted,
     /// Power was lost.
@@ -224,37 +210,16 @@ impl OtaError {
     /// Device OS system error code.
     pub fn code(&self) -> i32 {
         match self {
-            Self::NotFound => -1300,
-            Self::Integrity => -1330,
-            Self::Dependencies(_) => -1340,
-            Self::Range => -1350,
-            Self::Platform(_) => -1360,
-            Self::TooLarge { .. } | Self::NotStarted | Self::PowerLost => -1390,
+            Self::Refused(r) => r.code().code(),
+            Self::NotStarted | Self::PowerLost => OtaCode::Failed.code(),
         }
     }
 }
 
 impl std::fmt::Display for OtaError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let code = self.code();
         match self {
-            Self::NotFound => write!(
-                f,
-                "module not found ({code}): no valid module header in the OTA region"
-            ),
-            Self::Integrity => write!(f, "integrity check failed ({code}): the CRC does not match"),
-            Self::Dependencies(u) => write!(f, "dependency check failed ({code}): {u}"),
-            Self::Range => write!(f, "invalid address ({code})"),
-            Self::Platform(p) => write!(
-                f,
-                "invalid platform ({code}): the module is for platform {p}"
-            ),
-            Self::TooLarge { len, max } => {
-                write!(
-                    f,
-                    "the file size is higher than the allowed space ({len} > {max} bytes)"
-                )
-            }
+            Self::Refused(r) => r.fmt(f),
             Self::NotStarted => f.write_str("no update in progress"),
             Self::PowerLost => f.write_str("power was lost during the update"),
         }
@@ -677,10 +642,7 @@ impl Device {
 
     /// The watchdog retry path exists with bootloaders of the 0.7.0 line and later.
     fn watchdog_enabled(&self) -> bool {
-        let b = ModuleRef::new(ModuleFunction::Bootloader, 0);
-        self.hal()
-            .installed_version(b)
-            .is_some_and(|v| (100..0xFFFF).contains(&v))
+        rules::bootloader_from_070(&self.hal())
             || self.platform.family != Some(Family::Photon)
                 && self.platform.family != Some(Family::Electron)
     }
@@ -874,9 +836,7 @@ impl Device {
             return Ok(Some(self.panic(&why)));
         }
         self.state.watchdog_retries = 0;
-        if self.platform.family == Some(Family::Electron) {
-            self.update_embedded_bootloader()?;
-        }
+        self.update_embedded_bootloader()?;
         self.register_factory_slot()?;
         let modules = self.validate_system_modules();
         // Step 5: a bootloader staged in the OTA region over DFU (DCT flag 0xA5).
@@ -947,41 +907,32 @@ impl Device {
         }
     }
 
-    /// Whether the system firmware can start at all: every system part present with a good
-    /// CRC (the Gen2 bootloader jumps into part 1 without checking it; a corrupt part crashes).
+    /// Whether the system firmware can start at all ([`rules::system_runnable`]); the reason
+    /// in words when it cannot.
     fn system_runnable(&self) -> Result<(), String> {
         let hal = self.hal();
-        for b in hal.layout.bounds.iter().filter(|b| {
-            b.store == Store::Main
-                && matches!(
-                    b.function,
-                    ModuleFunction::SystemPart | ModuleFunction::MonoFirmware
-                )
-        }) {
-            let f = hal.fetch(b, false, flags::INTEGRITY);
-            let Some(info) = f.info else {
-                return Err(format!("the {} is missing", b.slot()));
-            };
-            // The part the bootloader jumps into must be intact, and on the Electron (which
-            // skips `HAL_Core_Validate_Modules`) every part. A later Photon/P1 part with a bad
-            // CRC is caught by that validation instead: safe mode (spec §6.2 steps 2 and 4).
-            let entry = b.index == 1 || b.function == ModuleFunction::MonoFirmware;
-            let must_be_intact = entry || self.platform.family == Some(Family::Electron);
-            let mask = if must_be_intact {
-                flags::INTEGRITY | flags::PLATFORM | flags::RANGE
-            } else {
-                flags::PLATFORM | flags::RANGE
-            };
-            if f.failed() & mask != 0 || info.slot() != b.slot() {
-                return Err(format!(
+        rules::system_runnable(&hal, self.platform, hal.layout).map_err(|why| match why {
+            NotRunnable::Missing(region) => format!("the {} is missing", region.slot()),
+            NotRunnable::Other { region, found } => format!(
+                "the {} at {:#010x} is corrupt (it holds a {found})",
+                region.slot(),
+                region.start
+            ),
+            NotRunnable::Corrupt {
+                region,
+                platform,
+                integrity,
+            } => {
+                let failed = if platform { flags::PLATFORM } else { 0 }
+                    | if integrity { flags::INTEGRITY } else { 0 };
+                format!(
                     "the {} at {:#010x} is corrupt ({} failed)",
-                    b.slot(),
-                    b.start,
-                    describe_flags(f.failed() & mask)
-                ));
+                    region.slot(),
+                    region.start,
+                    describe_flags(failed)
+                )
             }
-        }
-        Ok(())
+        })
     }
 
     /// `HAL_Core_Validate_Modules`: bootloader and the last system part (Gen2 part 2; Gen3
@@ -1171,36 +1122,17 @@ impl Device {
     }
 
     /// Electron system firmware carries a bootloader image and installs it when the installed
-    /// bootloader is older (spec §4.3).
+    /// bootloader is older ([`rules::embedded_bootloader_update`]).
     fn update_embedded_bootloader(&mut self) -> Result<(), FlashError> {
-        let Some(version) = self.system_version() else {
+        let Some(update) = rules::embedded_bootloader_update(&self.hal(), self.platform) else {
             return Ok(());
         };
-        let Some(release) = platform_releases(self.platform).find(|r| r.system_version == version)
-        else {
-            return Ok(());
-        };
-        let Some(embedded) = release.embedded_bootloader else {
-            return Ok(());
-        };
-        let installed = self
-            .hal()
-            .installed_version(ModuleRef::new(ModuleFunction::Bootloader, 0))
-            .unwrap_or(0);
-        if installed != 0xFFFF && installed >= embedded {
-            return Ok(());
-        }
-        let Some(module) = release
-            .modules_for(self.platform)
-            .find(|m| m.function == ModuleFunction::Bootloader)
-        else {
-            return Ok(());
-        };
-        let image = synthesize(self.platform, &module);
+        let image = synthesize(self.platform, &update.module);
         self.flash
-            .write(Space::Internal, module.start, &image, COPY_CHUNK)?;
+            .write(Space::Internal, update.module.start, &image, COPY_CHUNK)?;
         self.event(format!(
-            "system: updated the bootloader from version {installed} to {embedded} (image carried by the system firmware)"
+            "system: updated the bootloader from version {} to {} (image carried by the system firmware)",
+            update.installed, update.version
         ));
         Ok(())
     }
@@ -1215,12 +1147,7 @@ impl Device {
     /// `HAL_FLASH_Begin`: frees pending slots and erases `len` bytes of the OTA region.
     pub fn ota_begin(&mut self, len: usize) -> Result<(), OtaError> {
         let ota = self.ota_region();
-        if len > ota.max_size as usize {
-            return Err(OtaError::TooLarge {
-                len,
-                max: ota.max_size,
-            });
-        }
+        rules::ota_fits(self.layout(), len).map_err(OtaError::Refused)?;
         let loc = self.dct_location();
         for i in 1..dct::MAX_MODULE_SLOTS {
             if dct_store::slot(&self.dct(), i).magic == dct::SLOT_PENDING {
@@ -1242,47 +1169,32 @@ impl Device {
     pub fn ota_write(&mut self, offset: usize, data: &[u8]) -> Result<(), OtaError> {
         let len = self.ota_length.ok_or(OtaError::NotStarted)?;
         let ota = self.ota_region();
-        if offset + data.len() > ota.max_size as usize || offset > len {
-            return Err(OtaError::TooLarge {
-                len: offset + data.len(),
+        let end = offset + data.len();
+        rules::ota_fits(self.layout(), end).map_err(OtaError::Refused)?;
+        if offset > len {
+            return Err(OtaError::Refused(OtaRefusal::TooLarge {
+                len: end,
                 max: ota.max_size,
-            });
+            }));
         }
         self.flash
             .program(Space::of(ota.location), ota.start + offset as u32, data)?;
         Ok(())
     }
 
-    /// `HAL_FLASH_End`: validates the staged module with INTEGRITY | DEPENDENCIES_FULL (user
-    /// dependencies optional); a bootloader is copied at once, anything else is queued for
-    /// the bootloader. The caller resets the device afterwards.
+    /// `HAL_FLASH_End`: validates the staged module ([`rules::ota_accepts`]: INTEGRITY |
+    /// DEPENDENCIES_FULL, user dependencies optional); a bootloader is copied at once,
+    /// anything else is queued for the bootloader. The caller resets the device afterwards.
     pub fn ota_finish(&mut self) -> Result<OtaOutcome, OtaError> {
         self.ota_length = None;
         let ota: &'static ModuleBounds = &self.layout().ota;
         let hal = self.hal();
-        let f = hal.fetch(ota, true, flags::INTEGRITY | flags::DEPENDENCIES_FULL);
-        let Some(info) = f.info else {
-            return Err(OtaError::NotFound);
-        };
-        let failed = f.failed();
-        if failed & flags::PLATFORM != 0 {
-            return Err(OtaError::Platform(info.platform_id));
-        }
-        if failed & flags::RANGE != 0 {
-            return Err(OtaError::Range);
-        }
-        if failed & flags::INTEGRITY != 0 {
-            return Err(OtaError::Integrity);
-        }
-        if failed & (flags::DEPENDENCIES | flags::DEPENDENCIES_FULL) != 0 {
-            return Err(OtaError::Dependencies(
-                f.unmet.expect("a failed dependency is recorded"),
-            ));
-        }
-        let target = hal
-            .layout
-            .main_bounds(info.slot())
-            .ok_or(OtaError::NotFound)?;
+        let not_found = OtaError::Refused(OtaRefusal::NotFound);
+        let (info, address) = hal.read_info(ota).ok_or(not_found)?;
+        let intact = hal.integrity_ok(Space::of(ota.location), address, &info);
+        rules::ota_accepts(&hal, hal.layout, self.platform.id, &info, intact)
+            .map_err(OtaError::Refused)?;
+        let target = hal.layout.main_bounds(info.slot()).ok_or(not_found)?;
         let mut copy_flags =
             slot_flags::VERIFY_CRC | slot_flags::VERIFY_DESTINATION | slot_flags::VERIFY_FUNCTION;
         if info
@@ -1320,7 +1232,7 @@ impl Device {
                 }
                 Err(why) => {
                     self.event(format!("system: bootloader update refused: {why}"));
-                    return Err(OtaError::Integrity);
+                    return Err(OtaError::Refused(OtaRefusal::Integrity));
                 }
             }
         }

@@ -12,13 +12,12 @@ use modflash_dfu::descriptor::{
     DESCRIPTOR_CONFIGURATION, DESCRIPTOR_DEVICE, DESCRIPTOR_DFU_FUNCTIONAL, DESCRIPTOR_STRING,
 };
 use modflash_dfu::{Setup, State, Status, StatusRecord};
-use modflash_module::platform::Family;
+use modflash_module::rules::{self, AltMemory, DfuAlt};
 use modflash_module::{ModuleFunction, ModuleRef};
 
 use crate::dct as dct_store;
 use crate::device::{Color, Device, Led, Mode, Pattern, ResetReason};
 use crate::flash::{FlashError, Space};
-use crate::hal::flags;
 
 /// wTransferSize of the functional descriptor: the block size of DNLOAD/UPLOAD and the unit of
 /// the DfuSe block-number addressing (`usbd_conf.h` XFERSIZE).
@@ -49,10 +48,6 @@ const BOGUS_STATE: State = State::Unknown(Status::ErrStalledPkt.as_u8());
 /// The bStatus of a refused erase, write or read (the address is not valid for the alt
 /// setting).
 const ERR_TARGET: Status = Status::ErrTarget;
-
-/// Gen2 bootloaders refuse erase and write below this address (bootloader, DCT and EEPROM
-/// emulation sectors; `DFU_MAL_IS_PROTECTED_AREA`).
-const GEN2_PROTECTED_END: u32 = 0x0802_0000;
 
 /// The device answered a control transfer with a STALL on EP0 (the host sees `EPIPE` /
 /// `LIBUSB_ERROR_PIPE`). Also returned for every request while the device is not in DFU mode
@@ -230,17 +225,6 @@ const READABLE: u8 = 1;
 const ERASABLE: u8 = 2;
 const WRITABLE: u8 = 4;
 
-/// What an alt setting gives access to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AltKind {
-    /// MCU internal flash; alt addresses are MCU addresses.
-    Internal,
-    /// The application DCT; alt addresses are offsets into it.
-    Dct,
-    /// External flash; alt address = region base + offset into the chip.
-    External,
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Segment {
     start: u64,
@@ -251,26 +235,18 @@ struct Segment {
 /// A parsed alt-setting string.
 #[derive(Clone, Debug)]
 struct AltMap {
-    kind: AltKind,
-    /// Address of the first region.
-    base: u32,
+    /// The memory it shows and the address of its first region.
+    alt: DfuAlt,
     segments: Vec<Segment>,
 }
 
 impl AltMap {
     /// Parses `@Name/0xADDR/count*size<mult><type>,…[/0xADDR/…]`.
     fn parse(s: &str) -> Option<Self> {
+        let alt = DfuAlt::parse(s)?;
         let mut fields = s.strip_prefix('@')?.split('/');
-        let name = fields.next()?.trim();
-        let kind = if name.starts_with("DCT") || name.starts_with("DCD") {
-            AltKind::Dct
-        } else if name.starts_with("Internal") {
-            AltKind::Internal
-        } else {
-            AltKind::External
-        };
+        fields.next()?; // the name, read by `DfuAlt::parse`
         let mut segments = Vec::new();
-        let mut base = None;
         while let Some(address) = fields.next() {
             let address = address.trim();
             if address.is_empty() {
@@ -280,7 +256,6 @@ impl AltMap {
                 .strip_prefix("0x")
                 .or_else(|| address.strip_prefix("0X"))?;
             let start = u32::from_str_radix(hex, 16).ok()?;
-            base.get_or_insert(start);
             let mut at = u64::from(start);
             for run in fields.next()?.split(',') {
                 let (count, rest) = run.trim().split_once('*')?;
@@ -307,11 +282,7 @@ impl AltMap {
                 at += len;
             }
         }
-        Some(Self {
-            kind,
-            base: base?,
-            segments,
-        })
+        Some(Self { alt, segments })
     }
 
     /// True when every byte of `[address, address+len)` lies in segments with `bit`.
@@ -736,11 +707,11 @@ impl Device {
         let before = self.flash().stats().modelled_us;
         let (operation, outcome) = self.run(&pending);
         let elapsed_us = self.flash().stats().modelled_us.saturating_sub(before);
-        let kind = self.alt_map().map(|m| m.kind);
+        let memory = self.alt_map().map(|m| m.alt.memory);
         self.dfu.poll_timeout_ms = if self.dfu.quirks.particle_poll_timeouts {
-            match (kind, operation) {
-                (Some(AltKind::Dct), Operation::Erase | Operation::MassErase) => 500,
-                (Some(AltKind::Dct), _) => 1,
+            match (memory, operation) {
+                (Some(AltMemory::Dct), Operation::Erase | Operation::MassErase) => 500,
+                (Some(AltMemory::Dct), _) => 1,
                 _ => 0,
             }
         } else {
@@ -858,60 +829,34 @@ impl Device {
     }
 
     /// Flash space and address behind an alt-setting address, and the offset to add to a
-    /// flash address to get back to the alt address.
+    /// flash address to get back to the alt address ([`rules::AltWindow`]).
     fn map_address(&self, map: &AltMap, address: u32) -> Option<(Space, u32, i64)> {
-        match map.kind {
-            AltKind::Internal => Some((Space::Internal, address, 0)),
-            AltKind::External => {
-                let base = self.flash().memory(Space::External)?.geometry.base;
-                let physical = address.checked_sub(map.base)?.checked_add(base)?;
-                Some((
-                    Space::External,
-                    physical,
-                    i64::from(map.base) - i64::from(base),
-                ))
-            }
-            AltKind::Dct => None,
-        }
+        let window = map.alt.window(self.layout())?;
+        let physical = window.flash_address(address)?;
+        Some((Space::of(window.location), physical, window.offset))
     }
 
-    /// Gen2 bootloaders refuse to touch the bootloader, DCT and EEPROM sectors.
+    /// The bootloader's own refusal to erase or write at alt address `address`
+    /// ([`rules::dfu_refuses`]).
     fn protected(&self, map: &AltMap, address: u64) -> bool {
-        map.kind == AltKind::Internal
-            && matches!(
-                self.platform().family,
-                Some(Family::Photon) | Some(Family::Electron)
-            )
-            && address < u64::from(GEN2_PROTECTED_END)
+        let (Some(window), Ok(address)) = (map.alt.window(self.layout()), u32::try_from(address))
+        else {
+            return false;
+        };
+        window
+            .flash_address(address)
+            .is_some_and(|a| rules::dfu_refuses(self.platform(), window.location, a))
     }
 
-    /// Photon/P1 bootloaders ≥ 100 reach the DCT through system part 2's dynalib after
-    /// checking the CRCs of parts 1 and 2.
+    /// Whether the bootloader can reach the DCT ([`rules::dct_reachable`]).
     fn dct_reachable(&self) -> bool {
-        if !self.dfu.quirks.dct_needs_system_parts || self.platform().family != Some(Family::Photon)
-        {
-            return true;
-        }
-        let hal = self.hal();
-        let bootloader = hal
-            .installed_version(ModuleRef::new(ModuleFunction::Bootloader, 0))
-            .unwrap_or(0);
-        if !(100..0xFFFF).contains(&bootloader) {
-            return true;
-        }
-        [1, 2].into_iter().all(|index| {
-            hal.layout
-                .main_bounds(ModuleRef::new(ModuleFunction::SystemPart, index))
-                .is_some_and(|b| {
-                    let f = hal.fetch(b, false, flags::INTEGRITY);
-                    f.info.is_some_and(|i| i.slot() == b.slot()) && f.passed & flags::INTEGRITY != 0
-                })
-        })
+        !self.dfu.quirks.dct_needs_system_parts
+            || rules::dct_reachable(&self.hal(), self.platform())
     }
 
     fn alt_erase(&mut self, address: u32) -> Result<(), Failure> {
         let map = self.alt_map().ok_or(Failure::Refused(ERR_TARGET))?;
-        if map.kind == AltKind::Dct {
+        if map.alt.memory == AltMemory::Dct {
             return Ok(()); // DCT_IF_Erase: nothing to do
         }
         let (space, physical, delta) = self
@@ -931,19 +876,19 @@ impl Device {
 
     fn alt_mass_erase(&mut self) -> Result<(), Failure> {
         let map = self.alt_map().ok_or(Failure::Refused(ERR_TARGET))?;
-        let space = match map.kind {
-            AltKind::Dct => return Ok(()),
-            AltKind::Internal => Space::Internal,
-            AltKind::External => Space::External,
-        };
+        if map.alt.memory == AltMemory::Dct {
+            return Ok(());
+        }
+        let window = map
+            .alt
+            .window(self.layout())
+            .ok_or(Failure::Refused(ERR_TARGET))?;
+        let space = Space::of(window.location);
         let Some(memory) = self.flash().memory(space) else {
             return Err(Failure::Refused(ERR_TARGET));
         };
         // Alt address = flash address + delta (external alts show the chip at their base).
-        let delta = match map.kind {
-            AltKind::External => i64::from(map.base) - i64::from(memory.geometry.base),
-            _ => 0,
-        };
+        let delta = window.offset;
         let sectors: Vec<(u32, u32)> = memory.geometry.sectors_iter().collect();
         for (start, size) in sectors {
             let Ok(alt_start) = u64::try_from(i64::from(start) + delta) else {
@@ -959,7 +904,7 @@ impl Device {
 
     fn alt_write(&mut self, address: u32, data: &[u8]) -> Result<(), Failure> {
         let map = self.alt_map().ok_or(Failure::Refused(ERR_TARGET))?;
-        if map.kind == AltKind::Dct {
+        if map.alt.memory == AltMemory::Dct {
             if !self.dct_reachable() {
                 return Err(Failure::Refused(ERR_TARGET));
             }
@@ -986,7 +931,7 @@ impl Device {
     /// (empty exactly at the end); a read starting outside the memory fails.
     fn alt_read(&self, address: u32, len: usize) -> Option<Vec<u8>> {
         let map = self.alt_map()?;
-        if map.kind == AltKind::Dct {
+        if map.alt.memory == AltMemory::Dct {
             if !self.dct_reachable() {
                 return None;
             }
@@ -1016,17 +961,20 @@ mod tests {
     fn alt_strings_parse_like_dfu_util() {
         let m = AltMap::parse("@Internal Flash   /0x08000000/03*016Ka,01*016Kg,01*064Kg,07*128Kg")
             .unwrap();
-        assert_eq!(m.kind, AltKind::Internal);
-        assert_eq!(m.base, 0x0800_0000);
+        assert_eq!(m.alt.memory, AltMemory::Internal);
+        assert_eq!(m.alt.base, 0x0800_0000);
         assert!(!m.allows(0x0800_8000, 4, WRITABLE));
         assert!(m.allows(0x0800_C000, 0x4000, ERASABLE | WRITABLE));
         assert!(m.allows(0x080A_0000, 0x60000, WRITABLE));
         assert!(!m.allows(0x080F_FFFF, 2, WRITABLE), "past the end");
         let d = AltMap::parse("@DCT Flash   /0x00000000/1*016Ke").unwrap();
-        assert_eq!(d.kind, AltKind::Dct);
+        assert_eq!(d.alt.memory, AltMemory::Dct);
         assert!(d.allows(0, 0x4000, WRITABLE) && !d.allows(0, 1, ERASABLE));
         let e = AltMap::parse("@External Flash   /0x80000000/1024*004Kg").unwrap();
-        assert_eq!((e.kind, e.base), (AltKind::External, 0x8000_0000));
+        assert_eq!(
+            (e.alt.memory, e.alt.base),
+            (AltMemory::External, 0x8000_0000)
+        );
         assert!(e.allows(0x803F_F000, 0x1000, WRITABLE));
         assert!(AltMap::parse("Internal").is_none());
         assert!(AltMap::parse("@x/0xZZ/1*1Ka").is_none());

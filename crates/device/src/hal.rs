@@ -1,10 +1,12 @@
 //! Module validation as Device OS' HAL does it (spec §5): locate a module in a region, check
-//! RANGE / PLATFORM / INTEGRITY / DEPENDENCIES / DEPENDENCIES_FULL, quirks included.
+//! RANGE / PLATFORM / INTEGRITY / DEPENDENCIES / DEPENDENCIES_FULL; the dependency rules
+//! themselves are [`modflash_module::rules`], read through this HAL's [`Installed`] view.
 
 use modflash_module::checksum::crc32;
 use modflash_module::extension::{Extension, ExtensionArea, Extensions};
 use modflash_module::parse::{device_header_offset, BASE_SUFFIX_SIZE};
 use modflash_module::platform::{Layout, ModuleBounds, Platform, Store};
+use modflash_module::rules::{self, Header, Installed, Part, Unmet};
 use modflash_module::softdevice;
 use modflash_module::{Dependency, ModuleFlags, ModuleFunction, ModuleInfo, ModuleRef};
 
@@ -43,17 +45,6 @@ pub struct Fetched {
     pub sha256: Option<[u8; 32]>,
     /// The first dependency that failed, with the installed version found (None = no region).
     pub unmet: Option<Unmet>,
-}
-
-/// A dependency that is not met.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Unmet {
-    /// The module whose dependency failed (for DEPENDENCIES_FULL: the installed module).
-    pub module: ModuleRef,
-    /// What it requires.
-    pub required: Dependency,
-    /// What is installed (`None` when the platform has no such module).
-    pub installed: Option<u16>,
 }
 
 impl Fetched {
@@ -194,12 +185,13 @@ impl<'a> Hal<'a> {
                 .and_then(|o| self.flash.read(space, address + o, 32))
                 .and_then(|s| s.try_into().ok());
         }
-        match self.dependencies(&info, user_deps_optional) {
+        let header = Header::of(&info);
+        match rules::dependencies(self, &header, user_deps_optional) {
             Ok(()) => out.passed |= flags::DEPENDENCIES,
             Err(u) => out.unmet = Some(u),
         }
         if check & flags::DEPENDENCIES_FULL != 0 {
-            match self.dependencies_full(&info, bounds) {
+            match rules::dependencies_full(self, &header) {
                 Ok(()) => out.passed |= flags::DEPENDENCIES_FULL,
                 Err(u) => out.unmet = out.unmet.or(Some(u)),
             }
@@ -223,82 +215,6 @@ impl<'a> Hal<'a> {
         };
         let (data, stored) = body.split_at(length as usize);
         crc32(data) == u32::from_be_bytes([stored[0], stored[1], stored[2], stored[3]])
-    }
-
-    /// The installed version of `slot`, read the way the dependency check reads it: from the
-    /// header in the slot's region, without validating that module (an erased region reads
-    /// as version 0xFFFF). `None` when the platform has no such region.
-    pub fn installed_version(&self, slot: ModuleRef) -> Option<u16> {
-        let bounds = self.layout.find_bounds(slot)?;
-        Some(
-            self.read_info(bounds)
-                .map_or(0xFFFF, |(info, _)| info.version),
-        )
-    }
-
-    /// `validate_module_dependencies` (spec §5.3), quirks included.
-    pub fn dependencies(&self, info: &ModuleInfo, user_optional: bool) -> Result<(), Unmet> {
-        let [dep1, dep2] = info.dependencies;
-        if dep1.is_none() || (user_optional && info.function == ModuleFunction::UserPart) {
-            return Ok(()); // dependency 2 is not examined at all
-        }
-        self.one_dependency(info, dep1)?;
-        if dep2.is_none() || (dep2.function == ModuleFunction::Bootloader && user_optional) {
-            return Ok(());
-        }
-        self.one_dependency(info, dep2)
-    }
-
-    fn one_dependency(&self, info: &ModuleInfo, dep: Dependency) -> Result<(), Unmet> {
-        let installed = self.installed_version(ModuleRef::new(dep.function, dep.index));
-        match installed {
-            Some(v) if v >= dep.version => Ok(()),
-            installed => Err(Unmet {
-                module: info.slot(),
-                required: dep,
-                installed,
-            }),
-        }
-    }
-
-    /// `validate_module_dependencies_full` (spec §5.4): installing `candidate` must not break
-    /// an installed system part that depends on the slot it replaces.
-    pub fn dependencies_full(
-        &self,
-        candidate: &ModuleInfo,
-        candidate_bounds: &ModuleBounds,
-    ) -> Result<(), Unmet> {
-        if candidate.function != ModuleFunction::SystemPart {
-            return Ok(());
-        }
-        for b in self.layout.bounds.iter().filter(|b| {
-            b.function == ModuleFunction::SystemPart
-                && b.store == Store::Main
-                && *b != candidate_bounds
-        }) {
-            let Some((installed, _)) = self.read_info(b) else {
-                continue;
-            };
-            if installed.function != ModuleFunction::SystemPart
-                || (installed.start_address == candidate.start_address
-                    && installed.slot() == candidate.slot())
-            {
-                continue;
-            }
-            for dep in installed.dependencies {
-                if dep.function == candidate.function
-                    && dep.index == candidate.index
-                    && candidate.version < dep.version
-                {
-                    return Err(Unmet {
-                        module: installed.slot(),
-                        required: dep,
-                        installed: Some(candidate.version),
-                    });
-                }
-            }
-        }
-        Ok(())
     }
 
     /// `HAL_System_Info`: every region of the memory map, fetched with INTEGRITY.
@@ -362,20 +278,38 @@ pub fn describe_flags(mask: u8) -> String {
         .join(", ")
 }
 
-impl std::fmt::Display for Unmet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let required = ModuleRef::new(self.required.function, self.required.index);
-        match self.installed {
-            Some(v) => write!(
-                f,
-                "{} needs {required} \u{2265} {}, installed {v}",
-                self.module, self.required.version
-            ),
-            None => write!(
-                f,
-                "{} needs {required} \u{2265} {}, which this platform does not have",
-                self.module, self.required.version
-            ),
+/// The HAL's view for the rules: headers read in place, without validating them.
+impl Installed for Hal<'_> {
+    fn has_region(&self, slot: ModuleRef) -> bool {
+        self.layout.find_bounds(slot).is_some()
+    }
+
+    fn version(&self, slot: ModuleRef) -> Option<u16> {
+        let bounds = self.layout.find_bounds(slot)?;
+        self.read_info(bounds).map(|(info, _)| info.version)
+    }
+
+    fn modules(&self) -> impl Iterator<Item = Header> + '_ {
+        self.layout
+            .bounds
+            .iter()
+            .filter(|b| b.store == Store::Main)
+            .filter_map(|b| self.read_info(b))
+            .map(|(info, _)| Header::of(&info))
+    }
+
+    fn part(&self, slot: ModuleRef) -> Part {
+        let Some(bounds) = self.layout.main_bounds(slot) else {
+            return Part::Missing;
+        };
+        let f = self.fetch(bounds, false, flags::INTEGRITY);
+        match f.info {
+            None => Part::Missing,
+            Some(info) if info.slot() != slot => Part::Other(info.slot()),
+            Some(_) => Part::Present {
+                platform_ok: f.passed & flags::PLATFORM != 0,
+                intact: f.passed & flags::INTEGRITY != 0,
+            },
         }
     }
 }

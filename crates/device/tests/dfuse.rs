@@ -5,6 +5,7 @@ use modflash_device::dfuse::{DfuQuirks, Stall, TRANSFER_SIZE};
 use modflash_device::{Color, Device, Mode, Pattern, ResetReason, Space};
 use modflash_dfu::Setup;
 use modflash_module::platform::dct;
+use modflash_module::rules;
 use modflash_module::{ModuleFunction, ModuleRef};
 use modflash_testkit::device::{device, release_app, DEVICE_ID};
 use modflash_testkit::fixture;
@@ -1108,8 +1109,7 @@ fn photon_0_5_2_to_1_5_0_with_the_bootloader_through_the_ota_region() {
 }
 
 fn d_bootloader_version(d: &Device) -> Option<u16> {
-    d.hal()
-        .installed_version(ModuleRef::new(ModuleFunction::Bootloader, 0))
+    rules::installed_version(&d.hal(), ModuleRef::new(ModuleFunction::Bootloader, 0))
 }
 
 #[test]

@@ -9,11 +9,11 @@
 //! * A `.dfu` file is written element by element, each checked the same way; its suffix
 //!   VID:PID must name this device's DFU id (or "any").
 
-use modflash_device::dct::DctLocation;
 use modflash_device::Space;
 use modflash_dfu::dfufile::{split_suffix, DfuseFile};
 use modflash_module::platform::{Location, ModuleBounds, Store};
-use modflash_module::{Module, ModuleFlags, ModuleFunction, ModuleInfo, Platform};
+use modflash_module::rules::{self, AltMemory, DfuAlt, Protected, ProtectedArea};
+use modflash_module::{Module, ModuleFlags, ModuleInfo, Platform};
 
 /// What the file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,57 +109,15 @@ fn region_name(b: &ModuleBounds) -> String {
     )
 }
 
-/// The memory ranges (flash space, start, end) a write must not touch without `--force`.
-fn protected(platform: &Platform) -> Vec<(Space, u64, u64, String)> {
-    let mut out = Vec::new();
-    for layout in platform.layouts() {
-        for b in layout.bounds {
-            if b.function == ModuleFunction::Bootloader && b.location == Location::Internal {
-                let entry = (
-                    Space::Internal,
-                    u64::from(b.start),
-                    u64::from(b.end),
-                    format!("the bootloader ({:#010x}..{:#010x})", b.start, b.end),
-                );
-                if !out.contains(&entry) {
-                    out.push(entry);
-                }
-            }
+/// A protected range in words: "the bootloader (0x08000000..0x08004000)".
+fn protected_words(p: &Protected) -> String {
+    let (start, end) = (p.start, p.end);
+    match p.area {
+        ProtectedArea::Bootloader => format!("the bootloader ({start:#010x}..{end:#010x})"),
+        ProtectedArea::Dct => {
+            format!("the DCT ({start:#010x}..{end:#010x}: keys, claim code, OTA flags)")
         }
     }
-    let dct = DctLocation::of(platform);
-    let first = u64::from(dct.copies[0].min(dct.copies[1]));
-    let last = u64::from(dct.copies[0].max(dct.copies[1])) + 0x4000;
-    out.push((
-        dct.space,
-        first,
-        last,
-        format!("the DCT ({first:#010x}..{last:#010x}: keys, claim code, OTA flags)"),
-    ));
-    out
-}
-
-/// How an alt maps to flash: the space and the delta (flash address = alt address − delta).
-fn alt_space(platform: &Platform, alt_name: &str) -> Option<(Space, i64)> {
-    let lower = alt_name.to_ascii_lowercase();
-    let layout = platform.layout_for(None)?;
-    if lower.contains("internal") {
-        return Some((Space::Internal, 0));
-    }
-    if lower.contains("external") {
-        let ext = layout.external?;
-        let base = modflash_dfu::MemoryLayout::parse(alt_name)
-            .ok()?
-            .regions
-            .first()?
-            .address;
-        return Some((Space::External, i64::from(base) - i64::from(ext.base)));
-    }
-    None
-}
-
-fn is_dct_alt(alt_name: &str) -> bool {
-    alt_name.to_ascii_lowercase().contains("dct")
 }
 
 /// Regions a module may be written to: its own slot in any memory map, the factory slot
@@ -221,23 +179,31 @@ fn check_write(
 ) -> Vec<String> {
     let mut failed = Vec::new();
     let end = u64::from(op.address) + op.data.len() as u64;
-    if is_dct_alt(alt_name) {
+    let alt = DfuAlt::parse(alt_name);
+    if alt.is_some_and(|a| a.memory == AltMemory::Dct) {
         failed.push(format!(
             "the write goes to the DCT (alt {}, offset {:#x}): keys, claim code and OTA flags live there",
             op.alt, op.address
         ));
         return failed;
     }
-    let Some((space, delta)) = alt_space(platform, alt_name) else {
+    let window = alt
+        .zip(platform.layout_for(None))
+        .and_then(|(a, l)| a.window(l));
+    let Some(window) = window else {
         return failed; // an alt modflash does not know: the layout check still applies
     };
-    let start = i64::from(op.address) - delta;
-    let stop = end as i64 - delta;
-    for (s, a, b, what) in protected(platform) {
-        if s == space && start < b as i64 && stop > a as i64 {
+    let space = Space::of(window.location);
+    let start = i64::from(op.address) - window.offset;
+    let stop = end as i64 - window.offset;
+    for p in rules::dfu_protected(platform) {
+        let touches = start < i64::from(p.end) && stop > i64::from(p.start);
+        if location_space(p.location) == Some(space) && touches {
             failed.push(format!(
-                "{:#010x}..{:#010x} touches {what}",
-                op.address, end
+                "{:#010x}..{:#010x} touches {}",
+                op.address,
+                end,
+                protected_words(&p)
             ));
         }
     }

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use modflash_module::platform::platform;
+use modflash_module::rules::{self, OtaCode};
 use modflash_module::{Module, ModuleFunction, ModuleInfo};
 
 use crate::catalog::Candidate;
@@ -15,7 +16,7 @@ use crate::inventory::{InstalledModule, Inventory};
 use crate::precheck::{fix_for, precheck, Precheck};
 use crate::progress::{operation, Cancel, Event, Observer, Operation};
 use crate::session::Session;
-use crate::transport::serial::{ota_error_name, FlashReport, Verdict};
+use crate::transport::serial::{FlashReport, Verdict};
 use crate::transport::AfterLeave;
 
 /// What the device said about a module sent over serial.
@@ -197,13 +198,17 @@ fn refusal_words(code: Option<i32>, inventory: &Inventory, info: &ModuleInfo) ->
     let Some(code) = code else {
         return "it cancelled the transfer at the end without giving a code".into();
     };
-    let name = ota_error_name(code);
-    let detail = match code {
-        -1340 => precheck(inventory, info)
+    let name = OtaCode::name_of(code);
+    let detail = match OtaCode::from_code(code) {
+        Some(OtaCode::DependencyCheckFailed) => precheck(inventory, info)
             .err()
             .and_then(|p| p.unmet().map(|u| u.to_string())),
-        -1330 => Some("the CRC does not match (the image was damaged on the way)".into()),
-        -1360 => Some(format!("the module is for platform {}", info.platform_id)),
+        Some(OtaCode::IntegrityCheckFailed) => {
+            Some("the CRC does not match (the image was damaged on the way)".into())
+        }
+        Some(OtaCode::InvalidPlatform) => {
+            Some(format!("the module is for platform {}", info.platform_id))
+        }
         _ => None,
     };
     match detail {
@@ -262,17 +267,8 @@ fn verify_installed(
     if !m.checks.all() {
         let failed: Vec<String> = m
             .deps()
-            .filter_map(|d| {
-                let (met, installed) = crate::precheck::dependency_met(&after, &d);
-                (!met).then(|| {
-                    let unmet = modflash_device::hal::Unmet {
-                        module: m.slot(),
-                        required: d,
-                        installed,
-                    };
-                    format!("{unmet}: {}", fix_for(after.platform_id, &unmet))
-                })
-            })
+            .filter_map(|d| rules::check_dependency(&after, m.slot(), d).err())
+            .map(|unmet| format!("{unmet}: {}", fix_for(after.platform_id, &unmet)))
             .collect();
         let why = if failed.is_empty() {
             "it fails the device's checks".to_string()

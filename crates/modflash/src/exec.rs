@@ -286,7 +286,7 @@ fn serial_step(
         Verdict::Accepted { .. } => return Ok(report),
         Verdict::Refused { code } => (
             match code {
-                Some(c) => format!("{} ({c})", crate::transport::serial::ota_error_name(c)),
+                Some(c) => format!("{} ({c})", modflash_module::rules::OtaCode::name_of(c)),
                 None => "it cancelled the transfer at the end without giving a code".into(),
             },
             code,

@@ -3,7 +3,8 @@
 
 use modflash_device::hal::{flags, Fetched};
 use modflash_device::Device;
-use modflash_module::platform::Store;
+use modflash_module::platform::{platform, Store};
+use modflash_module::rules::{Header, Installed, Part};
 use modflash_module::{Dependency, ModuleFunction, ModuleRef};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -232,6 +233,48 @@ impl Inventory {
     pub fn system_version(&self) -> Option<u16> {
         self.main_module(ModuleRef::new(ModuleFunction::SystemPart, 1))
             .map(|m| m.version)
+    }
+}
+
+/// What a device reports, for the rules. The memory map is the one the platform's known maps
+/// give for the installed system version; a region the device lists a module in counts even
+/// when modflash does not know the map.
+impl Installed for Inventory {
+    fn has_region(&self, slot: ModuleRef) -> bool {
+        self.main_module(slot).is_some()
+            || platform(self.platform_id)
+                .and_then(|p| p.layout_for(self.system_version()))
+                .is_some_and(|l| l.find_bounds(slot).is_some())
+    }
+
+    fn version(&self, slot: ModuleRef) -> Option<u16> {
+        self.main_module(slot).map(|m| m.version)
+    }
+
+    fn modules(&self) -> impl Iterator<Item = Header> + '_ {
+        // A report lists only the non-empty dependencies: enough for DEPENDENCIES_FULL, which
+        // looks at every one.
+        self.modules.iter().filter(|m| m.is_main()).map(|m| {
+            let mut dependencies = [Dependency::NONE; 2];
+            for (field, dep) in dependencies.iter_mut().zip(m.deps()) {
+                *field = dep;
+            }
+            Header {
+                slot: m.slot(),
+                version: m.version,
+                dependencies,
+            }
+        })
+    }
+
+    fn part(&self, slot: ModuleRef) -> Part {
+        match self.main_module(slot) {
+            None => Part::Missing,
+            Some(m) => Part::Present {
+                platform_ok: m.checks.platform && m.checks.range,
+                intact: m.checks.integrity,
+            },
+        }
     }
 }
 

@@ -8,8 +8,9 @@ use std::fmt;
 
 use modflash_device::hal::Hal;
 use modflash_device::{Device, Led, Mode};
-use modflash_module::platform::{dct, Family, Layout, Location, ModuleBounds, Platform, Store};
+use modflash_module::platform::{dct, Layout, Platform, Store};
 use modflash_module::release::{platform_releases, release_name};
+use modflash_module::rules::{self, DfuPlace, Header, Installed, OtaRefusal, Part, ERASED};
 use modflash_module::{Dependency, ModuleFunction, ModuleRef};
 
 use crate::catalog::{Candidate, Catalog};
@@ -271,12 +272,6 @@ struct Hdr {
     extent: (u32, u32),
 }
 
-impl Hdr {
-    fn listed(&self) -> impl Iterator<Item = Dependency> + '_ {
-        self.deps.iter().copied().filter(|d| !d.is_none())
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct State {
     slots: BTreeMap<ModuleRef, Hdr>,
@@ -292,6 +287,45 @@ struct State {
 struct Model<'a> {
     platform: &'static Platform,
     pool: &'a [Candidate],
+}
+
+/// A model state as the Device OS rules read it, under the memory map it implies.
+struct View<'a> {
+    state: &'a State,
+    layout: &'static Layout,
+}
+
+impl Installed for View<'_> {
+    fn has_region(&self, slot: ModuleRef) -> bool {
+        self.layout.find_bounds(slot).is_some()
+    }
+
+    fn version(&self, slot: ModuleRef) -> Option<u16> {
+        self.state.slots.get(&slot).map(|h| h.version)
+    }
+
+    fn modules(&self) -> impl Iterator<Item = Header> + '_ {
+        self.state
+            .slots
+            .iter()
+            .filter(|(slot, _)| self.layout.main_bounds(**slot).is_some())
+            .map(|(&slot, h)| Header {
+                slot,
+                version: h.version,
+                dependencies: h.deps,
+            })
+    }
+
+    fn part(&self, slot: ModuleRef) -> Part {
+        // The model does not track platforms: it only installs modules of this one.
+        self.state
+            .slots
+            .get(&slot)
+            .map_or(Part::Missing, |h| Part::Present {
+                platform_ok: true,
+                intact: h.intact,
+            })
+    }
 }
 
 fn hdr_of(c: &Candidate, id: usize) -> Hdr {
@@ -329,105 +363,61 @@ impl Model<'_> {
             .expect("planned platforms have a memory map")
     }
 
-    /// Version the device reads for `slot`: None when there is no such region; 0xFFFF when
-    /// the region is erased (which, as on the device, satisfies any dependency).
-    fn installed(&self, s: &State, layout: &Layout, slot: ModuleRef) -> Option<u16> {
-        layout.find_bounds(slot)?;
-        Some(s.slots.get(&slot).map_or(0xFFFF, |h| h.version))
+    /// The state as the rules read it.
+    fn view<'s>(&self, s: &'s State) -> View<'s> {
+        View {
+            state: s,
+            layout: self.layout(s),
+        }
     }
 
-    /// `validate_module_dependencies` on the model.
-    fn deps_ok(
-        &self,
-        s: &State,
-        layout: &Layout,
-        slot: ModuleRef,
-        h: &Hdr,
-        user_optional: bool,
-    ) -> Result<(), (Dependency, Option<u16>)> {
-        let [d1, d2] = h.deps;
-        if d1.is_none() || (user_optional && slot.function == ModuleFunction::UserPart) {
-            return Ok(());
-        }
-        let check =
-            |d: Dependency| match self.installed(s, layout, ModuleRef::new(d.function, d.index)) {
-                Some(v) if v >= d.version => Ok(()),
-                v => Err((d, v)),
-            };
-        check(d1)?;
-        if d2.is_none() || (d2.function == ModuleFunction::Bootloader && user_optional) {
-            return Ok(());
-        }
-        check(d2)
-    }
-
-    /// `validate_module_dependencies_full` on the model.
-    fn deps_full_ok(
-        &self,
-        s: &State,
-        layout: &Layout,
-        slot: ModuleRef,
-        h: &Hdr,
-    ) -> Result<(), (ModuleRef, Dependency)> {
-        if slot.function != ModuleFunction::SystemPart {
-            return Ok(());
-        }
-        for (other, oh) in &s.slots {
-            if other.function != ModuleFunction::SystemPart
-                || *other == slot
-                || layout.main_bounds(*other).is_none()
-            {
-                continue;
-            }
-            for d in oh.deps {
-                if d.function == slot.function && d.index == slot.index && h.version < d.version {
-                    return Err((*other, d));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Would the device accept `c` over serial (OTA validation, spec §7.1)?
+    /// Would the device accept `c` over serial (OTA validation, spec §7.1)? The reason in
+    /// words when not.
     fn ota_accepts(&self, s: &State, id: usize) -> Result<(), String> {
         let c = &self.pool[id];
-        let layout = self.layout(s);
+        let view = self.view(s);
+        let layout = view.layout;
         let slot = c.slot();
-        let in_range = layout
-            .find_bounds(slot)
-            .is_some_and(|b| b.end_in_range(c.info.end_address));
-        if !in_range {
-            return Err(format!(
-                "the installed system firmware has no region for a {slot} ending at {:#010x} (module not found, \u{2212}1300)",
-                c.info.end_address
-            ));
-        }
-        if c.bytes.len() > layout.ota.max_size as usize {
-            return Err(format!(
+        let refusal = rules::ota_fits(layout, c.bytes.len())
+            .and_then(|()| rules::ota_accepts(&view, layout, self.platform.id, &c.info, true));
+        // As the device words it, with a typographic minus: "dependency check failed (−1340)".
+        let label = |r: &OtaRefusal| (r.code().name(), r.code().code().unsigned_abs());
+        refusal.map_err(|r| match r {
+            OtaRefusal::NotFound => {
+                let (name, number) = label(&r);
+                format!(
+                    "the installed system firmware has no region for a {slot} ending at {:#010x} ({name}, \u{2212}{number})",
+                    c.info.end_address
+                )
+            }
+            OtaRefusal::TooLarge { .. } => format!(
                 "the {slot} does not fit the {} KB OTA region",
                 layout.ota.max_size / 1024
-            ));
-        }
-        let h = hdr_of(c, id);
-        self.deps_ok(s, layout, slot, &h, true).map_err(|(d, v)| {
-            let needed = ModuleRef::new(d.function, d.index);
-            let example = match (d.function, first_release_with(d.version)) {
-                (ModuleFunction::SystemPart, Some(r)) => format!(" (e.g. Device OS {r})"),
-                _ => String::new(),
-            };
-            format!(
-                "dependency check failed (\u{2212}1340): {slot} needs {needed} \u{2265} {}, installed {}; \
-                 a serial plan needs a {needed} \u{2265} {}{example} in the catalogue to install first",
-                d.version,
-                v.map_or("none".into(), |v| v.to_string()),
-                d.version
-            )
-        })?;
-        self.deps_full_ok(s, layout, slot, &h).map_err(|(other, d)| {
-            format!(
-                "dependency check failed (\u{2212}1340): the installed {other} needs {slot} \u{2265} {}",
-                d.version
-            )
+            ),
+            OtaRefusal::Dependencies(u) => {
+                let (name, number) = label(&r);
+                let d = u.required;
+                let needed = ModuleRef::new(d.function, d.index);
+                let example = match (d.function, first_release_with(d.version)) {
+                    (ModuleFunction::SystemPart, Some(r)) => format!(" (e.g. Device OS {r})"),
+                    _ => String::new(),
+                };
+                format!(
+                    "{name} (\u{2212}{number}): {slot} needs {needed} \u{2265} {}, installed {}; \
+                     a serial plan needs a {needed} \u{2265} {}{example} in the catalogue to install first",
+                    d.version,
+                    u.installed.map_or("none".into(), |v| v.to_string()),
+                    d.version
+                )
+            }
+            OtaRefusal::DependenciesFull(u) => {
+                let (name, number) = label(&r);
+                format!(
+                    "{name} (\u{2212}{number}): the installed {} needs {slot} \u{2265} {}",
+                    u.module, u.required.version
+                )
+            }
+            OtaRefusal::Platform(_) | OtaRefusal::Integrity => r.to_string(),
         })
     }
 
@@ -438,28 +428,10 @@ impl Model<'_> {
         n
     }
 
-    /// Every system part region of the memory map holds a module, and the part the
-    /// bootloader jumps into (every part on the Electron) is intact — as the device's
-    /// `system_runnable`.
+    /// Whether the system firmware starts ([`rules::system_runnable`]).
     fn system_runs(&self, s: &State) -> bool {
-        let layout = self.layout(s);
-        let electron = self.platform.family == Some(Family::Electron);
-        layout
-            .bounds
-            .iter()
-            .filter(|b| {
-                b.store == Store::Main
-                    && matches!(
-                        b.function,
-                        ModuleFunction::SystemPart | ModuleFunction::MonoFirmware
-                    )
-            })
-            .all(|b| {
-                let entry = b.index == 1 || b.function == ModuleFunction::MonoFirmware;
-                s.slots
-                    .get(&b.slot())
-                    .is_some_and(|h| h.intact || !(entry || electron))
-            })
+        let view = self.view(s);
+        rules::system_runnable(&view, self.platform, view.layout).is_ok()
     }
 
     /// The system's part in a boot: Electron installs its embedded bootloader; a staged
@@ -470,114 +442,50 @@ impl Model<'_> {
         }
         let mut n = s.clone();
         let boot_slot = ModuleRef::new(ModuleFunction::Bootloader, 0);
-        if self.platform.family == Some(Family::Electron) {
-            let v = n
-                .slots
-                .get(&ModuleRef::new(ModuleFunction::SystemPart, 1))
-                .map(|h| h.version);
-            let embedded = platform_releases(self.platform)
-                .find(|r| Some(r.system_version) == v)
-                .and_then(|r| r.embedded_bootloader);
-            if let Some(e) = embedded {
-                let installed = n.slots.get(&boot_slot).map_or(0, |h| h.version);
-                if installed < e || installed == 0xFFFF {
-                    n.slots.insert(
-                        boot_slot,
-                        Hdr {
-                            version: e,
-                            deps: [Dependency::NONE; 2],
-                            id: None,
-                            intact: true,
-                            extent: n.slots.get(&boot_slot).map_or((0, 0), |h| h.extent),
-                        },
-                    );
-                }
-            }
+        if let Some(update) = rules::embedded_bootloader_update(&self.view(&n), self.platform) {
+            n.slots.insert(
+                boot_slot,
+                Hdr {
+                    version: update.version,
+                    deps: [Dependency::NONE; 2],
+                    id: None,
+                    intact: true,
+                    extent: n.slots.get(&boot_slot).map_or((0, 0), |h| h.extent),
+                },
+            );
         }
         if let Some(id) = n.staged.take() {
-            let layout = self.layout(&n);
             let h = hdr_of(&self.pool[id], id);
-            if self.deps_ok(&n, layout, boot_slot, &h, true).is_ok() {
+            let header = Header::of(&self.pool[id].info);
+            if rules::dependencies(&self.view(&n), &header, true).is_ok() {
                 n.slots.insert(boot_slot, h);
             }
         }
         Some(n)
     }
 
-    /// Every module's listed dependencies hold (erased regions do not count), and a user
-    /// part is installed.
+    /// Every module's listed dependencies hold ([`rules::listed_dependencies_met`]), also for
+    /// a module the installed memory map has no region for yet (an app built for a newer map
+    /// needs that map's system part).
     fn consistent(&self, s: &State) -> Result<(), Missing> {
-        let layout = self.layout(s);
-        // Every module, also one the installed memory map has no region for yet (an app
-        // built for a newer map needs that map's system part).
-        for (slot, h) in &s.slots {
-            for d in h.listed() {
-                let dslot = ModuleRef::new(d.function, d.index);
-                let ok = layout.find_bounds(dslot).is_some()
-                    && s.slots
-                        .get(&dslot)
-                        .is_some_and(|x| x.version >= d.version && x.version != 0xFFFF);
-                if !ok {
-                    return Err(Missing {
-                        slot: dslot,
-                        min_version: d.version,
-                        needed_by: format!("{slot} version {}", h.version),
-                    });
-                }
-            }
+        let view = self.view(s);
+        for (&slot, h) in &s.slots {
+            let header = Header {
+                slot,
+                version: h.version,
+                dependencies: h.deps,
+            };
+            rules::listed_dependencies_met(&view, &header).map_err(|u| Missing {
+                slot: ModuleRef::new(u.required.function, u.required.index),
+                min_version: u.required.version,
+                needed_by: format!("{slot} version {}", h.version),
+            })?;
         }
         Ok(())
     }
 }
 
 // ---- planning -------------------------------------------------------------------------------
-
-/// Where a module goes over DFU: (alt, address, staged).
-/// Where a module goes over DFU: (alt, address, staged). `layout` is the memory map in force
-/// when it is written; `final_layout` the one whose system firmware will install a staged
-/// bootloader at the final boot (its OTA region is where the bootloader must be).
-fn dfu_target(
-    platform: &Platform,
-    layout: &Layout,
-    final_layout: &Layout,
-    c: &Candidate,
-    factory: bool,
-) -> Option<(u8, u32, bool)> {
-    let ext_alt = 2;
-    let ext_base = if platform.family == Some(Family::Gen3) {
-        0x8000_0000
-    } else {
-        0
-    };
-    let place = |b: &ModuleBounds, addr: u32| match b.location {
-        Location::Internal => (0u8, addr),
-        _ => (ext_alt, ext_base + addr),
-    };
-    if factory {
-        let f = layout.factory_bounds()?;
-        let (alt, addr) = place(f, f.start);
-        return Some((alt, addr, false));
-    }
-    match (c.info.function, platform.family) {
-        // The Gen2 and Gen3 bootloaders' own sectors are read-only over DFU: stage it.
-        (ModuleFunction::Bootloader, Some(Family::Photon | Family::Electron | Family::Gen3)) => {
-            let (alt, addr) = place(&final_layout.ota, final_layout.ota.start);
-            Some((alt, addr, true))
-        }
-        _ => {
-            // DFU writes are raw: the module may belong to another memory map than the one
-            // installed now (e.g. Electron system part 3 onto a two-part 0.5.x device).
-            let b = std::iter::once(layout)
-                .chain(platform.layouts())
-                .find_map(|l| {
-                    l.find_bounds(c.slot())
-                        .filter(|b| b.end_in_range(c.info.end_address))
-                })?;
-            let (alt, addr) = place(b, c.info.start_address);
-            Some((alt, addr, false))
-        }
-    }
-}
 
 /// Particle's install order for a slot: its position in the module list of the platform's
 /// newest known release (bootloader, radio stack, system parts in the order their
@@ -662,21 +570,22 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
             .slots
             .get(&slot)
             .map(|h| h.version)
-            .filter(|&v| v != 0xFFFF);
-        let action =
-            match req.via {
-                Via::Serial => Action::Serial,
-                Via::Dfu => {
-                    let (alt, address, staged) =
-                        dfu_target(platform, model.layout(&state), final_layout, c, false)
-                            .unwrap_or((0, c.info.start_address, false));
-                    if staged {
+            .filter(|&v| v != ERASED);
+        let action = match req.via {
+            Via::Serial => Action::Serial,
+            Via::Dfu => {
+                match rules::dfu_place(platform, model.layout(&state), final_layout, &c.info) {
+                    Some(DfuPlace::Stage { alt, address }) => {
                         Action::DfuStageBootloader { alt, address }
-                    } else {
-                        Action::DfuWrite { alt, address }
                     }
+                    Some(DfuPlace::Write { alt, address }) => Action::DfuWrite { alt, address },
+                    None => Action::DfuWrite {
+                        alt: 0,
+                        address: c.info.start_address,
+                    },
                 }
-            };
+            }
+        };
         let reason = reason_for(&model, &start, &targets, &finals, id);
         state = model.install(&state, id);
         plan_steps.push(Step {
@@ -885,6 +794,10 @@ fn invalidate_legacy_app(steps: &mut Vec<Step>, start: &State, final_layout: &La
     else {
         return;
     };
+    let Some((alt, address)) = rules::dfu_address(final_layout, bounds.location, bounds.start)
+    else {
+        return;
+    };
     if steps.iter().any(|s| s.module.slot() == legacy) {
         return;
     }
@@ -894,8 +807,8 @@ fn invalidate_legacy_app(steps: &mut Vec<Step>, start: &State, final_layout: &La
         Step {
             module: app,
             action: Action::DfuErase {
-                alt: 0,
-                address: bounds.start,
+                alt,
+                address,
                 len: 4096,
             },
             from_version: Some(old.version),
@@ -1002,13 +915,15 @@ fn search(
                     }
                 }
                 Via::Dfu => {
-                    let Some((_, _, staged)) =
-                        dfu_target(model.platform, model.layout(&s), final_layout, c, false)
+                    let Some(place) =
+                        rules::dfu_place(model.platform, model.layout(&s), final_layout, &c.info)
                     else {
                         continue;
                     };
-                    if staged {
-                        if s.staged.is_some() || !dct_writable(model, &s) {
+                    if matches!(place, DfuPlace::Stage { .. }) {
+                        // Setting the OTA flag needs the DCT.
+                        let dct_reachable = rules::dct_reachable(&model.view(&s), model.platform);
+                        if s.staged.is_some() || !dct_reachable {
                             continue;
                         }
                         let mut n = s.clone();
@@ -1061,26 +976,6 @@ fn search(
     })
 }
 
-/// Photon/P1 bootloaders of the 0.7.0 line and later reach the DCT through system part 2:
-/// DFU access to the DCT needs intact system parts 1 and 2.
-fn dct_writable(model: &Model<'_>, s: &State) -> bool {
-    if model.platform.family != Some(Family::Photon) {
-        return true;
-    }
-    let boot = s
-        .slots
-        .get(&ModuleRef::new(ModuleFunction::Bootloader, 0))
-        .map_or(0, |h| h.version);
-    if !(100..0xFFFF).contains(&boot) {
-        return true;
-    }
-    [1, 2].iter().all(|&i| {
-        s.slots
-            .get(&ModuleRef::new(ModuleFunction::SystemPart, i))
-            .is_some_and(|h| h.intact)
-    })
-}
-
 fn reason_for(
     model: &Model<'_>,
     start: &State,
@@ -1097,7 +992,7 @@ fn reason_for(
         .slots
         .get(&slot)
         .map(|h| h.version)
-        .filter(|&v| v != 0xFFFF);
+        .filter(|&v| v != ERASED);
     let needers: Vec<String> = finals
         .values()
         .filter(|&&f| f != id)
@@ -1154,7 +1049,7 @@ fn plan_factory(
     let mut steps = Vec::new();
     for &id in targets {
         let c = &pool[id];
-        let Some((alt, address, _)) = dfu_target(twin.platform(), layout, layout, c, true) else {
+        let Some((alt, address)) = rules::dfu_factory_place(layout) else {
             return Err(PlanError::Refused {
                 file: c.origin.to_string(),
                 reason: format!(

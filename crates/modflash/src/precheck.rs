@@ -5,33 +5,12 @@
 
 use std::fmt;
 
-use modflash_device::hal::Unmet;
 use modflash_module::platform::platform;
 use modflash_module::release::{platform_releases, RELEASES};
+use modflash_module::rules::{self, Header, OtaRefusal, Unmet};
 use modflash_module::{Dependency, ModuleFunction, ModuleInfo, ModuleRef};
 
 use crate::inventory::Inventory;
-
-/// Version the dependency check reads from an erased region (it satisfies any dependency).
-pub const ERASED: u16 = 0xFFFF;
-
-/// What is installed in `slot` as the device's dependency check reads it: the version of the
-/// running module there; [`ERASED`] when the platform has the region but the device lists no
-/// module in it (an erased region satisfies any dependency, a Device OS quirk); `None` when
-/// the platform has no such region.
-pub fn installed_version(inventory: &Inventory, slot: ModuleRef) -> Option<u16> {
-    if let Some(m) = inventory.main_module(slot) {
-        return Some(m.version);
-    }
-    let layout = platform(inventory.platform_id)?.layout_for(inventory.system_version())?;
-    layout.find_bounds(slot).map(|_| ERASED)
-}
-
-/// Whether one dependency is met on the device, and what is installed.
-pub fn dependency_met(inventory: &Inventory, dep: &Dependency) -> (bool, Option<u16>) {
-    let installed = installed_version(inventory, ModuleRef::new(dep.function, dep.index));
-    (installed.is_some_and(|v| v >= dep.version), installed)
-}
 
 /// Why a module should not be sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,8 +22,8 @@ pub enum Precheck {
         /// The device's platform id.
         device: u16,
     },
-    /// The device's validation would refuse it (−1340).
-    Refused(Unmet),
+    /// The device's validation would refuse it (a dependency check, −1340).
+    Refused(OtaRefusal),
     /// The device would accept it, but the application would not run (safe mode).
     SafeMode(Unmet),
 }
@@ -64,10 +43,7 @@ impl fmt::Display for Precheck {
                 name(*module),
                 name(*device)
             ),
-            Self::Refused(u) => write!(
-                f,
-                "the device would refuse it: dependency check failed (-1340): {u}"
-            ),
+            Self::Refused(refusal) => write!(f, "the device would refuse it: {refusal}"),
             Self::SafeMode(u) => write!(
                 f,
                 "the device would accept it but not run it (safe mode, breathing magenta): {u}"
@@ -84,27 +60,32 @@ impl Precheck {
                 "use the file built for the {} (check it with `modflash inspect FILE`)",
                 platform(*device).map_or("device's platform", |p| p.display_name)
             ),
-            Self::Refused(u) | Self::SafeMode(u) => {
-                let fix = fix_for(platform_id, u);
-                format!("{fix} first, or pass --force to send it anyway")
-            }
+            Self::Refused(_) | Self::SafeMode(_) => match self.unmet() {
+                Some(u) => {
+                    let fix = fix_for(platform_id, u);
+                    format!("{fix} first, or pass --force to send it anyway")
+                }
+                None => "pass --force to send it anyway".into(),
+            },
         }
     }
 
     /// The unmet dependency, if that is the reason.
     pub fn unmet(&self) -> Option<&Unmet> {
         match self {
-            Self::Refused(u) | Self::SafeMode(u) => Some(u),
-            Self::WrongPlatform { .. } => None,
+            Self::Refused(OtaRefusal::Dependencies(u) | OtaRefusal::DependenciesFull(u))
+            | Self::SafeMode(u) => Some(u),
+            Self::Refused(_) | Self::WrongPlatform { .. } => None,
         }
     }
 }
 
-/// Predicts the device's verdict on `info` arriving over serial/OTA, given `inventory`:
-/// `HAL_FLASH_End` validation (the module's own dependencies with user dependencies
-/// optional — which skips an application's dependencies and a bootloader as dependency 2 —
-/// and DEPENDENCIES_FULL: the installed system parts must still be satisfied), then the
-/// check at the next boot, which looks at every dependency (else safe mode).
+/// Predicts the device's verdict on `info` arriving over serial/OTA, given `inventory`: the
+/// platform, the dependency part of `HAL_FLASH_End` validation ([`rules::ota_dependencies`]:
+/// the module's own dependencies with user dependencies optional — which skips an
+/// application's dependencies and a bootloader as dependency 2 — and DEPENDENCIES_FULL), then
+/// the check at the next boot, which looks at every dependency (else safe mode). Range,
+/// integrity and size are left to the device: a report carries no addresses.
 pub fn precheck(inventory: &Inventory, info: &ModuleInfo) -> Result<(), Precheck> {
     if info.platform_id != inventory.platform_id {
         return Err(Precheck::WrongPlatform {
@@ -112,63 +93,9 @@ pub fn precheck(inventory: &Inventory, info: &ModuleInfo) -> Result<(), Precheck
             device: inventory.platform_id,
         });
     }
-    dependencies(inventory, info, true).map_err(Precheck::Refused)?;
-    dependencies_full(inventory, info).map_err(Precheck::Refused)?;
-    dependencies(inventory, info, false).map_err(Precheck::SafeMode)
-}
-
-/// `validate_module_dependencies(userOptional)`, quirks included: dependency 2 is not
-/// examined when dependency 1 is empty.
-fn dependencies(
-    inventory: &Inventory,
-    info: &ModuleInfo,
-    user_optional: bool,
-) -> Result<(), Unmet> {
-    let [dep1, dep2] = info.dependencies;
-    if dep1.is_none() || (user_optional && info.function == ModuleFunction::UserPart) {
-        return Ok(());
-    }
-    one(inventory, info, dep1)?;
-    if dep2.is_none() || (dep2.function == ModuleFunction::Bootloader && user_optional) {
-        return Ok(());
-    }
-    one(inventory, info, dep2)
-}
-
-fn one(inventory: &Inventory, info: &ModuleInfo, dep: Dependency) -> Result<(), Unmet> {
-    match dependency_met(inventory, &dep) {
-        (true, _) => Ok(()),
-        (false, installed) => Err(Unmet {
-            module: info.slot(),
-            required: dep,
-            installed,
-        }),
-    }
-}
-
-/// DEPENDENCIES_FULL: installing a system part must not break an installed system part that
-/// depends on the slot it replaces.
-fn dependencies_full(inventory: &Inventory, candidate: &ModuleInfo) -> Result<(), Unmet> {
-    if candidate.function != ModuleFunction::SystemPart {
-        return Ok(());
-    }
-    for m in inventory.modules.iter().filter(|m| {
-        m.is_main() && m.function() == ModuleFunction::SystemPart && m.slot() != candidate.slot()
-    }) {
-        for dep in m.deps() {
-            if dep.function == candidate.function
-                && dep.index == candidate.index
-                && candidate.version < dep.version
-            {
-                return Err(Unmet {
-                    module: m.slot(),
-                    required: dep,
-                    installed: Some(candidate.version),
-                });
-            }
-        }
-    }
-    Ok(())
+    let header = Header::of(info);
+    rules::ota_dependencies(inventory, &header).map_err(Precheck::Refused)?;
+    rules::dependencies(inventory, &header, false).map_err(Precheck::SafeMode)
 }
 
 /// The module that would meet `dep` on a `platform_id` device, in words: "system part 1 of

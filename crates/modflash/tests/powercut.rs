@@ -8,6 +8,7 @@ use modflash::transport::DeviceLink;
 use modflash_device::dct::{is_intact, DctLocation};
 use modflash_device::{Device, Mode, ResetReason};
 use modflash_module::release::platform_release;
+use modflash_module::rules;
 use modflash_module::synth::synthesize;
 use modflash_module::{platform, ModuleFunction, ModuleRef};
 use modflash_testkit::device::device;
@@ -27,9 +28,8 @@ fn system_part(release: &str, index: u8) -> Vec<u8> {
 /// Powers the device again and checks what must survive any cut.
 fn check_survivor(mut d: Device, cut: u64, what: &str) -> Mode {
     d.power_on();
-    let bootloader = d
-        .hal()
-        .installed_version(ModuleRef::new(ModuleFunction::Bootloader, 0));
+    let bootloader =
+        rules::installed_version(&d.hal(), ModuleRef::new(ModuleFunction::Bootloader, 0));
     assert_eq!(
         bootloader,
         Some(501),

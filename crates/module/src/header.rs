@@ -367,18 +367,6 @@ impl ModuleInfo {
         ModuleRef::new(self.function, self.index)
     }
 
-    /// The dependencies Device OS would examine, in order: dependency 2 is not examined
-    /// when dependency 1 is empty (the device's validation short-circuits).
-    pub fn effective_dependencies(&self) -> impl Iterator<Item = Dependency> + '_ {
-        let first_empty = self.dependencies[0].is_none();
-        self.dependencies
-            .iter()
-            .copied()
-            .enumerate()
-            .filter(move |(i, d)| !(d.is_none() || first_empty && *i == 1))
-            .map(|(_, d)| d)
-    }
-
     /// The non-empty dependency slots (both are listed by Device OS ≥ 2.x).
     pub fn listed_dependencies(&self) -> impl Iterator<Item = Dependency> + '_ {
         self.dependencies.iter().copied().filter(|d| !d.is_none())
@@ -423,12 +411,11 @@ mod tests {
     }
 
     #[test]
-    fn dependency_two_is_skipped_when_one_is_empty() {
+    fn listed_dependencies_skip_empty_fields() {
         let mut info = ModuleInfo::from_bytes(&[0; 24]);
         info.dependencies[1] = Dependency::new(ModuleFunction::Bootloader, 0, 400);
-        assert_eq!(info.effective_dependencies().count(), 0);
         assert_eq!(info.listed_dependencies().count(), 1);
         info.dependencies[0] = Dependency::new(ModuleFunction::SystemPart, 1, 1502);
-        assert_eq!(info.effective_dependencies().count(), 2);
+        assert_eq!(info.listed_dependencies().count(), 2);
     }
 }

@@ -1,6 +1,7 @@
 //! Particle-style modular firmware: the module binary format (parse, verify, build, edit,
-//! compress, combine, extensions), the platform catalogue, the known Device OS releases and
-//! synthetic images of their modules.
+//! compress, combine, extensions), the platform catalogue, the known Device OS releases,
+//! synthetic images of their modules, and the Device OS rules that judge modules on a device
+//! ([`rules`]).
 //!
 //! Parsing works on byte slices without allocating and never panics: a file is either a
 //! [`Module`] whose checks can be read one by one (and which is valid when
@@ -25,6 +26,7 @@ pub mod header;
 pub mod parse;
 pub mod platform;
 pub mod release;
+pub mod rules;
 pub mod softdevice;
 #[cfg(feature = "alloc")]
 pub mod synth;

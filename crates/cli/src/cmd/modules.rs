@@ -3,11 +3,12 @@
 //! module fixes it.
 
 use modflash::inventory::{InstalledModule, Inventory};
-use modflash::precheck::{dependency_met, module_that_fixes, ERASED};
+use modflash::precheck::module_that_fixes;
 use modflash::{DeviceRef, Session};
 use modflash_module::platform::platform;
 use modflash_module::release::release_name;
-use modflash_module::{Dependency, ModuleFunction};
+use modflash_module::rules::{self, ERASED};
+use modflash_module::{Dependency, ModuleFunction, ModuleRef};
 
 use crate::args::DeviceArgs;
 use crate::render::Renderer;
@@ -55,11 +56,19 @@ fn verdict(style: &Style, ok: bool) -> String {
     }
 }
 
-/// One dependency line: "PASS needs system part 1 ≥ 1502: installed 1502" or
+/// One dependency line of `module`: "PASS needs system part 1 ≥ 1502: installed 1502" or
 /// "FAIL needs system part 1 ≥ 1502, installed 17: flash system part 1 of Device OS 1.5.0
 /// or later".
-pub fn dependency_line(style: &Style, inventory: &Inventory, dep: &Dependency) -> String {
-    let (met, installed) = dependency_met(inventory, dep);
+pub fn dependency_line(
+    style: &Style,
+    inventory: &Inventory,
+    module: ModuleRef,
+    dep: &Dependency,
+) -> String {
+    let (met, installed) = match rules::check_dependency(inventory, module, *dep) {
+        Ok(version) => (true, Some(version)),
+        Err(unmet) => (false, unmet.installed),
+    };
     let installed_words = match installed {
         Some(ERASED) => "nothing installed (erased)".to_string(),
         Some(v) => format!("installed {}", version_words(dep.function, v)),
@@ -106,7 +115,7 @@ fn module_text(style: &Style, inventory: &Inventory, m: &InstalledModule) -> Str
     for dep in m.deps() {
         out.push_str(&format!(
             "      {}\n",
-            dependency_line(style, inventory, &dep)
+            dependency_line(style, inventory, m.slot(), &dep)
         ));
     }
     out

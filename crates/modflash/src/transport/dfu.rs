@@ -19,6 +19,7 @@ use modflash_dfu::{
     Setup, Stage, State, Status, StatusRecord, TransferError,
 };
 use modflash_module::platform::Location;
+use modflash_module::rules::DfuAlt;
 use modflash_module::softdevice;
 use modflash_module::{ModuleFunction, Platform};
 
@@ -349,7 +350,7 @@ impl Shadow {
 #[derive(Clone, Copy, Debug)]
 struct SpaceAlt {
     alt: u8,
-    /// Alt address = flash address + delta.
+    /// Alt address = flash address + delta (the alt's [`modflash_module::rules::AltWindow`]).
     delta: i64,
 }
 
@@ -494,16 +495,6 @@ impl<P: DfuPort> DfuSession<P> {
             alt,
             name: name.clone(),
             reason: e.to_string(),
-        })
-    }
-
-    /// The first alt whose layout name contains `word` (case-insensitive).
-    pub fn find_alt(&mut self, word: &str) -> Option<u8> {
-        let alts: Vec<u8> = self.info.alts.iter().map(|a| a.alt).collect();
-        let word = word.to_ascii_lowercase();
-        alts.into_iter().find(|&alt| {
-            self.layout(alt)
-                .is_ok_and(|l| l.name.to_ascii_lowercase().contains(&word))
         })
     }
 
@@ -755,21 +746,17 @@ impl<P: DfuPort> DfuSession<P> {
         })
     }
 
+    /// The first alternate setting the device shows `space` on ([`DfuAlt`]).
     fn space_alt(&mut self, space: Space, platform: &'static Platform) -> Option<SpaceAlt> {
         let layout = platform.layout_for(None)?;
-        let (word, memory) = match space {
-            Space::Internal => ("internal", layout.internal),
-            Space::External => ("external", layout.external?),
-        };
-        let alt = self.find_alt(word)?;
-        let dfu_layout = self.layout(alt).ok()?;
-        let region = dfu_layout.regions.first()?;
-        let delta = match space {
-            Space::Internal => 0,
-            // External alts show the chip at their region address.
-            Space::External => i64::from(region.address) - i64::from(memory.base),
-        };
-        Some(SpaceAlt { alt, delta })
+        let alts: Vec<u8> = self.info.alts.iter().map(|a| a.alt).collect();
+        alts.into_iter().find_map(|alt| {
+            let window = DfuAlt::parse(&self.alt_name(alt).ok()?)?.window(layout)?;
+            (Space::of(window.location) == space).then_some(SpaceAlt {
+                alt,
+                delta: window.offset,
+            })
+        })
     }
 
     fn read_into(

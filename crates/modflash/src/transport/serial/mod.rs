@@ -130,20 +130,3 @@ pub enum SerialError {
     )]
     Discovery(String),
 }
-
-/// Device OS OTA error codes in words (spec §5.7).
-pub fn ota_error_name(code: i32) -> &'static str {
-    match code {
-        -1300 => "module not found",
-        -1310 => "unsupported module",
-        -1320 => "validation failed",
-        -1330 => "integrity check failed",
-        -1340 => "dependency check failed",
-        -1350 => "invalid address",
-        -1360 => "invalid platform",
-        -1370 => "invalid format",
-        -1380 => "updates disabled",
-        -1390 => "OTA error",
-        _ => "unknown error",
-    }
-}
