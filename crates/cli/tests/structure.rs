@@ -73,3 +73,90 @@ fn home_catalogue_modules_are_named_by_the_file_they_were_added_as() {
         "no stored path: {files:?}"
     );
 }
+
+#[test]
+fn a_real_catalogue_file_wins_over_a_synthetic_image_of_the_same_module() {
+    // A virtual Argon that has only its 1.5.0 SoftDevice: system part 1 of 1.5.0 needs
+    // bootloader 501, which the release table can synthesise and the catalogue holds as the
+    // real file. The real file is written, and the device ends up with exactly its bytes.
+    let h = home();
+    let softdevice = fixture_path("argon-softdevice@1.5.0.bin");
+    h.ok(&[
+        "sim",
+        "create",
+        "argon",
+        "--platform",
+        "argon",
+        "--modules",
+        softdevice.to_str().unwrap(),
+    ]);
+    let catalog = h.file("catalog");
+    std::fs::create_dir_all(&catalog).unwrap();
+    let bootloader = fixture_path("argon-bootloader@1.5.0.bin");
+    std::fs::copy(&bootloader, catalog.join("argon-bootloader@1.5.0.bin")).unwrap();
+    let app = h.make_app("argon", "1.5.0");
+    let part1 = fixture_path("argon-system-part1@1.5.0.bin");
+    let out = h.ok(&[
+        "flash",
+        part1.to_str().unwrap(),
+        app.to_str().unwrap(),
+        "--device",
+        "sim:argon",
+        "--catalog",
+        catalog.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert!(out.contains("argon-bootloader@1.5.0.bin"), "{out}");
+    assert!(!out.contains("release table"), "no synthetic image: {out}");
+    let modules: Value =
+        serde_json::from_str(&h.ok(&["modules", "--device", "sim:argon", "--json"])).unwrap();
+    let installed = modules["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["function"] == "bootloader")
+        .and_then(|m| m["sha256"].as_str())
+        .map(str::to_string);
+    let file = modflash_module::Module::parse(&std::fs::read(&bootloader).unwrap())
+        .unwrap()
+        .stored_sha256()
+        .map(|s| modflash::inventory::hex(&s));
+    assert!(installed.is_some());
+    assert_eq!(
+        installed, file,
+        "the installed bootloader is the catalogue file"
+    );
+}
+
+#[test]
+fn over_serial_the_refusal_names_the_intermediate_module_whatever_the_file_order() {
+    // A 0.5.2 Photon on a port, parts 2 and 1 of 1.5.0 named in that order: part 2 needs
+    // part 1 ≥ 1502 (which is right there), part 1 needs part 2 ≥ 207 first. The real need is
+    // the intermediate part 2.
+    let h = home();
+    h.create("order", "photon", "0.5.2");
+    let serve = Serve::start(&h, "order");
+    let catalog = h.file("catalog");
+    std::fs::create_dir_all(&catalog).unwrap();
+    let bootloader = "photon-bootloader@1.5.0+lto.bin";
+    std::fs::copy(fixture_path(bootloader), catalog.join(bootloader)).unwrap();
+    let part2 = fixture_path("photon-system-part2@1.5.0.bin");
+    let part1 = fixture_path("photon-system-part1@1.5.0.bin");
+    let out = h.run(&[
+        "plan",
+        part2.to_str().unwrap(),
+        part1.to_str().unwrap(),
+        "--device",
+        &serve.device(),
+        "--catalog",
+        catalog.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("a serial plan needs a system part 2 \u{2265} 207 (e.g. Device OS 0.7.0)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("needs a system part 1"), "{stderr}");
+    assert!(serve.stop().success());
+}

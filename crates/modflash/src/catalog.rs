@@ -48,7 +48,10 @@ impl fmt::Display for Origin {
             Self::File(p) | Self::Catalog(p) => write!(f, "{}", p.display()),
             Self::Home { name, .. } => write!(f, "{name} (modflash catalogue)"),
             Self::Release { release, file_name } => {
-                write!(f, "Device OS {release} {file_name} (release table)")
+                write!(
+                    f,
+                    "Device OS {release} {file_name} (synthetic image, release table)"
+                )
             }
         }
     }

@@ -17,6 +17,7 @@ pub fn plan_json(device: &str, p: &Plan) -> Value {
         .map(|s| {
             json!({
                 "file": s.module.origin.to_string(),
+                "synthetic": s.module.origin.is_synthetic(),
                 "function": s.module.info.function.name(),
                 "index": s.module.info.index,
                 "version": s.module.info.version,

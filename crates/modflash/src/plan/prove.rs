@@ -1,0 +1,76 @@
+//! The proof of a plan: replayed through the executor on a copy of the twin, exactly as it will
+//! run, and the final state read back as the prediction.
+
+use modflash_device::hal::Hal;
+use modflash_device::{Device, Mode};
+use modflash_module::platform::Store;
+use modflash_module::ModuleFunction;
+
+use super::types::{Force, PlanError, Prediction, Step, Via};
+
+/// Replays the plan on a copy of the twin exactly as the executor will run it on a virtual
+/// device, and returns the final state. Any refusal or a final state without the app running
+/// (unless forced) disproves the plan.
+pub(super) fn prove(
+    twin: &Device,
+    steps: &[Step],
+    via: Via,
+    force: Force,
+) -> Result<Prediction, PlanError> {
+    let mut device = twin.clone();
+    let mut session = crate::Session::virtual_device(&mut device, "the device twin");
+    crate::exec::run_steps(
+        &mut session,
+        steps,
+        via,
+        &mut crate::progress::Quiet,
+        &crate::progress::Cancel::new(),
+    )
+    .map_err(|e| PlanError::Unproven(e.to_string()))?;
+    drop(session);
+    let hal: Hal<'_> = device.hal();
+    let main: Vec<_> = hal
+        .system_info()
+        .into_iter()
+        .filter(|f| f.bounds.store == Store::Main && f.info.is_some())
+        .collect();
+    let modules = main
+        .iter()
+        .filter_map(|f| f.info.map(|i| (i.slot(), i.version)))
+        .collect();
+    let failing = main
+        .iter()
+        .filter(|f| !f.is_valid())
+        .filter_map(|f| f.info.map(|i| i.slot()))
+        .collect();
+    let prediction = Prediction {
+        mode: device.state.mode,
+        led: device.state.led,
+        modules,
+        failing,
+        events: device
+            .state
+            .events
+            .iter()
+            .rev()
+            .take(8)
+            .rev()
+            .cloned()
+            .collect(),
+    };
+    // A device without an application may end without one when none was asked for.
+    let no_app_is_fine = prediction.mode == Mode::NoApp
+        && twin.state.mode == Mode::NoApp
+        && !steps
+            .iter()
+            .any(|s| s.module.info.function == ModuleFunction::UserPart);
+    if !steps.is_empty() && prediction.mode != Mode::App && !no_app_is_fine && !force.dependencies {
+        return Err(PlanError::Unproven(format!(
+            "the twin ends in {} ({}): {}",
+            prediction.mode.name(),
+            prediction.led,
+            prediction.events.last().cloned().unwrap_or_default()
+        )));
+    }
+    Ok(prediction)
+}

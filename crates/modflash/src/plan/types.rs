@@ -1,0 +1,257 @@
+//! What the planner takes and gives: the request, the plan (steps, actions, the predicted
+//! state) and why there is no plan.
+
+use std::fmt;
+
+use modflash_device::{Device, Led, Mode};
+use modflash_module::platform::dct;
+use modflash_module::{ModuleFunction, ModuleRef};
+
+use crate::catalog::{Candidate, Catalog};
+
+/// How the plan reaches the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// USB DFU: writes go to flash directly; nothing is validated until the device boots.
+    Dfu,
+    /// Serial listening mode (YMODEM into the OTA region): every module is validated by the
+    /// device before it is accepted, one module per reset.
+    Serial,
+}
+
+impl Via {
+    /// Stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dfu => "dfu",
+            Self::Serial => "serial",
+        }
+    }
+}
+
+/// What one step writes, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write the module's flash image at `address` through DFU alternate setting `alt`.
+    DfuWrite {
+        /// DfuSe alternate setting.
+        alt: u8,
+        /// DfuSe address.
+        address: u32,
+    },
+    /// Stage a bootloader in the OTA region (`alt`, `address`) and set the DCT OTA flag (alt 1,
+    /// offset 1753 = 0xA5): the system installs it at the next boot (the bootloader's own
+    /// sector is read-only over DFU).
+    DfuStageBootloader {
+        /// DfuSe alternate setting of the OTA region.
+        alt: u8,
+        /// DfuSe address of the OTA region.
+        address: u32,
+    },
+    /// Erase `len` bytes at `address` of alternate setting `alt` (written as 0xFF after the
+    /// page erase): invalidates the legacy 128 KB application on Gen3 from 3.1, which would
+    /// otherwise run instead of the new one. `module` is the application it makes way for.
+    DfuErase {
+        /// DfuSe alternate setting.
+        alt: u8,
+        /// DfuSe address.
+        address: u32,
+        /// Bytes to erase.
+        len: u32,
+    },
+    /// Send the module over YMODEM; the device validates it and installs it at the reset.
+    Serial,
+}
+
+/// One write of a plan.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The module written.
+    pub module: Candidate,
+    /// How it is written.
+    pub action: Action,
+    /// Version installed in that slot before this step.
+    pub from_version: Option<u16>,
+    /// Why the step is there.
+    pub reason: String,
+}
+
+impl Step {
+    /// Bytes sent to the device for this step.
+    pub fn bytes(&self) -> usize {
+        match self.action {
+            Action::DfuStageBootloader { .. } => self.module.bytes.len() + 1,
+            Action::DfuWrite { .. } => self.module.flash_bytes().len(),
+            Action::DfuErase { len, .. } => len as usize,
+            Action::Serial => self.module.bytes.len(),
+        }
+    }
+
+    /// "dfu" or "serial".
+    pub fn transport(&self) -> &'static str {
+        match self.action {
+            Action::Serial => "serial",
+            _ => "dfu",
+        }
+    }
+
+    /// The address the data goes to.
+    pub fn address(&self) -> u32 {
+        match self.action {
+            Action::DfuWrite { address, .. }
+            | Action::DfuStageBootloader { address, .. }
+            | Action::DfuErase { address, .. } => address,
+            Action::Serial => self.module.info.start_address,
+        }
+    }
+}
+
+/// What the device will look like when the plan has run (from the twin).
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// Mode after the final boot.
+    pub mode: Mode,
+    /// LED after the final boot.
+    pub led: Led,
+    /// Installed modules: slot, version.
+    pub modules: Vec<(ModuleRef, u16)>,
+    /// Installed modules that fail one of the device's checks (e.g. an unmet dependency
+    /// when `--force dependencies` was given).
+    pub failing: Vec<ModuleRef>,
+    /// The twin's event log for the last boot.
+    pub events: Vec<String>,
+}
+
+impl Prediction {
+    /// The app runs.
+    pub fn app_runs(&self) -> bool {
+        self.mode == Mode::App
+    }
+}
+
+/// A proven plan.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Transport.
+    pub via: Via,
+    /// Writes in order (empty = nothing to do).
+    pub steps: Vec<Step>,
+    /// Requested files already installed (same SHA-256), with a note each.
+    pub skipped: Vec<String>,
+    /// The predicted final state.
+    pub prediction: Prediction,
+}
+
+impl Plan {
+    /// Total bytes written.
+    pub fn bytes(&self) -> usize {
+        self.steps.iter().map(Step::bytes).sum()
+    }
+}
+
+/// A module the plan needs and cannot find.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Missing {
+    /// The slot.
+    pub slot: ModuleRef,
+    /// Lowest acceptable version.
+    pub min_version: u16,
+    /// Who needs it.
+    pub needed_by: String,
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} \u{2265} {}", self.slot, self.min_version)?;
+        if self.slot.function == ModuleFunction::SystemPart {
+            if let Some(r) = first_release_with(self.min_version) {
+                write!(f, " (e.g. Device OS {r})")?;
+            }
+        }
+        write!(f, ", needed by {}", self.needed_by)
+    }
+}
+
+pub(super) fn first_release_with(version: u16) -> Option<&'static str> {
+    modflash_module::release::RELEASES
+        .iter()
+        .find(|r| r.system_version >= version)
+        .map(|r| r.name)
+}
+
+/// Why there is no plan.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+pub enum PlanError {
+    /// A requested file must not go to this device.
+    #[error("{file}: {reason}")]
+    #[diagnostic(code(modflash::plan::refused), help("{help}"))]
+    Refused {
+        /// The file.
+        file: String,
+        /// Why, in a sentence.
+        reason: String,
+        /// What to do.
+        help: String,
+    },
+    /// Modules the plan needs are not available.
+    #[error("no plan: the device needs {}", .missing.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[diagnostic(code(modflash::plan::missing), help("{help}"))]
+    Missing {
+        /// What is missing.
+        missing: Vec<Missing>,
+        /// What to do.
+        help: String,
+    },
+    /// No order of the available modules is accepted by the device on this transport.
+    #[error("no plan over {via}: {reason}")]
+    #[diagnostic(code(modflash::plan::no_order), help("{help}"))]
+    NoOrder {
+        /// Transport.
+        via: &'static str,
+        /// What blocks every order.
+        reason: String,
+        /// What to do.
+        help: String,
+    },
+    /// The planner's model and the device twin disagreed (a bug; nothing was written).
+    #[error("the plan did not survive the dry run on the device twin: {0}")]
+    #[diagnostic(
+        code(modflash::plan::unproven),
+        help("please report this; nothing was written")
+    )]
+    Unproven(String),
+}
+
+impl PlanError {
+    /// Every planning failure is a failed check (exit code 1): nothing was written.
+    pub fn is_check_failure(&self) -> bool {
+        true
+    }
+}
+
+/// Checks the user named to override (`--force CHECK`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Force {
+    /// Allow a final state where dependencies are unmet (the device will be in safe mode).
+    pub dependencies: bool,
+}
+
+/// Everything the planner needs.
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    /// A twin of the device as it is now.
+    pub twin: &'a Device,
+    /// Modules the user asked for (in argument order).
+    pub targets: Vec<Candidate>,
+    /// Modules available to meet dependencies.
+    pub catalog: &'a Catalog,
+    /// Transport.
+    pub via: Via,
+    /// Overrides.
+    pub force: Force,
+    /// Write user parts to the factory-reset slot instead of the application slot.
+    pub factory: bool,
+}
+
+/// The OTA flag offset, for the executor.
+pub const OTA_FLAG_OFFSET: u32 = dct::OTA_UPDATE_FLAG as u32;
