@@ -11,8 +11,8 @@ use modflash::DeviceRef;
 use crate::ui::CliError;
 
 /// Parses a `--device` value.
-fn device_ref(text: &str) -> Result<DeviceRef, String> {
-    text.parse::<DeviceRef>().map_err(|e| e.to_string())
+fn device_ref(text: &str) -> Result<DeviceRef, modflash::devref::BadDeviceRef> {
+    text.parse()
 }
 
 /// Which device a command talks to.
