@@ -3,7 +3,7 @@
 //! installed rewritten; where none exists, the explanation names what is missing.
 
 use modflash::catalog::{Candidate, Catalog, Origin};
-use modflash::exec::run_steps;
+use modflash::plan::run_steps;
 use modflash::plan::{plan, Force, Plan, PlanError, Request, Via};
 use modflash::progress::{Cancel, Quiet};
 use modflash::Session;

@@ -1,7 +1,7 @@
 //! Planner scenarios on virtual devices: plans are found, proven and executable.
 
 use modflash::catalog::{Candidate, Catalog, Origin};
-use modflash::exec::run_steps;
+use modflash::plan::run_steps;
 use modflash::plan::{plan, Action, Force, PlanError, Request, Via};
 use modflash::progress::{Cancel, Quiet};
 use modflash::Session;

@@ -3,7 +3,7 @@
 //! deterministic; a refused request never comes with steps.
 
 use modflash::catalog::{Candidate, Catalog, Origin};
-use modflash::exec::run_steps;
+use modflash::plan::run_steps;
 use modflash::plan::{plan, Force, Request, Via};
 use modflash::progress::{Cancel, Quiet};
 use modflash::Session;

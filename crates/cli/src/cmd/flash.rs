@@ -1,7 +1,6 @@
 //! `modflash flash`: plan, confirm, write, verify — install modules and check that the device
 //! ends as predicted.
 
-use modflash::exec;
 use modflash::Session;
 use modflash_module::release::release_name;
 use serde_json::{json, Value};
@@ -41,7 +40,7 @@ pub fn run(args: PlanArgs, dry_run: bool, yes: bool) -> CmdResult {
         return Ok(EXIT_CHECK_FAILED);
     }
     let cancel = crate::signals::catch();
-    let result = exec::flash(&mut session, &plan, &mut renderer, &cancel);
+    let result = modflash::plan::flash(&mut session, &plan, &mut renderer, &cancel);
     crate::signals::release();
     drop(renderer);
     // Saved whatever happened: the device's state is what it is now.

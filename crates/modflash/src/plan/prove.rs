@@ -19,7 +19,7 @@ pub(super) fn prove(
 ) -> Result<Prediction, PlanError> {
     let mut device = twin.clone();
     let mut session = crate::Session::virtual_device(&mut device, "the device twin");
-    crate::exec::run_steps(
+    super::run::run_steps(
         &mut session,
         steps,
         via,
