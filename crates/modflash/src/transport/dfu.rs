@@ -749,6 +749,10 @@ impl<P: DfuPort> DfuSession<P> {
     /// The first alternate setting the device shows `space` on ([`DfuAlt`]).
     fn space_alt(&mut self, space: Space, platform: &'static Platform) -> Option<SpaceAlt> {
         let layout = platform.layout_for(None)?;
+        // No alt name needs reading for a memory the platform does not have.
+        if space == Space::External && layout.external.is_none() {
+            return None;
+        }
         let alts: Vec<u8> = self.info.alts.iter().map(|a| a.alt).collect();
         alts.into_iter().find_map(|alt| {
             let window = DfuAlt::parse(&self.alt_name(alt).ok()?)?.window(layout)?;
