@@ -34,7 +34,8 @@ use modflash_module::release::release_name;
 use modflash_module::rules;
 use modflash_ymodem::{Event, Receiver, ReceiverConfig, RecvError, CAN};
 
-use crate::device::{Color, Device, Led, Mode, Pattern, ResetReason};
+use crate::device::Device;
+use crate::state::{Color, Led, Mode, Pattern, ResetReason};
 
 /// The line rate that puts a running device into listening mode
 /// (`START_YMODEM_FLASHER_SERIAL_SPEED`).

@@ -16,8 +16,9 @@ use modflash_module::rules::{self, AltMemory, DfuAlt};
 use modflash_module::{ModuleFunction, ModuleRef};
 
 use crate::dct as dct_store;
-use crate::device::{Color, Device, Led, Mode, Pattern, ResetReason};
+use crate::device::Device;
 use crate::flash::{FlashError, Space};
+use crate::state::{Color, Led, Mode, Pattern, ResetReason};
 
 /// wTransferSize of the functional descriptor: the block size of DNLOAD/UPLOAD and the unit of
 /// the DfuSe block-number addressing (`usbd_conf.h` XFERSIZE).

@@ -3,15 +3,20 @@
 //! bootloader and system start, OTA staging, the describe JSON, the DfuSe device side and the
 //! listening-mode console. No I/O: callers persist snapshots and move bytes.
 
+mod boot;
 pub mod console;
+mod copy;
 pub mod dct;
 pub mod describe;
 pub mod device;
 pub mod dfuse;
 pub mod flash;
 pub mod hal;
+pub mod ota;
+pub mod state;
+mod validate;
 
-pub use device::{
-    BootRequest, Color, Device, DeviceState, Led, Mode, OtaError, OtaOutcome, Pattern, ResetReason,
-};
+pub use device::Device;
 pub use flash::{FlashChip, FlashError, FlashStats, Space};
+pub use ota::{OtaError, OtaOutcome};
+pub use state::{BootRequest, Color, DeviceState, Led, Mode, Pattern, ResetReason};

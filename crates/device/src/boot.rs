@@ -1,0 +1,262 @@
+//! The boot sequence (spec §6): power on and reset, the bootloader's requests, button holds,
+//! watchdog retries and factory reset, then the system start that settles in a mode.
+
+use modflash_module::platform::{dct, Family};
+use modflash_module::rules;
+use modflash_module::synth::synthesize;
+
+use crate::dct as dct_store;
+use crate::device::{Device, COPY_CHUNK};
+use crate::flash::{FlashError, Space};
+use crate::ota::OtaError;
+use crate::state::{BootRequest, Color, Led, Mode, Pattern, ResetReason};
+use crate::validate::UserApp;
+
+/// Boot attempts before `boot` gives up on a reset loop (a real device would keep looping).
+const MAX_BOOT_STEPS: usize = 8;
+
+impl Device {
+    /// Applies power (after a cut or at creation) and boots.
+    pub fn power_on(&mut self) {
+        self.flash.power_on();
+        self.event("power on");
+        self.boot(ResetReason::PowerOn, None);
+    }
+
+    /// Resets the device, optionally with the SETUP/MODE button held for `hold_seconds`.
+    pub fn reset(&mut self, reason: ResetReason, hold_seconds: Option<f32>) {
+        if self.state.mode == Mode::Off {
+            self.flash.power_on();
+        }
+        self.boot(reason, hold_seconds);
+    }
+
+    /// Runs the bootloader and the system start until the device settles in a mode.
+    pub fn boot(&mut self, reason: ResetReason, hold_seconds: Option<f32>) {
+        self.ota_length = None;
+        self.dfu.reset();
+        let mut reason = reason;
+        let mut hold = hold_seconds;
+        for _ in 0..MAX_BOOT_STEPS {
+            self.state.reset_reason = reason;
+            match self.boot_once(hold.take()) {
+                Ok(None) => return,
+                Ok(Some(next)) => reason = next,
+                Err(FlashError::PowerLost) => {
+                    self.set_mode(Mode::Off, Led::new(Color::Off, Pattern::Solid));
+                    self.event("power lost");
+                    return;
+                }
+                Err(e) => {
+                    self.event(format!("flash error: {e}; entering DFU mode"));
+                    self.enter_dfu();
+                    return;
+                }
+            }
+        }
+        // A real device keeps resetting; report the loop.
+        self.set_mode(Mode::Panic, Led::new(Color::Red, Pattern::Sos));
+        self.event("the device keeps resetting (hold SETUP for 3 s to enter DFU mode)");
+    }
+
+    pub(crate) fn enter_dfu(&mut self) {
+        self.set_mode(Mode::Dfu, Led::new(Color::Yellow, Pattern::Blinking));
+        self.state.running_mode = Mode::Dfu;
+    }
+
+    /// One pass through bootloader and system. `Ok(Some(reason))` = the device reset.
+    fn boot_once(&mut self, hold: Option<f32>) -> Result<Option<ResetReason>, FlashError> {
+        // ---- bootloader (spec §6.1) ----
+        let mut safe_mode = false;
+        let mut factory_reset = std::mem::take(&mut self.state.factory_reset_requested);
+        match self.state.boot_request.take() {
+            Some(BootRequest::Dfu) => {
+                self.event("bootloader: DFU mode requested");
+                self.enter_dfu();
+                return Ok(None);
+            }
+            Some(BootRequest::SafeMode) => safe_mode = true,
+            None => {}
+        }
+        if self.watchdog_enabled() {
+            match self.state.watchdog_retries {
+                0 | 1 => {}
+                2 => {
+                    self.event("bootloader: second failed start, trying a factory reset");
+                    factory_reset = true;
+                }
+                _ => {
+                    self.state.watchdog_retries = 0;
+                    self.event("bootloader: third failed start, entering DFU mode");
+                    self.enter_dfu();
+                    return Ok(None);
+                }
+            }
+        }
+        match hold {
+            Some(s) if s >= 10.0 => {
+                self.event("bootloader: button held 10 s: settings reset (blinking white), then factory reset");
+                factory_reset = true;
+            }
+            Some(s) if s >= 6.5 => {
+                self.event("bootloader: button held 6.5 s: factory reset (blinking green fast)");
+                factory_reset = true;
+            }
+            Some(s) if s >= 3.0 => {
+                self.event("bootloader: button held 3 s: DFU mode (blinking yellow)");
+                self.enter_dfu();
+                return Ok(None);
+            }
+            Some(s) if s >= 1.0 => {
+                self.event("bootloader: button held 1 s: safe mode requested");
+                safe_mode = true;
+            }
+            _ => {}
+        }
+        if factory_reset {
+            match self.restore_factory_app()? {
+                Ok(()) => return Ok(Some(ResetReason::FactoryReset)),
+                Err(why) => {
+                    self.event(format!("bootloader: factory reset failed: {why}"));
+                    if self.system_start_header().is_err() {
+                        self.enter_dfu();
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        self.apply_pending_copies()?;
+        if let Err(why) = self.system_start_header() {
+            self.event(format!(
+                "bootloader: solid red: no valid system firmware ({why}); entering DFU mode"
+            ));
+            self.enter_dfu();
+            return Ok(None);
+        }
+        // ---- system (spec §6.2 / §6.3) ----
+        self.system_start(safe_mode)
+    }
+
+    /// The watchdog retry path exists with bootloaders of the 0.7.0 line and later.
+    pub(crate) fn watchdog_enabled(&self) -> bool {
+        rules::bootloader_from_070(&self.hal())
+            || self.platform.family != Some(Family::Photon)
+                && self.platform.family != Some(Family::Electron)
+    }
+
+    /// `is_application_valid`: the bootloader's check of system part 1 (or mono firmware).
+    /// The system firmware's start: can it run, module checks, user app, pending bootloader.
+    fn system_start(&mut self, safe_requested: bool) -> Result<Option<ResetReason>, FlashError> {
+        if let Err(why) = self.system_runnable() {
+            return Ok(Some(self.panic(&why)));
+        }
+        self.state.watchdog_retries = 0;
+        self.update_embedded_bootloader()?;
+        self.register_factory_slot()?;
+        let modules = self.validate_system_modules();
+        // Step 5: a bootloader staged in the OTA region over DFU (DCT flag 0xA5).
+        if self.dct().get(dct::OTA_UPDATE_FLAG) == Some(&dct::OTA_UPDATE_PENDING) {
+            let loc = self.dct_location();
+            dct_store::write(&mut self.flash, &loc, dct::OTA_UPDATE_FLAG, &[0xFF])
+                .map_err(dct_flash)?;
+            self.event("system: OTA flag 0xA5 set: applying the image in the OTA region");
+            match self.ota_finish() {
+                Ok(_) => return Ok(Some(ResetReason::Update)),
+                Err(OtaError::PowerLost) => return Err(FlashError::PowerLost),
+                Err(e) => self.event(format!("system: the staged image was refused: {e}")),
+            }
+        }
+        if let Err(why) = modules {
+            self.event(format!("system: safe mode: {why}"));
+            return Ok(self.settle(Mode::SafeMode));
+        }
+        if safe_requested {
+            self.event("system: safe mode: requested at boot");
+            return Ok(self.settle(Mode::SafeMode));
+        }
+        match self.validate_user_app() {
+            UserApp::Valid(info) => {
+                self.event(format!(
+                    "system: breathing cyan: running the application (user part version {})",
+                    info.version
+                ));
+                Ok(self.settle(Mode::App))
+            }
+            UserApp::FactoryReset(why) => {
+                self.event(format!("system: restoring the factory app: {why}"));
+                self.state.factory_reset_requested = true;
+                Ok(Some(ResetReason::FactoryReset))
+            }
+            UserApp::Invalid(why) => {
+                self.event(format!("system: safe mode: {why}"));
+                Ok(self.settle(Mode::SafeMode))
+            }
+            UserApp::Missing => {
+                self.event("system: no application installed");
+                Ok(self.settle(Mode::NoApp))
+            }
+        }
+    }
+
+    pub(crate) fn settle(&mut self, mode: Mode) -> Option<ResetReason> {
+        let led = match mode {
+            Mode::App => Led::new(Color::Cyan, Pattern::Breathing),
+            _ => Led::new(Color::Magenta, Pattern::Breathing),
+        };
+        self.set_mode(mode, led);
+        self.state.running_mode = mode;
+        None
+    }
+
+    fn panic(&mut self, why: &str) -> ResetReason {
+        self.set_mode(Mode::Panic, Led::new(Color::Red, Pattern::Sos));
+        if self.watchdog_enabled() {
+            self.state.watchdog_retries = self.state.watchdog_retries.saturating_add(1);
+            self.event(format!(
+                "system: red SOS: {why}; the watchdog resets the device"
+            ));
+            ResetReason::Watchdog
+        } else {
+            self.event(format!("system: red SOS: {why}; the device resets"));
+            ResetReason::Panic
+        }
+    }
+
+    /// `HAL_Core_Config`: slot 0 describes the factory-reset copy (written only when it
+    /// changes).
+    fn register_factory_slot(&mut self) -> Result<(), FlashError> {
+        let Some((slot, _)) = self.factory_slot() else {
+            return Ok(());
+        };
+        let loc = self.dct_location();
+        dct_store::write_slot(&mut self.flash, &loc, 0, &slot).map_err(dct_flash)
+    }
+
+    /// Electron system firmware carries a bootloader image and installs it when the installed
+    /// bootloader is older ([`rules::embedded_bootloader_update`]).
+    fn update_embedded_bootloader(&mut self) -> Result<(), FlashError> {
+        let Some(update) = rules::embedded_bootloader_update(&self.hal(), self.platform) else {
+            return Ok(());
+        };
+        let image = synthesize(self.platform, &update.module);
+        self.flash
+            .write(Space::Internal, update.module.start, &image, COPY_CHUNK)?;
+        self.event(format!(
+            "system: updated the bootloader from version {} to {} (image carried by the system firmware)",
+            update.installed, update.version
+        ));
+        Ok(())
+    }
+}
+
+/// The system's own DCT writes use fixed, in-range offsets: only a flash failure can occur.
+pub(crate) fn dct_flash(e: dct_store::DctError) -> FlashError {
+    match e {
+        dct_store::DctError::Flash(f) => f,
+        dct_store::DctError::OutOfRange { offset, len } => FlashError::OutOfBounds {
+            space: Space::Internal,
+            address: offset as u32,
+            len,
+        },
+    }
+}

@@ -1,0 +1,170 @@
+//! OTA updates as the system firmware receives them (spec §7.1): `HAL_FLASH_Begin`, `_Update`
+//! and `_End`, the staged module validated and queued for the bootloader.
+
+use modflash_module::platform::{dct, ModuleBounds};
+use modflash_module::rules::{self, OtaCode, OtaRefusal};
+use modflash_module::ModuleFunction;
+
+use crate::dct::{self as dct_store, slot_flags, ModuleSlot};
+use crate::device::Device;
+use crate::flash::{FlashError, Space};
+use crate::state::{Color, Led, Pattern};
+
+/// Why an OTA update failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtaError {
+    /// The system refused the module (spec §5.7).
+    Refused(OtaRefusal),
+    /// The update was not started (no `begin`).
+    NotStarted,
+    /// Power was lost.
+    PowerLost,
+}
+
+impl OtaError {
+    /// Device OS system error code.
+    pub fn code(&self) -> i32 {
+        match self {
+            Self::Refused(r) => r.code().code(),
+            Self::NotStarted | Self::PowerLost => OtaCode::Failed.code(),
+        }
+    }
+}
+
+impl std::fmt::Display for OtaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(r) => r.fmt(f),
+            Self::NotStarted => f.write_str("no update in progress"),
+            Self::PowerLost => f.write_str("power was lost during the update"),
+        }
+    }
+}
+
+impl From<FlashError> for OtaError {
+    fn from(_: FlashError) -> Self {
+        Self::PowerLost
+    }
+}
+
+/// What a successful OTA `finish` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtaOutcome {
+    /// A bootloader was copied in place at once.
+    Applied,
+    /// The module was queued in a DCT slot; the bootloader copies it at the next reset.
+    PendingRestart,
+}
+
+impl Device {
+    /// The OTA staging region.
+    pub fn ota_region(&self) -> ModuleBounds {
+        self.layout().ota
+    }
+
+    /// `HAL_FLASH_Begin`: frees pending slots and erases `len` bytes of the OTA region.
+    pub fn ota_begin(&mut self, len: usize) -> Result<(), OtaError> {
+        let ota = self.ota_region();
+        rules::ota_fits(self.layout(), len).map_err(OtaError::Refused)?;
+        let loc = self.dct_location();
+        for i in 1..dct::MAX_MODULE_SLOTS {
+            if dct_store::slot(&self.dct(), i).magic == dct::SLOT_PENDING {
+                dct_store::write_slot(&mut self.flash, &loc, i, &ModuleSlot::FREE)
+                    .map_err(|_| OtaError::PowerLost)?;
+            }
+        }
+        self.flash
+            .erase_range(Space::of(ota.location), ota.start, len)?;
+        self.state.led = Led::new(Color::Magenta, Pattern::BlinkingFast);
+        self.event(format!(
+            "system: blinking magenta fast: receiving a {len}-byte update"
+        ));
+        self.ota_length = Some(len);
+        Ok(())
+    }
+
+    /// `HAL_FLASH_Update`: programs a chunk at `offset` of the OTA region.
+    pub fn ota_write(&mut self, offset: usize, data: &[u8]) -> Result<(), OtaError> {
+        let len = self.ota_length.ok_or(OtaError::NotStarted)?;
+        let ota = self.ota_region();
+        let end = offset + data.len();
+        rules::ota_fits(self.layout(), end).map_err(OtaError::Refused)?;
+        if offset > len {
+            return Err(OtaError::Refused(OtaRefusal::TooLarge {
+                len: end,
+                max: ota.max_size,
+            }));
+        }
+        self.flash
+            .program(Space::of(ota.location), ota.start + offset as u32, data)?;
+        Ok(())
+    }
+
+    /// `HAL_FLASH_End`: validates the staged module ([`rules::ota_accepts`]: INTEGRITY |
+    /// DEPENDENCIES_FULL, user dependencies optional); a bootloader is copied at once,
+    /// anything else is queued for the bootloader. The caller resets the device afterwards.
+    pub fn ota_finish(&mut self) -> Result<OtaOutcome, OtaError> {
+        self.ota_length = None;
+        let ota: &'static ModuleBounds = &self.layout().ota;
+        let hal = self.hal();
+        let not_found = OtaError::Refused(OtaRefusal::NotFound);
+        let (info, address) = hal.read_info(ota).ok_or(not_found)?;
+        let intact = hal.integrity_ok(Space::of(ota.location), address, &info);
+        rules::ota_accepts(&hal, hal.layout, self.platform.id, &info, intact)
+            .map_err(OtaError::Refused)?;
+        let target = hal.layout.main_bounds(info.slot()).ok_or(not_found)?;
+        let mut copy_flags =
+            slot_flags::VERIFY_CRC | slot_flags::VERIFY_DESTINATION | slot_flags::VERIFY_FUNCTION;
+        if info
+            .flags
+            .contains(modflash_module::ModuleFlags::DROP_MODULE_INFO)
+        {
+            copy_flags |= slot_flags::DROP_MODULE_INFO;
+        }
+        if info
+            .flags
+            .contains(modflash_module::ModuleFlags::COMPRESSED)
+        {
+            copy_flags |= slot_flags::COMPRESSED;
+        }
+        let slot = ModuleSlot {
+            magic: dct::SLOT_PENDING,
+            source_device: u8::from(ota.location != modflash_module::platform::Location::Internal),
+            destination_device: u8::from(
+                target.location != modflash_module::platform::Location::Internal,
+            ),
+            source: ota.start,
+            destination: info.start_address,
+            length: info.module_length().unwrap_or(0) + 4,
+            flags: copy_flags,
+            function: info.function.to_u8(),
+        };
+        if info.function == ModuleFunction::Bootloader {
+            match self.copy_module(&slot)? {
+                Ok(_) => {
+                    self.event(format!(
+                        "system: installed bootloader version {}",
+                        info.version
+                    ));
+                    return Ok(OtaOutcome::Applied);
+                }
+                Err(why) => {
+                    self.event(format!("system: bootloader update refused: {why}"));
+                    return Err(OtaError::Refused(OtaRefusal::Integrity));
+                }
+            }
+        }
+        let loc = self.dct_location();
+        let free = (1..dct::MAX_MODULE_SLOTS)
+            .find(|&i| dct_store::slot(&self.dct(), i).magic != dct::SLOT_PENDING)
+            .unwrap_or(1);
+        dct_store::write_slot(&mut self.flash, &loc, free, &slot)
+            .map_err(|_| OtaError::PowerLost)?;
+        self.event(format!(
+            "system: {} version {} validated; it will be installed at the next reset",
+            info.slot(),
+            info.version
+        ));
+        Ok(OtaOutcome::PendingRestart)
+    }
+}
