@@ -4,11 +4,13 @@
 //! module copies, validation and OTA live beside it.
 
 use modflash_module::platform::{dct, Layout, ModuleBounds, Platform, Store};
-use modflash_module::release::{platform_release, platform_releases};
+use modflash_module::release::platform_release;
 use modflash_module::synth::synthesize;
 use modflash_module::{Module, ModuleFunction, ModuleInfo, ModuleRef};
 
+use crate::boot::dct_flash;
 use crate::dct::{self as dct_store, DctLocation};
+use crate::error::DeviceError;
 use crate::flash::{FlashChip, FlashError, FlashStats, Space};
 use crate::hal::{Fetched, Hal};
 use crate::state::{BootRequest, Color, DeviceState, Led, Mode, Pattern, ResetReason};
@@ -33,10 +35,10 @@ pub struct Device {
 
 impl Device {
     /// A blank device (erased flash) of `platform`, powered off.
-    pub fn blank(platform: &'static Platform, device_id: [u8; 12]) -> Result<Self, String> {
+    pub fn blank(platform: &'static Platform, device_id: [u8; 12]) -> Result<Self, DeviceError> {
         let layout = platform
             .layout_for(None)
-            .ok_or_else(|| format!("no memory map is known for the {}", platform.display_name))?;
+            .ok_or(DeviceError::NoMemoryMap(platform.display_name))?;
         let mut device = Self {
             platform,
             flash: FlashChip::new(layout, platform.mcu),
@@ -60,8 +62,7 @@ impl Device {
         let loc = device.dct_location();
         let mut id = device_id.to_vec();
         id.resize(12, 0);
-        dct_store::write(&mut device.flash, &loc, dct::DEVICE_ID, &id)
-            .map_err(|e| e.to_string())?;
+        dct_store::write(&mut device.flash, &loc, dct::DEVICE_ID, &id).map_err(dct_flash)?;
         Ok(device)
     }
 
@@ -70,20 +71,23 @@ impl Device {
         state: DeviceState,
         internal: Vec<u8>,
         external: Option<Vec<u8>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DeviceError> {
         let platform = modflash_module::platform(state.platform_id)
-            .ok_or_else(|| format!("unknown platform id {}", state.platform_id))?;
+            .ok_or(DeviceError::UnknownPlatform(state.platform_id))?;
         let layout = platform
             .layout_for(None)
-            .ok_or("no memory map for the platform")?;
+            .ok_or(DeviceError::NoMemoryMap(platform.display_name))?;
         let mut flash = FlashChip::new(layout, platform.mcu);
-        flash
-            .load(Space::Internal, internal)
-            .map_err(|e| format!("internal flash image: {e}"))?;
-        if let Some(ext) = external {
-            flash
-                .load(Space::External, ext)
-                .map_err(|e| format!("external flash image: {e}"))?;
+        let images = [
+            (Space::Internal, Some(internal)),
+            (Space::External, external),
+        ];
+        for (space, image) in images {
+            if let Some(image) = image {
+                flash
+                    .load(space, image)
+                    .map_err(|source| DeviceError::Image { space, source })?;
+            }
         }
         flash.set_stats(state.flash_stats);
         Ok(Self {
@@ -214,20 +218,20 @@ impl Device {
 
     /// Installs a module file where the device would install it: at its start address, the
     /// prefix dropped for DROP_MODULE_INFO modules. Nothing is validated.
-    pub fn install_module(&mut self, bytes: &[u8]) -> Result<ModuleInfo, String> {
-        let m = Module::parse(bytes).map_err(|e| format!("not a module: {e}"))?;
+    pub fn install_module(&mut self, bytes: &[u8]) -> Result<ModuleInfo, DeviceError> {
+        let m = Module::parse(bytes).map_err(DeviceError::NotAModule)?;
         let info = m.info;
         // The region of whichever memory map the module belongs to (it may be a newer or
         // older map than the one installed now).
         let bounds = match m.region {
             modflash_module::RegionCheck::InRegion { bounds, .. } => bounds,
-            _ => self.layout().main_bounds(info.slot()).ok_or_else(|| {
-                format!(
-                    "the {} has no region for a {}",
-                    self.platform.display_name,
-                    info.slot()
-                )
-            })?,
+            _ => self
+                .layout()
+                .main_bounds(info.slot())
+                .ok_or(DeviceError::NoRegion {
+                    platform: self.platform.display_name,
+                    module: info.slot(),
+                })?,
         };
         let data = if info
             .flags
@@ -242,48 +246,41 @@ impl Device {
         } else {
             bounds.start
         };
-        self.write_raw(Space::of(bounds.location), address, data)
-            .map_err(|e| e.to_string())?;
+        self.write_raw(Space::of(bounds.location), address, data)?;
         Ok(info)
     }
 
     /// Writes an application image raw into the factory slot.
-    pub fn install_factory_app(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let factory = self.layout().factory_bounds().ok_or_else(|| {
-            format!(
-                "the {} has no factory-reset slot",
-                self.platform.display_name
-            )
-        })?;
-        self.write_raw(Space::of(factory.location), factory.start, bytes)
-            .map_err(|e| e.to_string())
+    pub fn install_factory_app(&mut self, bytes: &[u8]) -> Result<(), DeviceError> {
+        let factory = self
+            .layout()
+            .factory_bounds()
+            .ok_or(DeviceError::NoFactorySlot(self.platform.display_name))?;
+        Ok(self.write_raw(Space::of(factory.location), factory.start, bytes)?)
     }
 
     /// Writes an application image raw into the user slot (even a wrong one: the virtual
     /// device must be able to reproduce users' mistakes).
-    pub fn install_user_app(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let user = self.user_bounds().ok_or("no user region")?;
+    pub fn install_user_app(&mut self, bytes: &[u8]) -> Result<(), DeviceError> {
+        let user = self
+            .user_bounds()
+            .ok_or(DeviceError::NoUserRegion(self.platform.display_name))?;
         let address = match Module::parse(bytes) {
             Ok(m) if user.fixed_end => m.info.start_address,
-            _ if user.fixed_end => user.end - bytes.len() as u32,
+            _ if user.fixed_end => user.end.saturating_sub(bytes.len() as u32),
             _ => user.start,
         };
-        self.write_raw(Space::of(user.location), address, bytes)
-            .map_err(|e| e.to_string())
+        Ok(self.write_raw(Space::of(user.location), address, bytes)?)
     }
 
     /// Installs every module of a known release (synthetic images with the real headers),
     /// the release's Tinker as the application unless `with_app` is false.
-    pub fn install_release(&mut self, release: &str, with_app: bool) -> Result<(), String> {
+    pub fn install_release(&mut self, release: &str, with_app: bool) -> Result<(), DeviceError> {
         let pr = platform_release(self.platform, release).ok_or_else(|| {
-            let known: Vec<&str> = platform_releases(self.platform)
-                .map(|r| r.release)
-                .collect();
-            format!(
-                "no module table for Device OS {release} on the {}; known: {}",
-                self.platform.display_name,
-                known.join(", ")
-            )
+            DeviceError::UnknownRelease {
+                release: release.to_string(),
+                platform: self.platform,
+            }
         })?;
         for m in pr.modules_for(self.platform) {
             if !with_app && matches!(m.function, ModuleFunction::UserPart) {

@@ -29,6 +29,16 @@ impl Space {
     }
 }
 
+/// "internal" or "external".
+impl fmt::Display for Space {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Internal => "internal",
+            Self::External => "external",
+        })
+    }
+}
+
 /// Why a flash operation did not complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlashError {
@@ -54,11 +64,7 @@ impl fmt::Display for FlashError {
                 len,
             } => write!(
                 f,
-                "{len} bytes at {address:#010x} are outside the {} flash",
-                match space {
-                    Space::Internal => "internal",
-                    Space::External => "external",
-                }
+                "{len} bytes at {address:#010x} are outside the {space} flash"
             ),
             Self::PowerLost => f.write_str("power was lost during a flash operation"),
         }

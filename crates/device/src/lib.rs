@@ -10,6 +10,7 @@ pub mod dct;
 pub mod describe;
 pub mod device;
 pub mod dfuse;
+pub mod error;
 pub mod flash;
 pub mod hal;
 pub mod ota;
@@ -17,6 +18,7 @@ pub mod state;
 mod validate;
 
 pub use device::Device;
+pub use error::DeviceError;
 pub use flash::{FlashChip, FlashError, FlashStats, Space};
 pub use ota::{OtaError, OtaOutcome};
 pub use state::{BootRequest, Color, DeviceState, Led, Mode, Pattern, ResetReason};

@@ -1,7 +1,7 @@
 //! Boot, validation and OTA scenarios on virtual devices (spec §5–§8).
 
 use modflash_device::describe::describe;
-use modflash_device::{Color, Device, Mode, OtaError, Pattern, ResetReason};
+use modflash_device::{Color, Device, DeviceError, Mode, OtaError, Pattern, ResetReason};
 use modflash_testkit::device::device;
 use modflash_testkit::fixture;
 
@@ -255,4 +255,30 @@ fn corrupt_system_part_2_gives_safe_mode() {
         "{:#?}",
         d.state.events
     );
+}
+
+#[test]
+fn provisioning_failures_say_what_failed() {
+    let mut d = device(6).powered_off();
+    let err = d.install_release("9.9.9", true).unwrap_err();
+    assert!(
+        matches!(&err, DeviceError::UnknownRelease { release, .. } if release == "9.9.9"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("no module table for Device OS 9.9.9 on the Photon; known: 0.4.6, "),
+        "{err}"
+    );
+    assert!(matches!(
+        d.install_module(&[0xA5]),
+        Err(DeviceError::NotAModule(_))
+    ));
+    // RTL872x platforms (the P2 here) have no factory-reset slot.
+    let mut p2 = device(32).powered_off();
+    let err = p2
+        .install_factory_app(&fixture("photon_tinker.bin"))
+        .unwrap_err();
+    assert_eq!(err, DeviceError::NoFactorySlot("P2"));
+    assert_eq!(err.to_string(), "the P2 has no factory-reset slot");
 }

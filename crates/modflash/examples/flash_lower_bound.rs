@@ -18,7 +18,7 @@ fn main() {
         let bytes = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
         let m = Module::parse(&bytes).map_err(|e| format!("{file} is not a module: {e}"))?;
         let address = m.info.start_address;
-        let mut d = Device::blank(p, [0; 12])?;
+        let mut d = Device::blank(p, [0; 12]).map_err(|e| e.to_string())?;
         let (t0, sectors0) = (d.flash_stats().modelled_us, d.flash_stats().sectors_erased);
         d.flash_mut()
             .erase_range(Space::Internal, address, bytes.len())

@@ -22,8 +22,11 @@ use modflash_ymodem::{Scheme, SenderConfig, SenderStats};
 const RTT_MS: [f64; 2] = [2.0, 8.0];
 
 fn run(image: &[u8], release: &str, scheme: Scheme) -> Result<(SenderStats, u64), String> {
-    let mut device = Device::blank(platform(6).ok_or("no Photon")?, [0x11; 12])?;
-    device.install_release(release, true)?;
+    let mut device =
+        Device::blank(platform(6).ok_or("no Photon")?, [0x11; 12]).map_err(|e| e.to_string())?;
+    device
+        .install_release(release, true)
+        .map_err(|e| e.to_string())?;
     device.power_on();
     let flash_before = device.flash_stats().modelled_us;
     let config = SenderConfig {

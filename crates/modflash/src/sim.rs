@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use modflash_device::{Device, DeviceState};
+use modflash_device::{Device, DeviceError, DeviceState};
 use modflash_module::Platform;
 
 const MAGIC: &[u8] = b"MODFLASH-SIM 1\n";
@@ -60,10 +60,23 @@ pub enum SimError {
         /// Image path.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        #[source]
+        reason: ImageDamage,
     },
     /// The device could not be built as asked (a release the platform does not have, a file
-    /// that is not a module of it).
+    /// that is not a module of it, a slot the platform lacks).
+    #[error("cannot build virtual device `{name}`: {}{source}", file.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
+    #[diagnostic(code(modflash::sim::provision))]
+    Build {
+        /// Device name.
+        name: String,
+        /// The module file being installed, when the failure is about one.
+        file: Option<String>,
+        /// What did not fit.
+        source: DeviceError,
+    },
+    /// A release's application cannot be made (a release the platform does not have, or
+    /// one without an application).
     #[error("cannot build virtual device `{name}`: {reason}")]
     #[diagnostic(code(modflash::sim::provision))]
     Provision {
@@ -130,26 +143,30 @@ pub struct Provision {
 impl Provision {
     /// Builds the device named `name` and boots it once.
     pub fn build(&self, name: &str) -> Result<Device, SimError> {
-        let fail = |reason: String| SimError::Provision {
-            name: name.to_string(),
-            reason,
+        let fail = |file: Option<&str>| {
+            let file = file.map(str::to_string);
+            move |source| SimError::Build {
+                name: name.to_string(),
+                file,
+                source,
+            }
         };
-        let mut device = Device::blank(self.platform, device_id_for(name)).map_err(fail)?;
+        let mut device = Device::blank(self.platform, device_id_for(name)).map_err(fail(None))?;
         if let Some(release) = &self.release {
             device
                 .install_release(release, self.user_app.is_none())
-                .map_err(fail)?;
+                .map_err(fail(None))?;
         }
         for (file, bytes) in &self.modules {
             device
                 .install_module(bytes)
-                .map_err(|e| fail(format!("{file}: {e}")))?;
+                .map_err(fail(Some(file.as_str())))?;
         }
         if let Some(app) = &self.user_app {
-            device.install_user_app(app).map_err(fail)?;
+            device.install_user_app(app).map_err(fail(None))?;
         }
         if let Some(app) = &self.factory_app {
-            device.install_factory_app(app).map_err(fail)?;
+            device.install_factory_app(app).map_err(fail(None))?;
         }
         device.power_on();
         Ok(device)
@@ -304,7 +321,7 @@ impl SimStore {
             }
             Err(e) => return Err(io_err("cannot read", &path)(e)),
         };
-        let device = decode(&bytes).map_err(|ImageDamage(reason)| SimError::Corrupt {
+        let device = decode(&bytes).map_err(|reason| SimError::Corrupt {
             name: name.to_string(),
             path: path.clone(),
             reason,
@@ -385,47 +402,48 @@ fn encode(device: &Device) -> Vec<u8> {
     out
 }
 
-/// What is wrong with a damaged image file, in words.
-#[derive(Debug)]
-struct ImageDamage(String);
-
-impl From<&str> for ImageDamage {
-    fn from(s: &str) -> Self {
-        Self(s.to_string())
-    }
-}
-
-impl From<String> for ImageDamage {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
+/// What is wrong with a damaged image file.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageDamage {
+    /// The file does not start with `MODFLASH-SIM 1`.
+    #[error("it does not start with the modflash image signature")]
+    Signature,
+    /// A block (state, internal flash, external flash) is missing.
+    #[error("the {0} block is missing")]
+    Missing(&'static str),
+    /// A block is shorter than its length says.
+    #[error("the {0} block is truncated")]
+    Truncated(&'static str),
+    /// The state block is not the JSON of a device state.
+    #[error("the state is not valid: {0}")]
+    State(#[source] serde_json::Error),
+    /// The state and flash images do not make a device of the state's platform.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
 }
 
 fn decode(bytes: &[u8]) -> Result<Device, ImageDamage> {
-    let mut r = bytes
-        .strip_prefix(MAGIC)
-        .ok_or("it does not start with the modflash image signature")?;
-    let mut block = |what: &str| -> Result<Option<Vec<u8>>, ImageDamage> {
+    let mut r = bytes.strip_prefix(MAGIC).ok_or(ImageDamage::Signature)?;
+    let mut block = |what: &'static str| -> Result<Option<Vec<u8>>, ImageDamage> {
         let mut len = [0u8; 4];
         r.read_exact(&mut len)
-            .map_err(|_| format!("the {what} block is missing"))?;
+            .map_err(|_| ImageDamage::Missing(what))?;
         let len = u32::from_le_bytes(len);
         if len == NO_IMAGE {
             return Ok(None);
         }
         let len = len as usize;
         if r.len() < len {
-            return Err(format!("the {what} block is truncated").into());
+            return Err(ImageDamage::Truncated(what));
         }
         let (head, tail) = r.split_at(len);
         r = tail;
         Ok(Some(head.to_vec()))
     };
-    let state = block("state")?.ok_or("the state block is missing")?;
-    let internal = block("internal flash")?.ok_or("the internal flash image is missing")?;
+    let state = block("state")?.ok_or(ImageDamage::Missing("state"))?;
+    let internal = block("internal flash")?.ok_or(ImageDamage::Missing("internal flash"))?;
     let external = block("external flash")?;
-    let state: DeviceState =
-        serde_json::from_slice(&state).map_err(|e| format!("the state is not valid: {e}"))?;
+    let state: DeviceState = serde_json::from_slice(&state).map_err(ImageDamage::State)?;
     Ok(Device::restore(state, internal, external)?)
 }
 
@@ -464,6 +482,28 @@ mod tests {
             store.open("bench"),
             Err(SimError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_module_is_named_with_the_device_error_as_source() {
+        let provision = Provision {
+            platform: modflash_module::platform(6).unwrap(),
+            release: None,
+            modules: vec![("junk.bin".into(), vec![0xA5])],
+            user_app: None,
+            factory_app: None,
+        };
+        let err = provision.build("x").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot build virtual device `x`: junk.bin: not a module: "),
+            "{err}"
+        );
+        let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<DeviceError>());
+        assert!(
+            matches!(source, Some(DeviceError::NotAModule(_))),
+            "{err:?}"
+        );
     }
 
     #[test]

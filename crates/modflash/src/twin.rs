@@ -1,7 +1,7 @@
 //! Device twins: a `Device` model rebuilt from an inventory, so plans for real devices are
 //! proven on the same model as virtual ones.
 
-use modflash_device::{Device, Space};
+use modflash_device::{Device, DeviceError, Space};
 use modflash_module::platform::Mcu;
 use modflash_module::platform::Store;
 use modflash_module::release::{platform_releases, ReleaseModule};
@@ -12,32 +12,26 @@ use crate::inventory::{InstalledModule, Inventory};
 
 /// Why a twin could not be built from an inventory.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
-#[error("cannot model the device from its modules: {reason}")]
 #[diagnostic(
     code(modflash::twin),
     help("run `modflash modules --device …` and report the module list if it looks right")
 )]
-pub struct TwinError {
-    /// What did not fit.
-    pub reason: String,
-}
-
-impl TwinError {
-    fn new(reason: impl std::fmt::Display) -> Self {
-        Self {
-            reason: reason.to_string(),
-        }
-    }
+pub enum TwinError {
+    /// The inventory names a platform modflash does not know.
+    #[error("cannot model the device from its modules: platform {0} is not one modflash knows")]
+    UnknownPlatform(u16),
+    /// The platform has no memory map for the reported system firmware.
+    #[error("cannot model the device from its modules: the platform has no memory map")]
+    NoMemoryMap,
+    /// The model refused a module or a write.
+    #[error("cannot model the device from its modules: {0}")]
+    Device(#[from] DeviceError),
 }
 
 /// A twin of the device `inventory` describes, whatever its platform.
 pub fn twin_of(inventory: &Inventory) -> Result<Device, TwinError> {
-    let platform = modflash_module::platform(inventory.platform_id).ok_or_else(|| {
-        TwinError::new(format!(
-            "platform {} is not one modflash knows",
-            inventory.platform_id
-        ))
-    })?;
+    let platform = modflash_module::platform(inventory.platform_id)
+        .ok_or(TwinError::UnknownPlatform(inventory.platform_id))?;
     twin_from_inventory(platform, inventory)
 }
 
@@ -48,10 +42,10 @@ pub fn twin_from_inventory(
     platform: &'static Platform,
     inventory: &Inventory,
 ) -> Result<Device, TwinError> {
-    let mut device = Device::blank(platform, [0; 12]).map_err(TwinError::new)?;
+    let mut device = Device::blank(platform, [0; 12])?;
     let layout = platform
         .layout_for(inventory.system_version())
-        .ok_or_else(|| TwinError::new("the platform has no memory map"))?;
+        .ok_or(TwinError::NoMemoryMap)?;
     for m in &inventory.modules {
         let function = m.function();
         let store = if m.is_main() {
@@ -77,13 +71,13 @@ pub fn twin_from_inventory(
         }
         let space = Space::of(bounds.location);
         if store == Store::Factory {
-            device.install_factory_app(&image).map_err(TwinError::new)?;
+            device.install_factory_app(&image)?;
         } else if function == ModuleFunction::RadioStack || bounds.fixed_end {
-            device.install_module(&image).map_err(TwinError::new)?;
+            device.install_module(&image)?;
         } else {
             device
                 .write_raw(space, bounds.start, &image)
-                .map_err(TwinError::new)?;
+                .map_err(DeviceError::Flash)?;
         }
         if !m.checks.integrity {
             // Clear one payload byte (programming without an erase, so nothing else changes)
@@ -96,7 +90,7 @@ pub fn twin_from_inventory(
             device
                 .flash_mut()
                 .program(space, bounds.start + offset as u32, &[0x00])
-                .map_err(TwinError::new)?;
+                .map_err(DeviceError::Flash)?;
         }
     }
     device.power_on();

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use modflash_device::{Device, Space};
+use modflash_device::{Device, DeviceError, Space};
 use modflash_dfu::control::{DFU_ABORT, DFU_DNLOAD, DFU_GETSTATUS, DFU_UPLOAD};
 use modflash_dfu::descriptor::{get_descriptor, parse_string_descriptor, ConfigDescriptor};
 use modflash_dfu::{
@@ -159,7 +159,7 @@ pub enum DfuOpError {
     /// The modules read back could not be evaluated.
     #[error("cannot evaluate the modules read back over DFU: {0}")]
     #[diagnostic(code(modflash::dfu::model))]
-    Model(String),
+    Model(#[from] DeviceError),
 }
 
 impl DfuOpError {
@@ -238,15 +238,16 @@ struct Shadow {
 
 impl Shadow {
     fn new(platform: &'static Platform) -> Result<Self, DfuOpError> {
-        let blank = Device::blank(platform, [0; 12]).map_err(DfuOpError::Model)?;
+        let blank = Device::blank(platform, [0; 12])?;
         let mem = |space| {
             blank
                 .flash()
                 .memory(space)
                 .map(|m| (vec![0xFF; m.data.len()], m.geometry.base))
         };
-        let (internal, internal_base) = mem(Space::Internal)
-            .ok_or_else(|| DfuOpError::Model("the platform has no internal flash".into()))?;
+        let (internal, internal_base) = mem(Space::Internal).ok_or(DfuOpError::Model(
+            DeviceError::NoMemoryMap(platform.display_name),
+        ))?;
         Ok(Self {
             platform,
             internal,
@@ -333,14 +334,20 @@ impl Shadow {
     }
 
     fn device(&self) -> Result<Device, DfuOpError> {
-        let mut d = Device::blank(self.platform, [0; 12]).map_err(DfuOpError::Model)?;
+        let mut d = Device::blank(self.platform, [0; 12])?;
         d.flash_mut()
             .load(Space::Internal, self.internal.clone())
-            .map_err(|e| DfuOpError::Model(e.to_string()))?;
+            .map_err(|source| DeviceError::Image {
+                space: Space::Internal,
+                source,
+            })?;
         if let Some((ext, _)) = &self.external {
             d.flash_mut()
                 .load(Space::External, ext.clone())
-                .map_err(|e| DfuOpError::Model(e.to_string()))?;
+                .map_err(|source| DeviceError::Image {
+                    space: Space::External,
+                    source,
+                })?;
         }
         Ok(d)
     }
