@@ -4,6 +4,11 @@ use core::fmt;
 
 /// What a module is for (`module_function_t`), with a catch-all for values Device OS never used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum ModuleFunction {
     /// 0: no module / no dependency.
     None,
@@ -195,6 +200,7 @@ impl ModuleFlags {
 
 /// A module dependency (`module_dependency_t`): the named module must have at least `version`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Dependency {
     /// Function of the required module; [`ModuleFunction::None`] means "no dependency".
     pub function: ModuleFunction,
@@ -250,6 +256,7 @@ impl fmt::Display for Dependency {
 
 /// A (function, index) pair that names a module slot, printed as "system part 2".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ModuleRef {
     /// The module function.
     pub function: ModuleFunction,

@@ -88,6 +88,7 @@ pub fn installed_version(installed: &impl Installed, slot: ModuleRef) -> Option<
 
 /// A dependency that is not met.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Unmet {
     /// The module whose dependency failed (for DEPENDENCIES_FULL: the installed module).
     pub module: ModuleRef,
@@ -399,6 +400,11 @@ impl OtaCode {
 
 /// Why the system refuses a module arriving in the OTA region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum OtaRefusal {
     /// No module header, or no region for the module's slot that its end fits (−1300).
     NotFound,
