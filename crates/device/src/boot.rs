@@ -5,8 +5,10 @@ use modflash_module::platform::{dct, Family};
 use modflash_module::rules;
 use modflash_module::synth::synthesize;
 
+use crate::cause::{Crash, CrashCause, SafeModeCause};
 use crate::dct as dct_store;
 use crate::device::{Device, COPY_CHUNK};
+use crate::event::{ButtonHold, DeviceEvent};
 use crate::flash::{FlashError, Space};
 use crate::ota::OtaError;
 use crate::state::{BootRequest, Color, Led, Mode, Pattern, ResetReason};
@@ -19,7 +21,7 @@ impl Device {
     /// Applies power (after a cut or at creation) and boots.
     pub fn power_on(&mut self) {
         self.flash.power_on();
-        self.event("power on");
+        self.event(DeviceEvent::PowerOn);
         self.boot(ResetReason::PowerOn, None);
     }
 
@@ -44,11 +46,11 @@ impl Device {
                 Ok(Some(next)) => reason = next,
                 Err(FlashError::PowerLost) => {
                     self.set_mode(Mode::Off, Led::new(Color::Off, Pattern::Solid));
-                    self.event("power lost");
+                    self.event(DeviceEvent::PowerLost);
                     return;
                 }
                 Err(e) => {
-                    self.event(format!("flash error: {e}; entering DFU mode"));
+                    self.event(DeviceEvent::FlashFailed(e));
                     self.enter_dfu();
                     return;
                 }
@@ -56,7 +58,7 @@ impl Device {
         }
         // A real device keeps resetting; report the loop.
         self.set_mode(Mode::Panic, Led::new(Color::Red, Pattern::Sos));
-        self.event("the device keeps resetting (hold SETUP for 3 s to enter DFU mode)");
+        self.event(DeviceEvent::ResetLoop);
     }
 
     pub(crate) fn enter_dfu(&mut self) {
@@ -71,7 +73,7 @@ impl Device {
         let mut factory_reset = std::mem::take(&mut self.state.factory_reset_requested);
         match self.state.boot_request.take() {
             Some(BootRequest::Dfu) => {
-                self.event("bootloader: DFU mode requested");
+                self.event(DeviceEvent::DfuRequested);
                 self.enter_dfu();
                 return Ok(None);
             }
@@ -82,54 +84,40 @@ impl Device {
             match self.state.watchdog_retries {
                 0 | 1 => {}
                 2 => {
-                    self.event("bootloader: second failed start, trying a factory reset");
+                    self.event(DeviceEvent::WatchdogFactoryReset);
                     factory_reset = true;
                 }
                 _ => {
                     self.state.watchdog_retries = 0;
-                    self.event("bootloader: third failed start, entering DFU mode");
+                    self.event(DeviceEvent::WatchdogDfu);
                     self.enter_dfu();
                     return Ok(None);
                 }
             }
         }
-        match hold {
-            Some(s) if s >= 10.0 => {
-                self.event("bootloader: button held 10 s: settings reset (blinking white), then factory reset");
-                factory_reset = true;
+        if let Some(held) = hold.and_then(ButtonHold::of) {
+            self.event(DeviceEvent::ButtonHeld(held));
+            match held {
+                ButtonHold::SettingsReset | ButtonHold::FactoryReset => factory_reset = true,
+                ButtonHold::Dfu => {
+                    self.enter_dfu();
+                    return Ok(None);
+                }
+                ButtonHold::SafeMode => safe_mode = true,
             }
-            Some(s) if s >= 6.5 => {
-                self.event("bootloader: button held 6.5 s: factory reset (blinking green fast)");
-                factory_reset = true;
-            }
-            Some(s) if s >= 3.0 => {
-                self.event("bootloader: button held 3 s: DFU mode (blinking yellow)");
-                self.enter_dfu();
-                return Ok(None);
-            }
-            Some(s) if s >= 1.0 => {
-                self.event("bootloader: button held 1 s: safe mode requested");
-                safe_mode = true;
-            }
-            _ => {}
         }
         if factory_reset {
-            match self.restore_factory_app()? {
-                Ok(()) => return Ok(Some(ResetReason::FactoryReset)),
-                Err(why) => {
-                    self.event(format!("bootloader: factory reset failed: {why}"));
-                    if self.system_start_header().is_err() {
-                        self.enter_dfu();
-                        return Ok(None);
-                    }
-                }
+            if self.restore_factory_app()? {
+                return Ok(Some(ResetReason::FactoryReset));
+            }
+            if self.system_start_header().is_err() {
+                self.enter_dfu();
+                return Ok(None);
             }
         }
         self.apply_pending_copies()?;
         if let Err(why) = self.system_start_header() {
-            self.event(format!(
-                "bootloader: solid red: no valid system firmware ({why}); entering DFU mode"
-            ));
+            self.event(DeviceEvent::NoValidSystem(why));
             self.enter_dfu();
             return Ok(None);
         }
@@ -144,11 +132,10 @@ impl Device {
                 && self.platform.family != Some(Family::Electron)
     }
 
-    /// `is_application_valid`: the bootloader's check of system part 1 (or mono firmware).
     /// The system firmware's start: can it run, module checks, user app, pending bootloader.
     fn system_start(&mut self, safe_requested: bool) -> Result<Option<ResetReason>, FlashError> {
         if let Err(why) = self.system_runnable() {
-            return Ok(Some(self.panic(&why)));
+            return Ok(Some(self.panic(why)));
         }
         self.state.watchdog_retries = 0;
         self.update_embedded_bootloader()?;
@@ -159,40 +146,39 @@ impl Device {
             let loc = self.dct_location();
             dct_store::write(&mut self.flash, &loc, dct::OTA_UPDATE_FLAG, &[0xFF])
                 .map_err(dct_flash)?;
-            self.event("system: OTA flag 0xA5 set: applying the image in the OTA region");
+            self.event(DeviceEvent::OtaFlagSet);
             match self.ota_finish() {
                 Ok(_) => return Ok(Some(ResetReason::Update)),
                 Err(OtaError::PowerLost) => return Err(FlashError::PowerLost),
-                Err(e) => self.event(format!("system: the staged image was refused: {e}")),
+                Err(e) => self.event(DeviceEvent::OtaFlagImageRefused(e)),
             }
         }
         if let Err(why) = modules {
-            self.event(format!("system: safe mode: {why}"));
+            self.event(DeviceEvent::SafeMode(why));
             return Ok(self.settle(Mode::SafeMode));
         }
         if safe_requested {
-            self.event("system: safe mode: requested at boot");
+            self.event(DeviceEvent::SafeMode(SafeModeCause::Requested));
             return Ok(self.settle(Mode::SafeMode));
         }
         match self.validate_user_app() {
             UserApp::Valid(info) => {
-                self.event(format!(
-                    "system: breathing cyan: running the application (user part version {})",
-                    info.version
-                ));
+                self.event(DeviceEvent::AppRunning {
+                    version: info.version,
+                });
                 Ok(self.settle(Mode::App))
             }
             UserApp::FactoryReset(why) => {
-                self.event(format!("system: restoring the factory app: {why}"));
+                self.event(DeviceEvent::FactoryResetNeeded(why));
                 self.state.factory_reset_requested = true;
                 Ok(Some(ResetReason::FactoryReset))
             }
             UserApp::Invalid(why) => {
-                self.event(format!("system: safe mode: {why}"));
+                self.event(DeviceEvent::SafeMode(why));
                 Ok(self.settle(Mode::SafeMode))
             }
             UserApp::Missing => {
-                self.event("system: no application installed");
+                self.event(DeviceEvent::NoApp);
                 Ok(self.settle(Mode::NoApp))
             }
         }
@@ -208,16 +194,15 @@ impl Device {
         None
     }
 
-    fn panic(&mut self, why: &str) -> ResetReason {
+    /// Red SOS: the watchdog (counting the failed start) or the panic handler resets.
+    fn panic(&mut self, cause: CrashCause) -> ResetReason {
         self.set_mode(Mode::Panic, Led::new(Color::Red, Pattern::Sos));
-        if self.watchdog_enabled() {
+        let watchdog = self.watchdog_enabled();
+        self.event(DeviceEvent::Sos(Crash { cause, watchdog }));
+        if watchdog {
             self.state.watchdog_retries = self.state.watchdog_retries.saturating_add(1);
-            self.event(format!(
-                "system: red SOS: {why}; the watchdog resets the device"
-            ));
             ResetReason::Watchdog
         } else {
-            self.event(format!("system: red SOS: {why}; the device resets"));
             ResetReason::Panic
         }
     }
@@ -241,10 +226,10 @@ impl Device {
         let image = synthesize(self.platform, &update.module);
         self.flash
             .write(Space::Internal, update.module.start, &image, COPY_CHUNK)?;
-        self.event(format!(
-            "system: updated the bootloader from version {} to {} (image carried by the system firmware)",
-            update.installed, update.version
-        ));
+        self.event(DeviceEvent::BootloaderUpdated {
+            from: update.installed,
+            to: update.version,
+        });
         Ok(())
     }
 }

@@ -35,6 +35,7 @@ use modflash_module::rules;
 use modflash_ymodem::{Event, Receiver, ReceiverConfig, RecvError, CAN};
 
 use crate::device::Device;
+use crate::event::DeviceEvent;
 use crate::state::{Color, Led, Mode, Pattern, ResetReason};
 
 /// The line rate that puts a running device into listening mode
@@ -268,7 +269,7 @@ impl Console {
                     Mode::App | Mode::SafeMode | Mode::NoApp | Mode::Listening
                 ) {
                     self.state = State::Idle;
-                    device.event("system: the host opened the serial port at 14400 baud: resetting into DFU mode");
+                    device.event(DeviceEvent::DfuBaud);
                     device.request_dfu();
                     self.events
                         .push(ConsoleEvent::ModeChanged(device.state.mode));
@@ -510,7 +511,7 @@ impl Console {
                         }
                         Err(e) => {
                             reject = true;
-                            device.event(format!("system: YMODEM update refused: {e}"));
+                            device.event(DeviceEvent::YmodemRefused(e));
                             verdict = Some(TransferOutcome::Refused {
                                 code: e.code(),
                                 reason: e.to_string(),
@@ -639,7 +640,7 @@ impl Console {
                 } else {
                     match line.trim() {
                         "0" => {
-                            self.wifi_done(device, &ssid, "unsecured");
+                            self.wifi_done(device, &ssid, false);
                             State::Idle
                         }
                         "1" | "2" | "3" => {
@@ -663,7 +664,7 @@ impl Console {
             }
             State::WifiPassword { ssid, mut line } => {
                 if done {
-                    self.wifi_done(device, &ssid, "secured");
+                    self.wifi_done(device, &ssid, true);
                     State::Idle
                 } else {
                     push(&mut line, &mut self.out);
@@ -674,7 +675,7 @@ impl Console {
         };
     }
 
-    fn wifi_done(&mut self, device: &mut Device, ssid: &str, kind: &str) {
+    fn wifi_done(&mut self, device: &mut Device, ssid: &str, secured: bool) {
         self.out.extend_from_slice(
             b"\r\nThanks! Wait while I save those credentials...\r\n\r\n\
               Awesome. Now we'll connect!\r\n\r\n\
@@ -684,9 +685,10 @@ impl Console {
               visit https://www.particle.io/support to debug.\r\n\r\n\
               \x20   Particle <3 you!\r\n",
         );
-        device.event(format!(
-            "system: saved {kind} Wi-Fi credentials for network \"{ssid}\""
-        ));
+        device.event(DeviceEvent::WifiSaved {
+            ssid: ssid.to_string(),
+            secured,
+        });
         device.exit_listening();
         self.events.push(ConsoleEvent::Command('w'));
     }
@@ -1092,7 +1094,9 @@ mod tests {
         c.feed(&mut d, b"secret\r", 0);
         assert!(text(&mut c).contains("Particle <3 you!"));
         assert_ne!(d.state.mode, Mode::Listening);
-        assert!(d.state.events.iter().any(|e| e.contains("\"home\"")));
+        assert!(d.state.events.iter().any(
+            |e| matches!(e, DeviceEvent::WifiSaved { ssid, secured: true } if ssid == "home")
+        ));
     }
 
     #[test]

@@ -2,32 +2,37 @@
 //! the DCT, and the factory-reset copy of DCT slot 0.
 
 use modflash_module::platform::{dct, ModuleBounds};
-use modflash_module::{ModuleFunction, ModuleInfo, ModuleRef};
+use modflash_module::{ModuleFunction, ModuleInfo};
 
 use crate::boot::dct_flash;
+use crate::cause::CopyRefusal;
 use crate::dct::{self as dct_store, slot_flags, ModuleSlot};
 use crate::device::{Device, COPY_CHUNK};
+use crate::event::DeviceEvent;
 use crate::flash::{FlashError, Space};
 use crate::state::{Color, Led, Mode, Pattern};
 
 impl Device {
     /// Restores the factory application per DCT slot 0 (or the built-in default), with the
-    /// CRC, function and destination checks. Outer error = power lost.
-    pub(crate) fn restore_factory_app(&mut self) -> Result<Result<(), String>, FlashError> {
+    /// CRC, function and destination checks, and logs the outcome. True when it was restored;
+    /// error = power lost.
+    pub(crate) fn restore_factory_app(&mut self) -> Result<bool, FlashError> {
         let Some((slot, _)) = self.factory_slot() else {
-            return Ok(Err("this platform has no factory-reset image".into()));
+            self.event(DeviceEvent::NoFactoryResetImage);
+            return Ok(false);
         };
         self.set_mode(Mode::Off, Led::new(Color::Green, Pattern::BlinkingFast));
-        match self.copy_module(&slot)? {
-            Ok(info) => {
-                self.event(format!(
-                    "bootloader: blinking green fast: restored the factory app (user part version {})",
-                    info.version
-                ));
-                Ok(Ok(()))
-            }
-            Err(why) => Ok(Err(why)),
-        }
+        let (restored, event) = match self.copy_module(&slot)? {
+            Ok(info) => (
+                true,
+                DeviceEvent::FactoryAppRestored {
+                    version: info.version,
+                },
+            ),
+            Err(why) => (false, DeviceEvent::FactoryResetFailed(why)),
+        };
+        self.event(event);
+        Ok(restored)
     }
 
     /// `FLASH_UpdateModules`: copies every pending DCT slot (1–4) and frees it.
@@ -39,16 +44,15 @@ impl Device {
                 continue;
             }
             self.set_mode(Mode::Off, Led::new(Color::Magenta, Pattern::BlinkingFast));
-            let outcome = self.copy_module(&slot)?;
-            match outcome {
-                Ok(info) => self.event(format!(
-                    "bootloader: blinking magenta fast: installed {} version {} at {:#010x}",
-                    info.slot(),
-                    info.version,
-                    slot.destination
-                )),
-                Err(why) => self.event(format!("bootloader: pending update refused: {why}")),
-            }
+            let event = match self.copy_module(&slot)? {
+                Ok(info) => DeviceEvent::PendingUpdateInstalled {
+                    module: info.slot(),
+                    version: info.version,
+                    address: slot.destination,
+                },
+                Err(why) => DeviceEvent::PendingUpdateRefused(why),
+            };
+            self.event(event);
             // The slot is freed after the copy, so a power cut mid-copy repeats it.
             dct_store::write_slot(&mut self.flash, &loc, i, &ModuleSlot::FREE)
                 .map_err(dct_flash)?;
@@ -61,7 +65,7 @@ impl Device {
     pub(crate) fn copy_module(
         &mut self,
         slot: &ModuleSlot,
-    ) -> Result<Result<ModuleInfo, String>, FlashError> {
+    ) -> Result<Result<ModuleInfo, CopyRefusal>, FlashError> {
         let src_space = if slot.source_device == 0 {
             Space::Internal
         } else {
@@ -73,19 +77,19 @@ impl Device {
             Space::External
         };
         let Some(head) = self.flash.read(src_space, slot.source, 0x200) else {
-            return Ok(Err(format!(
-                "source {:#010x} is outside flash",
-                slot.source
-            )));
+            return Ok(Err(CopyRefusal::SourceOutsideFlash {
+                source: slot.source,
+            }));
         };
         let offset = modflash_module::parse::device_header_offset(self.platform.mcu, head);
         let Some(raw) = self
             .flash
             .read(src_space, slot.source + offset as u32, ModuleInfo::SIZE)
+            .and_then(|raw| raw.try_into().ok())
         else {
-            return Ok(Err("the source header is outside flash".into()));
+            return Ok(Err(CopyRefusal::HeaderOutsideFlash));
         };
-        let info = ModuleInfo::from_bytes(raw.try_into().expect("24 bytes"));
+        let info = ModuleInfo::from_bytes(raw);
         let verify = slot.flags
             & (slot_flags::VERIFY_CRC
                 | slot_flags::VERIFY_FUNCTION
@@ -95,42 +99,38 @@ impl Device {
             .module_length()
             .filter(|&l| l as usize + 4 <= slot.length as usize)
         else {
-            return Ok(Err(format!(
-                "the {} header at {:#010x} is invalid or longer than the slot",
-                ModuleRef::new(ModuleFunction::from_u8(slot.function), 0)
-                    .function
-                    .describe(),
-                slot.source
-            )));
+            return Ok(Err(CopyRefusal::BadHeader {
+                function: ModuleFunction::from_u8(slot.function),
+                source: slot.source,
+            }));
         };
         if verify {
             if info.platform_id != self.platform.id && info.function != ModuleFunction::Resource {
-                return Ok(Err(format!(
-                    "platform {}, expected {}",
-                    info.platform_id, self.platform.id
-                )));
+                return Ok(Err(CopyRefusal::Platform {
+                    found: info.platform_id,
+                    expected: self.platform.id,
+                }));
             }
             if slot.flags & slot_flags::VERIFY_FUNCTION != 0
                 && info.function.to_u8() != slot.function
             {
-                return Ok(Err(format!(
-                    "it is a {}, the slot expects a {}",
-                    info.function.describe(),
-                    ModuleFunction::from_u8(slot.function).describe()
-                )));
+                return Ok(Err(CopyRefusal::Function {
+                    found: info.function,
+                    expected: ModuleFunction::from_u8(slot.function),
+                }));
             }
             if slot.flags & slot_flags::VERIFY_DESTINATION != 0
                 && info.start_address != slot.destination
             {
-                return Ok(Err(format!(
-                    "it starts at {:#010x}, the destination is {:#010x}",
-                    info.start_address, slot.destination
-                )));
+                return Ok(Err(CopyRefusal::Destination {
+                    start: info.start_address,
+                    destination: slot.destination,
+                }));
             }
             if slot.flags & slot_flags::VERIFY_CRC != 0
                 && !self.hal().integrity_ok(src_space, slot.source, &info)
             {
-                return Ok(Err("its CRC does not match".into()));
+                return Ok(Err(CopyRefusal::Crc));
             }
         }
         let total = length as usize + 4;
@@ -153,7 +153,11 @@ impl Device {
                     .unwrap_or_default()
                     .to_vec(),
                 Ok(inflated) => inflated,
-                Err(e) => return Ok(Err(format!("cannot inflate: {e}"))),
+                Err(e) => {
+                    return Ok(Err(CopyRefusal::Inflate {
+                        reason: e.to_string(),
+                    }))
+                }
             }
         } else if drop_info {
             image[ModuleInfo::SIZE.min(image.len())..].to_vec()

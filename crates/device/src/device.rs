@@ -11,6 +11,7 @@ use modflash_module::{Module, ModuleFunction, ModuleInfo, ModuleRef};
 use crate::boot::dct_flash;
 use crate::dct::{self as dct_store, DctLocation};
 use crate::error::DeviceError;
+use crate::event::DeviceEvent;
 use crate::flash::{FlashChip, FlashError, FlashStats, Space};
 use crate::hal::{Fetched, Hal};
 use crate::state::{BootRequest, Color, DeviceState, Led, Mode, Pattern, ResetReason};
@@ -191,9 +192,9 @@ impl Device {
         self.flash.stats()
     }
 
-    /// Appends to the event log.
-    pub fn event(&mut self, text: impl Into<String>) {
-        self.state.events.push(text.into());
+    /// Appends to the event log (which keeps the newest 400).
+    pub fn event(&mut self, event: DeviceEvent) {
+        self.state.events.push(event);
         let excess = self.state.events.len().saturating_sub(EVENT_LOG_LIMIT);
         self.state.events.drain(..excess);
     }
@@ -318,7 +319,7 @@ impl Device {
         }
         if self.state.mode != Mode::Listening {
             self.state.running_mode = self.state.mode;
-            self.event("system: blinking blue: listening mode");
+            self.event(DeviceEvent::ListeningEntered);
         }
         self.set_mode(Mode::Listening, Led::new(Color::Blue, Pattern::Blinking));
         true
@@ -329,7 +330,7 @@ impl Device {
         if self.state.mode == Mode::Listening {
             let mode = self.state.running_mode;
             self.settle(mode);
-            self.event("system: left listening mode");
+            self.event(DeviceEvent::ListeningLeft);
         }
     }
 }

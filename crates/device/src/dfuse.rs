@@ -17,6 +17,7 @@ use modflash_module::{ModuleFunction, ModuleRef};
 
 use crate::dct as dct_store;
 use crate::device::Device;
+use crate::event::{DeviceEvent, RefusedOperation};
 use crate::flash::{FlashError, Space};
 use crate::state::{Color, Led, Mode, Pattern, ResetReason};
 
@@ -694,7 +695,7 @@ impl Device {
             State::Manifest
         };
         let reply = self.status_reply(reported, length);
-        self.event("bootloader: DFU leave request: resetting into the firmware");
+        self.event(DeviceEvent::DfuLeave);
         self.flash_mut().add_time_us(LEAVE_RESET_US);
         self.reset(ResetReason::DfuLeave, None);
         reply
@@ -722,7 +723,7 @@ impl Device {
         self.dfu.state = State::DnloadSync;
         match outcome {
             Ok(()) if operation == Operation::ReadUnprotect => {
-                self.event("bootloader: DFU read unprotect: flash erased, resetting");
+                self.event(DeviceEvent::DfuReadUnprotect);
                 self.reset(ResetReason::DfuLeave, None);
                 Ok(reply)
             }
@@ -733,26 +734,24 @@ impl Device {
                     color: Color::Off,
                     pattern: Pattern::Solid,
                 };
-                self.event("power lost");
+                self.event(DeviceEvent::PowerLost);
                 Err(Stall)
             }
             Err(Failure::Refused(status)) => {
-                let what = match operation {
-                    Operation::Write => format!(
-                        "write of {} bytes at {:#010x}",
-                        pending.data.len(),
-                        self.block_address(pending.block)
-                    ),
-                    Operation::Erase => format!("erase at {:#010x}", self.pointer()),
-                    _ => format!(
-                        "command {:#04x}",
-                        pending.data.first().copied().unwrap_or(0)
-                    ),
+                let operation = match operation {
+                    Operation::Write => RefusedOperation::Write {
+                        len: pending.data.len(),
+                        address: self.block_address(pending.block),
+                    },
+                    Operation::Erase => RefusedOperation::Erase {
+                        address: self.pointer(),
+                    },
+                    _ => RefusedOperation::Command(pending.data.first().copied().unwrap_or(0)),
                 };
-                self.event(format!(
-                    "bootloader: DFU refused the {what} (alt {})",
-                    self.dfu.alt
-                ));
+                self.event(DeviceEvent::DfuRefused {
+                    operation,
+                    alt: self.dfu.alt,
+                });
                 if self.dfu.quirks.stall_on_failed_operation {
                     Err(Stall)
                 } else {

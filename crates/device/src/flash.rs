@@ -40,7 +40,8 @@ impl fmt::Display for Space {
 }
 
 /// Why a flash operation did not complete.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FlashError {
     /// The address range is outside the memory.
     OutOfBounds {

@@ -2,6 +2,8 @@
 //! RANGE / PLATFORM / INTEGRITY / DEPENDENCIES / DEPENDENCIES_FULL; the dependency rules
 //! themselves are [`modflash_module::rules`], read through this HAL's [`Installed`] view.
 
+use std::fmt;
+
 use modflash_module::checksum::crc32;
 use modflash_module::extension::{Extension, ExtensionArea, Extensions};
 use modflash_module::parse::{device_header_offset, BASE_SUFFIX_SIZE};
@@ -9,6 +11,7 @@ use modflash_module::platform::{Layout, ModuleBounds, Platform, Store};
 use modflash_module::rules::{self, Header, Installed, Part, Unmet};
 use modflash_module::softdevice;
 use modflash_module::{Dependency, ModuleFlags, ModuleFunction, ModuleInfo, ModuleRef};
+use serde::{Deserialize, Serialize};
 
 use crate::flash::{FlashChip, Space};
 
@@ -228,32 +231,73 @@ impl<'a> Hal<'a> {
 
     /// `FLASH_isUserModuleInfoValid`: the header at `address` claims to start there, ends
     /// inside flash and names this platform.
-    pub fn user_header_valid(&self, space: Space, address: u32) -> Result<ModuleInfo, String> {
+    pub fn user_header_valid(&self, space: Space, address: u32) -> Result<ModuleInfo, HeaderFault> {
         let raw = self
             .flash
             .read(space, address, ModuleInfo::SIZE)
-            .ok_or_else(|| "the region is outside flash".to_string())?;
-        let info = ModuleInfo::from_bytes(raw.try_into().map_err(|_| String::new())?);
+            .and_then(|raw| raw.try_into().ok())
+            .ok_or(HeaderFault::OutsideFlash)?;
+        let info = ModuleInfo::from_bytes(raw);
         let flash_end = self.layout.internal.end();
         if info.start_address != address {
-            return Err(format!(
-                "it starts at {:#010x}, expected {address:#010x}",
-                info.start_address
-            ));
+            return Err(HeaderFault::Start {
+                found: info.start_address,
+                expected: address,
+            });
         }
         if info.end_address > flash_end || info.end_address < info.start_address {
-            return Err(format!(
-                "its end address {:#010x} is outside flash",
-                info.end_address
-            ));
+            return Err(HeaderFault::End(info.end_address));
         }
         if info.platform_id != self.platform.id {
-            return Err(format!(
-                "platform {}, expected {}",
-                info.platform_id, self.platform.id
-            ));
+            return Err(HeaderFault::Platform {
+                found: info.platform_id,
+                expected: self.platform.id,
+            });
         }
         Ok(info)
+    }
+}
+
+/// Why the system rejects the header of a user part (`FLASH_isUserModuleInfoValid`, or the
+/// header at the fixed end of an RTL872x user region).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderFault {
+    /// The region is outside flash.
+    OutsideFlash,
+    /// The header does not claim to start where it lies.
+    Start {
+        /// Its start address.
+        found: u32,
+        /// Where it lies.
+        expected: u32,
+    },
+    /// Its end address is outside flash.
+    End(u32),
+    /// It names another platform.
+    Platform {
+        /// Its platform id.
+        found: u16,
+        /// The device's.
+        expected: u16,
+    },
+    /// No module ends at the fixed end of the user region.
+    NotFound,
+}
+
+impl fmt::Display for HeaderFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutsideFlash => f.write_str("the region is outside flash"),
+            Self::Start { found, expected } => {
+                write!(f, "it starts at {found:#010x}, expected {expected:#010x}")
+            }
+            Self::End(end) => write!(f, "its end address {end:#010x} is outside flash"),
+            Self::Platform { found, expected } => {
+                write!(f, "platform {found}, expected {expected}")
+            }
+            Self::NotFound => f.write_str("no module found at the end of the user region"),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! listening-mode console. No I/O: callers persist snapshots and move bytes.
 
 mod boot;
+pub mod cause;
 pub mod console;
 mod copy;
 pub mod dct;
@@ -11,6 +12,7 @@ pub mod describe;
 pub mod device;
 pub mod dfuse;
 pub mod error;
+pub mod event;
 pub mod flash;
 pub mod hal;
 pub mod ota;
@@ -19,6 +21,7 @@ mod validate;
 
 pub use device::Device;
 pub use error::DeviceError;
+pub use event::DeviceEvent;
 pub use flash::{FlashChip, FlashError, FlashStats, Space};
 pub use ota::{OtaError, OtaOutcome};
 pub use state::{BootRequest, Color, DeviceState, Led, Mode, Pattern, ResetReason};

@@ -4,20 +4,26 @@
 use modflash_module::platform::{dct, ModuleBounds};
 use modflash_module::rules::{self, OtaCode, OtaRefusal};
 use modflash_module::ModuleFunction;
+use serde::{Deserialize, Serialize};
 
 use crate::dct::{self as dct_store, slot_flags, ModuleSlot};
 use crate::device::Device;
+use crate::event::DeviceEvent;
 use crate::flash::{FlashError, Space};
 use crate::state::{Color, Led, Pattern};
 
 /// Why an OTA update failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OtaError {
     /// The system refused the module (spec §5.7).
+    #[error("{0}")]
     Refused(OtaRefusal),
     /// The update was not started (no `begin`).
+    #[error("no update in progress")]
     NotStarted,
     /// Power was lost.
+    #[error("power was lost during the update")]
     PowerLost,
 }
 
@@ -27,16 +33,6 @@ impl OtaError {
         match self {
             Self::Refused(r) => r.code().code(),
             Self::NotStarted | Self::PowerLost => OtaCode::Failed.code(),
-        }
-    }
-}
-
-impl std::fmt::Display for OtaError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Refused(r) => r.fmt(f),
-            Self::NotStarted => f.write_str("no update in progress"),
-            Self::PowerLost => f.write_str("power was lost during the update"),
         }
     }
 }
@@ -76,9 +72,7 @@ impl Device {
         self.flash
             .erase_range(Space::of(ota.location), ota.start, len)?;
         self.state.led = Led::new(Color::Magenta, Pattern::BlinkingFast);
-        self.event(format!(
-            "system: blinking magenta fast: receiving a {len}-byte update"
-        ));
+        self.event(DeviceEvent::UpdateReceiving { len });
         self.ota_length = Some(len);
         Ok(())
     }
@@ -142,14 +136,13 @@ impl Device {
         if info.function == ModuleFunction::Bootloader {
             match self.copy_module(&slot)? {
                 Ok(_) => {
-                    self.event(format!(
-                        "system: installed bootloader version {}",
-                        info.version
-                    ));
+                    self.event(DeviceEvent::BootloaderInstalled {
+                        version: info.version,
+                    });
                     return Ok(OtaOutcome::Applied);
                 }
                 Err(why) => {
-                    self.event(format!("system: bootloader update refused: {why}"));
+                    self.event(DeviceEvent::BootloaderRefused(why));
                     return Err(OtaError::Refused(OtaRefusal::Integrity));
                 }
             }
@@ -160,11 +153,10 @@ impl Device {
             .unwrap_or(1);
         dct_store::write_slot(&mut self.flash, &loc, free, &slot)
             .map_err(|_| OtaError::PowerLost)?;
-        self.event(format!(
-            "system: {} version {} validated; it will be installed at the next reset",
-            info.slot(),
-            info.version
-        ));
+        self.event(DeviceEvent::UpdateValidated {
+            module: info.slot(),
+            version: info.version,
+        });
         Ok(OtaOutcome::PendingRestart)
     }
 }

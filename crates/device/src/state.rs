@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::DeviceEvent;
 use crate::flash::FlashStats;
 
 /// What the device is doing.
@@ -167,8 +168,9 @@ pub struct DeviceState {
     pub led: Led,
     /// Reason of the last reset.
     pub reset_reason: ResetReason,
-    /// Plain-words event log, newest last.
-    pub events: Vec<String>,
+    /// Event log, newest last.
+    #[serde(with = "crate::event::saved")]
+    pub events: Vec<DeviceEvent>,
     /// `Factory_Reset == 0xAAAA`: the bootloader restores the factory app at next boot.
     pub factory_reset_requested: bool,
     /// DR1 request for the bootloader.

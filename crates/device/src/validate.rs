@@ -3,76 +3,56 @@
 //! `HAL_Core_Validate_User_Module`.
 
 use modflash_module::platform::{Family, ModuleBounds, Store};
-use modflash_module::rules::{self, NotRunnable};
+use modflash_module::rules;
 use modflash_module::{Module, ModuleFunction, ModuleInfo, ModuleRef};
 
+use crate::cause::{
+    CrashCause, FactoryResetCause, InvalidUserPart, SafeModeCause, SlotContent, SystemFault,
+};
 use crate::device::Device;
 use crate::flash::Space;
-use crate::hal::{describe_flags, flags};
+use crate::hal::{flags, HeaderFault};
 
 impl Device {
+    /// `is_application_valid`: the bootloader's check of system part 1 (or mono firmware).
     /// Gen2 checks the header only; Gen3 and RTL872x also check the CRC.
-    pub(crate) fn system_start_header(&self) -> Result<ModuleInfo, String> {
+    pub(crate) fn system_start_header(&self) -> Result<ModuleInfo, SystemFault> {
         let layout = self.layout();
         let hal = self.hal();
         let first = layout
             .main_bounds(ModuleRef::new(ModuleFunction::SystemPart, 1))
             .or_else(|| layout.main_bounds(ModuleRef::new(ModuleFunction::MonoFirmware, 0)))
-            .ok_or("no system region")?;
-        let (info, address) = hal
-            .read_info(first)
-            .ok_or("the system region is unreadable")?;
+            .ok_or(SystemFault::NoRegion)?;
+        let (info, address) = hal.read_info(first).ok_or(SystemFault::Unreadable)?;
         if info.start_address != first.start || info.platform_id != self.platform.id {
-            return Err(format!(
-                "the header at {:#010x} is not a {} for this device",
-                first.start,
-                first.slot()
-            ));
+            return Err(SystemFault::ForeignHeader {
+                address: first.start,
+                module: first.slot(),
+            });
         }
         if info.end_address > first.end || info.end_address < info.start_address {
-            return Err(format!("the {} ends outside its region", first.slot()));
+            return Err(SystemFault::OutOfRegion(first.slot()));
         }
         let crc_checked = !matches!(
             self.platform.family,
             Some(Family::Photon) | Some(Family::Electron)
         );
         if crc_checked && !hal.integrity_ok(Space::of(first.location), address, &info) {
-            return Err(format!("the {} fails its CRC check", first.slot()));
+            return Err(SystemFault::Crc(first.slot()));
         }
         Ok(info)
     }
 
-    /// Whether the system firmware can start at all ([`rules::system_runnable`]); the reason
-    /// in words when it cannot.
-    pub(crate) fn system_runnable(&self) -> Result<(), String> {
+    /// Whether the system firmware can start at all ([`rules::system_runnable`]), and why
+    /// not.
+    pub(crate) fn system_runnable(&self) -> Result<(), CrashCause> {
         let hal = self.hal();
-        rules::system_runnable(&hal, self.platform, hal.layout).map_err(|why| match why {
-            NotRunnable::Missing(region) => format!("the {} is missing", region.slot()),
-            NotRunnable::Other { region, found } => format!(
-                "the {} at {:#010x} is corrupt (it holds a {found})",
-                region.slot(),
-                region.start
-            ),
-            NotRunnable::Corrupt {
-                region,
-                platform,
-                integrity,
-            } => {
-                let failed = if platform { flags::PLATFORM } else { 0 }
-                    | if integrity { flags::INTEGRITY } else { 0 };
-                format!(
-                    "the {} at {:#010x} is corrupt ({} failed)",
-                    region.slot(),
-                    region.start,
-                    describe_flags(failed)
-                )
-            }
-        })
+        rules::system_runnable(&hal, self.platform, hal.layout).map_err(CrashCause::from)
     }
 
     /// `HAL_Core_Validate_Modules`: bootloader and the last system part (Gen2 part 2; Gen3
     /// part 1) must pass integrity, range, platform and dependencies. Skipped on Electron.
-    pub(crate) fn validate_system_modules(&self) -> Result<(), String> {
+    pub(crate) fn validate_system_modules(&self) -> Result<(), SafeModeCause> {
         if matches!(
             self.platform.family,
             Some(Family::Electron) | Some(Family::Core)
@@ -80,7 +60,7 @@ impl Device {
             return Ok(());
         }
         let hal = self.hal();
-        let check = |slot: ModuleRef| -> Result<(), String> {
+        let check = |slot: ModuleRef| -> Result<(), SafeModeCause> {
             let Some(b) = hal.layout.main_bounds(slot) else {
                 return Ok(());
             };
@@ -89,8 +69,11 @@ impl Device {
                 return Ok(());
             }
             Err(match f.unmet {
-                Some(u) if f.failed() == flags::DEPENDENCIES => u.to_string(),
-                _ => format!("the {} failed {}", slot, describe_flags(f.failed())),
+                Some(u) if f.failed() == flags::DEPENDENCIES => SafeModeCause::Unmet(u),
+                _ => SafeModeCause::ModuleFailed {
+                    module: slot,
+                    checks: f.failed(),
+                },
             })
         };
         check(ModuleRef::new(ModuleFunction::Bootloader, 0))?;
@@ -131,11 +114,11 @@ impl Device {
         let header = if primary.fixed_end {
             match hal.read_info(primary) {
                 Some((info, _)) if info.platform_id == self.platform.id => Ok(info),
-                Some((info, _)) => Err(format!(
-                    "platform {}, expected {}",
-                    info.platform_id, self.platform.id
-                )),
-                None => Err("no module found at the end of the user region".into()),
+                Some((info, _)) => Err(HeaderFault::Platform {
+                    found: info.platform_id,
+                    expected: self.platform.id,
+                }),
+                None => Err(HeaderFault::NotFound),
             }
         } else {
             hal.user_header_valid(Space::of(primary.location), primary.start)
@@ -145,65 +128,62 @@ impl Device {
                 if f.is_valid() {
                     UserApp::Valid(f.info.expect("valid has info"))
                 } else if f.failed() & flags::INTEGRITY != 0 {
-                    UserApp::Invalid("the application fails its CRC check".into())
+                    UserApp::Invalid(SafeModeCause::AppIntegrity)
                 } else if let Some(u) = f.unmet {
-                    UserApp::Invalid(u.to_string())
+                    UserApp::Invalid(SafeModeCause::Unmet(u))
                 } else {
-                    UserApp::Invalid(format!(
-                        "the application failed {}",
-                        describe_flags(f.failed())
-                    ))
+                    UserApp::Invalid(SafeModeCause::AppFailed { checks: f.failed() })
                 }
             }
-            Err(why) => {
+            Err(fault) => {
                 let erased = self
                     .flash
                     .read(Space::of(primary.location), primary.lowest_start(), 4)
                     .is_some_and(|b| b == [0xFF; 4])
                     && !primary.fixed_end;
-                let what = self.describe_slot_content(primary);
+                let invalid = InvalidUserPart {
+                    fault,
+                    holds: self.slot_content(primary),
+                };
                 match self.factory_app_valid() {
                     true => UserApp::FactoryReset(if erased {
-                        "the user part is empty".into()
+                        FactoryResetCause::UserPartEmpty
                     } else {
-                        format!("the user part header is invalid ({why}){what}")
+                        FactoryResetCause::AppHeader(invalid)
                     }),
                     false if erased || primary.fixed_end && hal.read_info(primary).is_none() => {
                         UserApp::Missing
                     }
-                    false => {
-                        UserApp::Invalid(format!("the user part header is invalid ({why}){what}"))
-                    }
+                    false => UserApp::Invalid(SafeModeCause::AppHeader(invalid)),
                 }
             }
         }
     }
 
-    /// "; the slot holds a Core monolithic image (platform 0)" when the bytes parse as a module.
-    fn describe_slot_content(&self, b: &ModuleBounds) -> String {
-        let Some(bytes) =
+    /// The module region `b` holds when its bytes parse as one (a Core image in a Photon's
+    /// user slot, say).
+    fn slot_content(&self, b: &ModuleBounds) -> Option<SlotContent> {
+        let bytes =
             self.flash
-                .read(Space::of(b.location), b.lowest_start(), b.max_size as usize)
-        else {
-            return String::new();
-        };
+                .read(Space::of(b.location), b.lowest_start(), b.max_size as usize)?;
         // Trim the erased tail so the size check can succeed.
         let used = bytes.iter().rposition(|&x| x != 0xFF).map_or(0, |p| p + 1);
-        match Module::parse(&bytes[..used]) {
-            Ok(m) => format!(
-                "; the slot holds a {} image (platform {}, {})",
-                modflash_module::platform(m.info.platform_id).map_or("foreign", |p| p.display_name),
-                m.info.platform_id,
-                m.info.function.describe()
-            ),
-            Err(_) => String::new(),
-        }
+        let m = Module::parse(&bytes[..used]).ok()?;
+        Some(SlotContent {
+            platform_id: m.info.platform_id,
+            function: m.info.function,
+        })
     }
 }
 
+/// The system's verdict on the application.
 pub(crate) enum UserApp {
+    /// It runs.
     Valid(ModuleInfo),
-    FactoryReset(String),
-    Invalid(String),
+    /// The bootloader must restore the factory application first.
+    FactoryReset(FactoryResetCause),
+    /// Safe mode.
+    Invalid(SafeModeCause),
+    /// There is none.
     Missing,
 }

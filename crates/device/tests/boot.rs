@@ -1,7 +1,12 @@
 //! Boot, validation and OTA scenarios on virtual devices (spec §5–§8).
 
+use modflash_device::cause::{FactoryResetCause, InvalidUserPart, SafeModeCause, SlotContent};
 use modflash_device::describe::describe;
-use modflash_device::{Color, Device, DeviceError, Mode, OtaError, Pattern, ResetReason};
+use modflash_device::hal::flags;
+use modflash_device::{
+    Color, Device, DeviceError, DeviceEvent, Mode, OtaError, Pattern, ResetReason,
+};
+use modflash_module::{ModuleFunction, ModuleRef};
 use modflash_testkit::device::device;
 use modflash_testkit::fixture;
 
@@ -32,10 +37,29 @@ fn core_image_in_the_user_slot_restores_the_factory_app() {
     d.install_user_app(&fixture("core_tinker.bin")).unwrap();
     d.reset(ResetReason::Button, None);
     assert_eq!(d.state.mode, Mode::App, "{:#?}", d.state.events);
-    let log = d.state.events.join("\n");
-    assert!(log.contains("user part header is invalid"), "{log}");
-    assert!(log.contains("Core"), "the log names the Core image: {log}");
-    assert!(log.contains("restored the factory app"), "{log}");
+    let events = &d.state.events;
+    let invalid = events
+        .iter()
+        .find(|e| {
+            matches!(
+                e,
+                DeviceEvent::FactoryResetNeeded(FactoryResetCause::AppHeader(InvalidUserPart {
+                    holds: Some(SlotContent { platform_id: 0, .. }),
+                    ..
+                }))
+            )
+        })
+        .unwrap_or_else(|| panic!("the user part header is invalid: {events:#?}"));
+    assert!(
+        invalid.to_string().contains("Core"),
+        "the log names the Core image: {invalid}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, DeviceEvent::FactoryAppRestored { .. })),
+        "{events:#?}"
+    );
     // Tinker (the factory app, photon_tinker.bin v2) now runs from the user slot.
     let user = d
         .system_info()
@@ -55,10 +79,12 @@ fn app_for_newer_system_firmware_gives_safe_mode() {
         (d.state.led.color, d.state.led.pattern),
         (Color::Magenta, Pattern::Breathing)
     );
-    let log = d.state.events.last().unwrap();
-    assert!(
-        log.contains("user part 1 needs system part 2 \u{2265} 108, installed 17"),
-        "{log}"
+    let Some(DeviceEvent::SafeMode(SafeModeCause::Unmet(unmet))) = d.state.events.last() else {
+        panic!("safe mode for a dependency: {:#?}", d.state.events);
+    };
+    assert_eq!(
+        unmet.to_string(),
+        "user part 1 needs system part 2 \u{2265} 108, installed 17"
     );
     let json: serde_json::Value = serde_json::from_str(&describe(&d)).unwrap();
     let user = json["m"]
@@ -215,8 +241,7 @@ fn electron_052_updates_its_bootloader_from_the_system_firmware() {
     assert!(d
         .state
         .events
-        .iter()
-        .any(|e| e.contains("updated the bootloader from version 7 to 501")));
+        .contains(&DeviceEvent::BootloaderUpdated { from: 7, to: 501 }));
 }
 
 #[test]
@@ -247,11 +272,12 @@ fn corrupt_system_part_2_gives_safe_mode() {
     d.reset(ResetReason::Button, None);
     assert_eq!(d.state.mode, Mode::SafeMode, "{:#?}", d.state.events);
     assert!(
-        d.state
-            .events
-            .last()
-            .unwrap()
-            .contains("system part 2 failed integrity"),
+        matches!(
+            d.state.events.last(),
+            Some(DeviceEvent::SafeMode(SafeModeCause::ModuleFailed { module, checks }))
+                if *module == ModuleRef::new(ModuleFunction::SystemPart, 2)
+                    && checks & flags::INTEGRITY != 0
+        ),
         "{:#?}",
         d.state.events
     );

@@ -2,7 +2,7 @@
 //! (spec dfu-and-harnesses.md §1.6, §1.9), against virtual Photon, Argon and Electron devices.
 
 use modflash_device::dfuse::{DfuQuirks, Stall, TRANSFER_SIZE};
-use modflash_device::{Color, Device, Mode, Pattern, ResetReason, Space};
+use modflash_device::{Color, Device, DeviceEvent, Mode, Pattern, ResetReason, Space};
 use modflash_dfu::Setup;
 use modflash_module::platform::dct;
 use modflash_module::rules;
@@ -499,12 +499,13 @@ fn photon_download_writes_the_app_and_leave_runs_it() {
         (d.state.led.color, d.state.led.pattern),
         (Color::Cyan, Pattern::Breathing)
     );
-    assert!(d.state.events.iter().any(|e| e.contains("DFU leave")));
+    assert!(d.state.events.contains(&DeviceEvent::DfuLeave));
     // photon_tinker.bin is user part version 2 (the 1.5.0 Tinker it replaced is version 6).
-    let log = d.state.events.join("\n");
-    assert!(
-        log.ends_with("running the application (user part version 2)"),
-        "{log}"
+    assert_eq!(
+        d.state.events.last(),
+        Some(&DeviceEvent::AppRunning { version: 2 }),
+        "{:#?}",
+        d.state.events
     );
     // Byte-identical, and the rest of the sector was erased (the old Tinker is gone).
     let sector = d
@@ -704,7 +705,12 @@ fn protected_writes_stall_and_change_nothing() {
     host.abort().unwrap();
     assert_eq!(internal(host.dev), before);
     assert_eq!(host.dev.dct(), dct);
-    assert!(host.dev.state.events.iter().any(|e| e.contains("refused")));
+    assert!(host
+        .dev
+        .state
+        .events
+        .iter()
+        .any(|e| matches!(e, DeviceEvent::DfuRefused { .. })));
 
     // A standard DfuSe device reports dfuERROR/errTARGET instead.
     host.dev.set_dfu_quirks(DfuQuirks::standard());
@@ -1104,8 +1110,13 @@ fn photon_0_5_2_to_1_5_0_with_the_bootloader_through_the_ota_region() {
     assert_eq!(d_bootloader_version(&d), Some(501));
     assert_eq!(d.system_version(), Some(1502));
     assert_eq!(d.dct()[dct::OTA_UPDATE_FLAG], 0xFF, "the flag was consumed");
-    let log = d.state.events.join("\n");
-    assert!(log.contains("installed bootloader version 501"), "{log}");
+    assert!(
+        d.state
+            .events
+            .contains(&DeviceEvent::BootloaderInstalled { version: 501 }),
+        "{:#?}",
+        d.state.events
+    );
 }
 
 fn d_bootloader_version(d: &Device) -> Option<u16> {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use modflash_device::{Device, Led, Mode};
+use modflash_device::{Device, DeviceEvent, Led, Mode};
 use modflash_module::release::{platform_release, RELEASES};
 use modflash_module::ModuleFunction;
 
@@ -55,45 +55,7 @@ pub fn diagnose(
 ) -> Result<Diagnosis, Error> {
     let twin = session.twin(observer)?;
     let mode = twin.state.mode;
-    let evidence: Vec<String> = twin
-        .state
-        .events
-        .iter()
-        .rev()
-        .take_while(|e| !e.starts_with("power on"))
-        .filter(|e| {
-            e.contains("safe mode")
-                || e.contains("factory")
-                || e.contains("DFU")
-                || e.contains("SOS")
-                || e.contains("refused")
-                || e.contains("running")
-        })
-        .cloned()
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    let diagnosis = match mode {
-        Mode::App => "healthy: the application runs (breathing cyan)".to_string(),
-        Mode::SafeMode => format!(
-            "safe mode (breathing magenta) because {}",
-            reason_from(&evidence, "the system found a problem")
-        ),
-        Mode::NoApp => "no application is installed (breathing magenta)".into(),
-        Mode::Dfu => format!(
-            "DFU mode (blinking yellow) because {}",
-            reason_from(&evidence, "DFU mode was requested")
-        ),
-        Mode::Listening => {
-            "listening mode (blinking blue): waiting for setup or a serial command".into()
-        }
-        Mode::Panic => format!(
-            "the system crashes at start (red SOS): {}",
-            reason_from(&evidence, "a system part is corrupt")
-        ),
-        Mode::Off => "the device is off".into(),
-    };
+    let (diagnosis, evidence) = explain(&twin);
     let fix = if mode == Mode::App {
         None
     } else {
@@ -120,22 +82,96 @@ pub fn diagnose(
     })
 }
 
-fn reason_from(why: &[String], fallback: &str) -> String {
-    why.iter()
-        .rev()
-        .map(|e| {
-            let e = e
-                .strip_prefix("system: ")
-                .or_else(|| e.strip_prefix("bootloader: "))
-                .unwrap_or(e);
-            let e = e
-                .strip_prefix("safe mode: ")
-                .or_else(|| e.strip_prefix("red SOS: "))
-                .unwrap_or(e);
-            e.to_string()
-        })
-        .next()
-        .unwrap_or_else(|| fallback.to_string())
+/// The state of `device` and its cause in a sentence, and the lines of its event log since it
+/// was last powered on that show the cause.
+fn explain(device: &Device) -> (String, Vec<String>) {
+    let events = &device.state.events;
+    let since_power_on = events
+        .iter()
+        .rposition(|e| *e == DeviceEvent::PowerOn)
+        .map_or(0, |p| p + 1);
+    let evidence: Vec<&DeviceEvent> = events[since_power_on..]
+        .iter()
+        .filter(|e| explains_mode(e))
+        .collect();
+    let diagnosis = match device.state.mode {
+        Mode::App => "healthy: the application runs (breathing cyan)".to_string(),
+        Mode::SafeMode => format!(
+            "safe mode (breathing magenta) because {}",
+            reason_from(&evidence, "the system found a problem")
+        ),
+        Mode::NoApp => "no application is installed (breathing magenta)".into(),
+        Mode::Dfu => format!(
+            "DFU mode (blinking yellow) because {}",
+            reason_from(&evidence, "DFU mode was requested")
+        ),
+        Mode::Listening => {
+            "listening mode (blinking blue): waiting for setup or a serial command".into()
+        }
+        Mode::Panic => format!(
+            "the system crashes at start (red SOS): {}",
+            reason_from(&evidence, "a system part is corrupt")
+        ),
+        Mode::Off => "the device is off".into(),
+    };
+    (
+        diagnosis,
+        evidence.iter().map(ToString::to_string).collect(),
+    )
+}
+
+/// Events that explain the mode a device ends in: how it got into safe mode, DFU mode or a
+/// crash, a factory reset, a refused update, or the application running.
+fn explains_mode(event: &DeviceEvent) -> bool {
+    use DeviceEvent as E;
+    match event {
+        E::SafeMode(_)
+        | E::Sos(_)
+        | E::AppRunning { .. }
+        | E::FlashFailed(_)
+        | E::ResetLoop
+        | E::DfuRequested
+        | E::DfuBaud
+        | E::DfuLeave
+        | E::DfuReadUnprotect
+        | E::DfuRefused { .. }
+        | E::NoValidSystem(_)
+        | E::ButtonHeld(_)
+        | E::WatchdogFactoryReset
+        | E::WatchdogDfu
+        | E::NoFactoryResetImage
+        | E::FactoryResetFailed(_)
+        | E::FactoryResetNeeded(_)
+        | E::FactoryAppRestored { .. }
+        | E::PendingUpdateRefused(_)
+        | E::OtaFlagImageRefused(_)
+        | E::BootloaderRefused(_)
+        | E::YmodemRefused(_) => true,
+        E::PowerOn
+        | E::PowerLost
+        | E::PendingUpdateInstalled { .. }
+        | E::BootloaderUpdated { .. }
+        | E::OtaFlagSet
+        | E::NoApp
+        | E::UpdateReceiving { .. }
+        | E::BootloaderInstalled { .. }
+        | E::UpdateValidated { .. }
+        | E::ListeningEntered
+        | E::ListeningLeft
+        | E::WifiSaved { .. }
+        | E::Text(_) => false,
+    }
+}
+
+/// The cause the newest piece of evidence gives, in words: the safe-mode or crash cause
+/// itself, otherwise what the event says.
+fn reason_from(evidence: &[&DeviceEvent], fallback: &str) -> String {
+    match evidence.last() {
+        Some(DeviceEvent::SafeMode(cause)) => cause.to_string(),
+        Some(DeviceEvent::Sos(crash)) => crash.to_string(),
+        Some(event) => event.message().to_string(),
+        None => fallback.to_string(),
+    }
 }
 
 /// The lowest release whose system modules get the app running: what the app needs, else
@@ -197,4 +233,60 @@ fn suggest_fix(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use modflash_device::{ResetReason, Space};
+    use modflash_testkit::device::device;
+
+    use super::*;
+
+    #[test]
+    fn safe_mode_asked_for_with_the_button_is_explained_by_the_request() {
+        let mut d = device(6).release("1.5.0").running();
+        d.reset(ResetReason::Button, Some(1.5));
+        let (diagnosis, evidence) = explain(&d);
+        assert_eq!(
+            diagnosis,
+            "safe mode (breathing magenta) because requested at boot"
+        );
+        // The boot before the reset counts too: only a power-on starts a new story.
+        assert_eq!(
+            evidence,
+            [
+                "system: breathing cyan: running the application (user part version 6)",
+                "bootloader: button held 1 s: safe mode requested",
+                "system: safe mode: requested at boot",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_crashing_system_is_shown_by_its_sos_lines() {
+        // System part 2 erased: the Photon's system cannot start; the watchdog retries, tries
+        // a factory reset and gives up in DFU mode.
+        let mut d = device(6).release("1.5.0").running();
+        let part2 = d
+            .layout()
+            .main_bounds(modflash_module::ModuleRef::new(
+                ModuleFunction::SystemPart,
+                2,
+            ))
+            .unwrap();
+        d.flash_mut()
+            .erase_range(Space::Internal, part2.start, 4096)
+            .unwrap();
+        d.power_on();
+        let (diagnosis, evidence) = explain(&d);
+        assert_eq!(d.state.mode, Mode::Dfu, "{:#?}", d.state.events);
+        assert_eq!(
+            diagnosis,
+            "DFU mode (blinking yellow) because third failed start, entering DFU mode"
+        );
+        assert!(
+            evidence.iter().any(|e| e.starts_with("system: red SOS: ")),
+            "{evidence:#?}"
+        );
+    }
 }

@@ -2,7 +2,10 @@
 //! written atomically (temp file + rename) and locked while a process uses it.
 //!
 //! File format: `MODFLASH-SIM 1\n`, then three length-prefixed (u32 LE) blocks: the state as
-//! JSON, the internal flash image, the external flash image (length 0xFFFFFFFF = none).
+//! JSON, the internal flash image, the external flash image (length 0xFFFFFFFF = none). The
+//! state's event log is an array of `{"event": <typed event>, "text": <its line>}`; images
+//! saved before events were typed hold an array of lines, which open as text events
+//! ([`modflash_device::DeviceEvent::Text`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -450,8 +453,10 @@ fn decode(bytes: &[u8]) -> Result<Device, ImageDamage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modflash_device::Mode;
+    use modflash_device::cause::SafeModeCause;
+    use modflash_device::{DeviceEvent, Mode};
     use modflash_testkit::device::device;
+    use modflash_testkit::fixture;
 
     #[test]
     fn create_open_save_round_trip() {
@@ -503,6 +508,55 @@ mod tests {
         assert!(
             matches!(source, Some(DeviceError::NotAModule(_))),
             "{err:?}"
+        );
+    }
+
+    #[test]
+    fn an_image_saved_before_events_were_typed_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SimStore::new(dir.path().to_path_buf());
+        // What modflash wrote for `sim create old --platform photon --device-os 0.5.2
+        // --user-app photon_doctor.bin` while the event log was a list of lines.
+        let state = r#"{"platform_id":6,"device_id":"154a1824b490d11e90cbf401","mode":"safe_mode","running_mode":"safe_mode","led":{"color":"magenta","pattern":"breathing"},"reset_reason":"power_on","events":["power on","system: safe mode: user part 1 needs system part 2 ≥ 108, installed 17"],"factory_reset_requested":false,"boot_request":null,"watchdog_retries":0,"control_transfers":0,"flash_stats":{"sectors_erased":8,"bytes_programmed":477182,"operations":1879,"modelled_us":7268728}}"#;
+        let mut d = device(6).release("0.5.2").powered_off();
+        d.install_user_app(&fixture("photon_doctor.bin")).unwrap();
+        let internal = d.snapshot().1;
+        let mut image = b"MODFLASH-SIM 1\n".to_vec();
+        for block in [state.as_bytes(), &internal] {
+            image.extend_from_slice(&(block.len() as u32).to_le_bytes());
+            image.extend_from_slice(block);
+        }
+        image.extend_from_slice(&u32::MAX.to_le_bytes());
+        fs::write(dir.path().join("old.sim"), image).unwrap();
+
+        let mut h = store.open("old").unwrap();
+        assert_eq!(h.device.state.mode, Mode::SafeMode);
+        let lines: Vec<String> = h
+            .device
+            .state
+            .events
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "power on",
+                "system: safe mode: user part 1 needs system part 2 \u{2265} 108, installed 17"
+            ]
+        );
+        // Booted again and saved, it logs typed events and still opens.
+        h.device.reset(modflash_device::ResetReason::Button, None);
+        h.save().unwrap();
+        drop(h);
+        let h = store.open("old").unwrap();
+        assert!(
+            matches!(
+                h.device.state.events.last(),
+                Some(DeviceEvent::SafeMode(SafeModeCause::Unmet(_)))
+            ),
+            "{:#?}",
+            h.device.state.events
         );
     }
 

@@ -23,7 +23,7 @@ pub fn device_json(name: &str, d: &Device) -> Value {
         "reset_reason": d.state.reset_reason,
         "device_os": d.system_version().and_then(release_name),
         "describe": serde_json::from_str::<Value>(&describe(d)).unwrap_or(Value::Null),
-        "events": d.state.events,
+        "events": d.state.events.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "stats": {
             "control_transfers": d.state.control_transfers,
             "bytes_programmed": stats.bytes_programmed,
@@ -86,7 +86,7 @@ pub fn print_device(name: &str, d: &Device, json_output: bool) {
             info.version
         );
     }
-    let recent: Vec<&String> = d.state.events.iter().rev().take(6).collect();
+    let recent: Vec<_> = d.state.events.iter().rev().take(6).collect();
     for (i, e) in recent.iter().rev().enumerate() {
         println!("  {} {e}", if i == 0 { "events  " } else { "        " });
     }

@@ -69,7 +69,11 @@ pub(super) fn prove(
             "the twin ends in {} ({}): {}",
             prediction.mode.name(),
             prediction.led,
-            prediction.events.last().cloned().unwrap_or_default()
+            prediction
+                .events
+                .last()
+                .map(ToString::to_string)
+                .unwrap_or_default()
         )));
     }
     Ok(prediction)

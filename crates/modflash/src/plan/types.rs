@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use modflash_device::{Device, Led, Mode};
+use modflash_device::{Device, DeviceEvent, Led, Mode};
 use modflash_module::platform::dct;
 use modflash_module::{ModuleFunction, ModuleRef};
 
@@ -119,7 +119,7 @@ pub struct Prediction {
     /// when `--force dependencies` was given).
     pub failing: Vec<ModuleRef>,
     /// The twin's event log for the last boot.
-    pub events: Vec<String>,
+    pub events: Vec<DeviceEvent>,
 }
 
 impl Prediction {

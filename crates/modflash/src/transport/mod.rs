@@ -3,7 +3,7 @@
 //! (DfuSe operations, the listening-mode console and YMODEM), and the servers that show a
 //! virtual device to other programs (an emulated USB bus, a pty).
 
-use modflash_device::{Device, Led, Mode};
+use modflash_device::{Device, DeviceEvent, Led, Mode};
 use modflash_module::Platform;
 
 use crate::error::Error;
@@ -42,7 +42,7 @@ pub struct Observation {
     /// Its LED.
     pub led: Led,
     /// Its event log, oldest first.
-    pub events: Vec<String>,
+    pub events: Vec<DeviceEvent>,
 }
 
 /// Where a device went after leaving DFU mode.
