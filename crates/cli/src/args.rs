@@ -10,27 +10,24 @@ use modflash::DeviceRef;
 
 use crate::ui::CliError;
 
-/// Parses a `--device` value.
-fn device_ref(text: &str) -> Result<DeviceRef, modflash::devref::BadDeviceRef> {
-    text.parse()
-}
-
 /// Which device a command talks to.
 #[derive(Args, Clone, Debug)]
 pub struct DeviceArgs {
     /// The device: usb (the only one attached), usb:DEVICE_ID, serial:PORT or sim:NAME.
-    #[arg(long, value_name = "REF", value_parser = device_ref)]
-    pub device: Option<DeviceRef>,
+    #[arg(long, value_name = "REF")]
+    pub device: Option<String>,
 }
 
 impl DeviceArgs {
     /// The device named, or a usage error saying how to name one.
-    pub fn require(&self) -> Result<&DeviceRef, CliError> {
-        self.device.as_ref().ok_or_else(|| {
-            CliError::usage("--device is required").with_help(
-                "for example --device sim:demo or --device usb (`modflash devices` lists them)",
-            )
-        })
+    pub fn require(&self) -> Result<DeviceRef, CliError> {
+        let help = "for example --device sim:demo or --device usb (`modflash devices` lists them)";
+        let text = self
+            .device
+            .as_deref()
+            .ok_or_else(|| CliError::usage("--device is required").with_help(help))?;
+        text.parse::<DeviceRef>()
+            .map_err(|e| CliError::usage(e.to_string()).with_help(help))
     }
 }
 

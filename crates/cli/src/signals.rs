@@ -1,6 +1,7 @@
-//! Ctrl-C, SIGTERM and SIGHUP as a cancellation: while a command holds a device, a signal only
-//! sets the command's [`Cancel`] token, so the library can stop at a safe point (cancel a
-//! transfer, save a virtual device) instead of the process dying mid-write.
+//! Ctrl-C, SIGTERM and SIGHUP as a cancellation: while a command holds a device, the first
+//! signal only sets the command's [`Cancel`] token, so the library can stop at a safe point
+//! (between operations, or by cancelling a YMODEM transfer) and save a virtual device instead
+//! of the process dying mid-write. A second signal ends the process at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -10,9 +11,16 @@ use modflash::progress::Cancel;
 /// The flag the handler sets: the token's shared flag, registered once.
 static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
-extern "C" fn on_signal(_: libc::c_int) {
+extern "C" fn on_signal(sig: libc::c_int) {
     if let Some(flag) = FLAG.get() {
-        flag.store(true, Ordering::SeqCst);
+        if flag.swap(true, Ordering::SeqCst) {
+            // Asked twice: stop now, the default way.
+            // SAFETY: signal and raise are async-signal-safe.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+                libc::raise(sig);
+            }
+        }
     }
 }
 

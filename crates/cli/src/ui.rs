@@ -19,6 +19,8 @@ pub struct CliError {
     pub message: String,
     /// What to do next.
     pub help: Option<String>,
+    /// The library's diagnostic code ("modflash::plan::missing"), when the error has one.
+    pub diagnostic: Option<String>,
 }
 
 impl CliError {
@@ -28,6 +30,7 @@ impl CliError {
             code: EXIT_USAGE,
             message: message.into(),
             help: None,
+            diagnostic: None,
         }
     }
 
@@ -37,6 +40,7 @@ impl CliError {
             code: EXIT_CHECK_FAILED,
             message: message.into(),
             help: None,
+            diagnostic: None,
         }
     }
 
@@ -64,6 +68,7 @@ impl From<modflash::Error> for CliError {
                 EXIT_USAGE
             },
             help: e.help_text(),
+            diagnostic: e.code_text(),
             message: e.to_string(),
         }
     }
@@ -155,6 +160,9 @@ pub fn print_error(err: &CliError) {
     if let Some(help) = &err.help {
         eprintln!("{} {help}", style.bold("help:"));
     }
+    if let Some(code) = &err.diagnostic {
+        eprintln!("{}", style.dim(&format!("code: {code}")));
+    }
 }
 
 /// Prints a line on standard output; a closed pipe (`| head`) is not an error worth a panic.
@@ -171,16 +179,24 @@ pub fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
-/// Asks a yes/no question on the terminal (default no). Without a terminal to ask on (a
-/// script, a pipe) nobody can answer, so the command goes ahead as told.
-pub fn confirm(question: &str) -> bool {
+/// Asks a yes/no question (default no) before something is written. The question goes to
+/// standard error and the answer is read from standard input, which must be a terminal: a
+/// script, a pipe or `--json` gets an error saying to pass `--yes` instead of a guess.
+pub fn confirm(question: &str, json: bool) -> Result<bool, CliError> {
     use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        return true;
+    let refuse = |why: &str| {
+        CliError::usage(format!("{why}: nobody can answer \"{question}\""))
+            .with_help("pass --yes to go ahead without asking (or --dry-run to only see the plan)")
+    };
+    if json {
+        return Err(refuse("--json output"));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(refuse("standard input is not a terminal"));
     }
     dialoguer::Confirm::new()
         .with_prompt(question)
         .default(false)
-        .interact()
-        .unwrap_or(false)
+        .interact_on(&dialoguer::console::Term::stderr())
+        .map_err(|e| CliError::usage(format!("cannot ask \"{question}\": {e}")))
 }

@@ -304,8 +304,18 @@ fn modflash_flash_over_the_emulated_usb_bus_runs_the_app() {
     assert_eq!(usb["mode"], "dfu");
     assert_eq!(usb["device_id"], id.as_str());
     assert_eq!(usb["usb_id"], "2b04:d006");
-    // Flash: plan from the DFU read-back, write, verify, leave, check.
+    // `plan --json` and `doctor --json` print one document: the read-back's progress goes to
+    // standard error.
     let app = fixture_path("photon_tinker.bin");
+    for args in [
+        vec![BIN, "plan", path_arg(&app), "--device", "usb", "--json"],
+        vec![BIN, "doctor", "--device", "usb", "--json"],
+    ] {
+        let out = attach(&h, "d", &args);
+        let doc: Result<Value, _> = serde_json::from_slice(&out.stdout);
+        assert!(doc.is_ok(), "{args:?}: {}", text(&out.stdout));
+    }
+    // Flash: plan from the DFU read-back, write, verify, leave, check.
     let out = attach(
         &h,
         "d",

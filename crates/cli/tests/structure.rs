@@ -160,3 +160,57 @@ fn over_serial_the_refusal_names_the_intermediate_module_whatever_the_file_order
     assert!(!stderr.contains("needs a system part 1"), "{stderr}");
     assert!(serve.stop().success());
 }
+
+#[test]
+fn flash_asks_only_a_terminal_and_otherwise_wants_yes() {
+    let h = home();
+    h.create("ask", "photon", "1.5.0");
+    let app = fixture_path("photon_tinker.bin");
+    let app = app.to_str().unwrap();
+    let before = h.sim_file("ask");
+    for args in [
+        vec!["flash", app, "--device", "sim:ask"],
+        vec!["flash", app, "--device", "sim:ask", "--json"],
+    ] {
+        // Standard input is not a terminal here: nobody can answer, so nothing is written.
+        let out = h.run(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--yes"), "{stderr}");
+        assert_eq!(h.sim_file("ask"), before, "{args:?} wrote to the device");
+    }
+}
+
+#[test]
+fn a_bad_device_reference_says_what_one_looks_like() {
+    let h = home();
+    let out = h.run(&["modules", "--device", "bogus"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`bogus` is not a device reference") && stderr.contains("help:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_device_already_in_dfu_mode_is_not_switched_again() {
+    let h = home();
+    h.create("dfu", "photon", "1.5.0");
+    h.hold_into_dfu("dfu");
+    let app = fixture_path("photon_tinker.bin");
+    let out = h.ok(&[
+        "dfu",
+        "download",
+        app.to_str().unwrap(),
+        "--device",
+        "sim:dfu",
+        "--json",
+    ]);
+    let changes = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "started" && e["operation"] == "mode_change")
+        .count();
+    assert_eq!(changes, 0, "{out}");
+}

@@ -37,6 +37,9 @@ pub struct Diagnosis {
     pub evidence: Vec<String>,
     /// The fix, when one is found (None when healthy, or no release in reach fixes it).
     pub fix: Option<Fix>,
+    /// When no fix is found: what stands in the way for the release the app needs ("no plan
+    /// over serial: … needs a system part 2 ≥ 207 …").
+    pub blocker: Option<String>,
 }
 
 impl Diagnosis {
@@ -56,8 +59,8 @@ pub fn diagnose(
     let twin = session.twin(observer)?;
     let mode = twin.state.mode;
     let (diagnosis, evidence) = explain(&twin);
-    let fix = if mode == Mode::App {
-        None
+    let (fix, blocker) = if mode == Mode::App {
+        (None, None)
     } else {
         let mut catalog = Catalog::load_home();
         for dir in catalogs {
@@ -71,7 +74,10 @@ pub fn diagnose(
             .into_iter()
             .filter_map(|(via, can)| can.then_some(via))
             .collect();
-        suggest_fix(&twin, &session.reference(), catalogs, &catalog, &vias)
+        match suggest_fix(&twin, &session.reference(), catalogs, &catalog, &vias) {
+            Ok(fix) => (Some(fix), None),
+            Err(blocker) => (None, blocker),
+        }
     };
     Ok(Diagnosis {
         mode,
@@ -79,6 +85,7 @@ pub fn diagnose(
         diagnosis,
         evidence,
         fix,
+        blocker,
     })
 }
 
@@ -182,7 +189,7 @@ fn suggest_fix(
     catalogs: &[PathBuf],
     catalog: &Catalog,
     vias: &[Via],
-) -> Option<Fix> {
+) -> Result<Fix, Option<String>> {
     let platform = twin.platform();
     let inventory = Inventory::from_device(twin);
     let app_needs = inventory
@@ -198,12 +205,17 @@ fn suggest_fix(
         .iter()
         .map(|c| format!(" --catalog {}", c.display()))
         .collect();
+    let mut blocker = None;
     for release in RELEASES.iter().filter(|r| r.system_version >= wanted) {
         if platform_release(platform, release.name).is_none() {
             continue;
         }
-        let Ok(targets) = release_targets(catalog, platform, release.name) else {
-            continue;
+        let targets = match release_targets(catalog, platform, release.name) {
+            Ok(t) => t,
+            Err(e) => {
+                blocker.get_or_insert(e.to_string());
+                continue;
+            }
         };
         for &via in vias {
             let req = Request {
@@ -211,12 +223,17 @@ fn suggest_fix(
                 targets: targets.clone(),
                 catalog,
                 via,
+                alternative: vias.iter().copied().find(|&v| v != via),
                 force: Force::default(),
                 factory: false,
             };
-            if let Ok(p) = plan(&req) {
+            let planned = plan(&req);
+            if let Err(e) = &planned {
+                blocker.get_or_insert(e.to_string());
+            }
+            if let Ok(p) = planned {
                 if p.prediction.app_runs() {
-                    return Some(Fix {
+                    return Ok(Fix {
                         command: format!(
                             "modflash flash --device {device} --device-os {}{}{catalog_dirs}",
                             release.name,
@@ -232,7 +249,7 @@ fn suggest_fix(
             }
         }
     }
-    None
+    Err(blocker)
 }
 
 #[cfg(test)]

@@ -11,12 +11,13 @@ use modflash_module::{Module, ModuleFunction, ModuleInfo};
 use crate::catalog::Candidate;
 use crate::dfucheck::{plan_download, DownloadPlan};
 use crate::error::Error;
-use crate::exec::{execute, DfuWrite, Options, Task, TaskAction};
+use crate::exec::{execute, refusal_verdict, DfuWrite, Options, Task, TaskAction, NOTHING_CHANGED};
 use crate::inventory::{InstalledModule, Inventory};
 use crate::precheck::{fix_for, precheck, Precheck};
 use crate::progress::{operation, Cancel, Event, Observer, Operation};
 use crate::session::Session;
-use crate::transport::serial::{FlashReport, Verdict};
+use crate::transport::dfu::DfuOpError;
+use crate::transport::serial::{FlashReport, SerialError, Verdict};
 use crate::transport::AfterLeave;
 
 /// What the device said about a module sent over serial.
@@ -146,34 +147,32 @@ pub fn serial_install(
                 .is_some_and(|t| t.verdict == Verdict::TooLarge);
             out.transfer = transfer.map(|t| *t);
             out.error_code = code;
-            if too_large {
-                out.verdict = SerialVerdict::TooLarge;
-                out.reason = Some(verdict.clone());
-                out.result = Err(Error::Refused {
-                    module: "it".into(),
-                    verdict,
-                    code,
-                    help,
-                    transfer: None,
-                });
-                return out;
-            }
-            let why = refusal_words(code, &inventory, &info);
-            out.verdict = SerialVerdict::Refused;
-            out.reason = Some(why.clone());
-            let help = match precheck(&inventory, &info)
+            // The pre-check knows why the device refused; say it and what fixes it.
+            let unmet = precheck(&inventory, &info)
                 .err()
-                .and_then(|p| p.unmet().cloned())
-            {
-                Some(u) => format!(
-                    "nothing was changed on the device; {} first",
-                    fix_for(inventory.platform_id, &u)
-                ),
-                None => {
-                    "nothing was changed on the device; check the module with `modflash inspect`"
-                        .into()
-                }
+                .and_then(|p| p.unmet().cloned());
+            let (why, help) = if too_large {
+                (verdict, help)
+            } else {
+                let why = match (detail(code, &inventory, &info), refusal_verdict(code)) {
+                    (Some(d), base) => format!("{base}: {d}"),
+                    (None, base) => base,
+                };
+                let help = match unmet {
+                    Some(u) => format!(
+                        "nothing was changed on the device; {} first",
+                        fix_for(inventory.platform_id, &u)
+                    ),
+                    None => NOTHING_CHANGED.into(),
+                };
+                (why, help)
             };
+            out.verdict = if too_large {
+                SerialVerdict::TooLarge
+            } else {
+                SerialVerdict::Refused
+            };
+            out.reason = Some(why.clone());
             out.result = Err(Error::Refused {
                 module: "it".into(),
                 verdict: why,
@@ -185,35 +184,49 @@ pub fn serial_install(
         Err(e) => {
             out.verdict = SerialVerdict::Failed;
             out.reason = Some(e.to_string());
+            out.transfer = transfer_counters(&e);
             out.result = Err(e);
         }
     }
     out
 }
 
-/// The device's verdict in words: the code's name, and the reason when the pre-check knows
-/// it ("dependency check failed (-1340): system part 2 needs system part 1 ≥ 1502,
-/// installed 17").
-fn refusal_words(code: Option<i32>, inventory: &Inventory, info: &ModuleInfo) -> String {
-    let Some(code) = code else {
-        return "it cancelled the transfer at the end without giving a code".into();
-    };
-    let name = OtaCode::name_of(code);
-    let detail = match OtaCode::from_code(code) {
-        Some(OtaCode::DependencyCheckFailed) => precheck(inventory, info)
+/// What the pre-check knows about a refusal with `code`: the unmet dependency behind −1340,
+/// a damaged image behind −1330, the platform behind −1360.
+fn detail(code: Option<i32>, inventory: &Inventory, info: &ModuleInfo) -> Option<String> {
+    match OtaCode::from_code(code?)? {
+        OtaCode::DependencyCheckFailed => precheck(inventory, info)
             .err()
             .and_then(|p| p.unmet().map(|u| u.to_string())),
-        Some(OtaCode::IntegrityCheckFailed) => {
+        OtaCode::IntegrityCheckFailed => {
             Some("the CRC does not match (the image was damaged on the way)".into())
         }
-        Some(OtaCode::InvalidPlatform) => {
+        OtaCode::InvalidPlatform => {
             Some(format!("the module is for platform {}", info.platform_id))
         }
         _ => None,
+    }
+}
+
+/// The counters of a transfer that failed or was cancelled, as a report without a verdict
+/// from the device.
+fn transfer_counters(e: &Error) -> Option<FlashReport> {
+    let transfer = match e {
+        Error::Interrupted {
+            source: Some(inner),
+            ..
+        } => inner.as_ref(),
+        other => other,
     };
-    match detail {
-        Some(d) => format!("{name} ({code}): {d}"),
-        None => format!("{name} ({code})"),
+    match transfer {
+        Error::Serial(SerialError::Transfer { stats, .. }) => Some(FlashReport {
+            verdict: Verdict::Refused { code: None },
+            stats: *stats,
+            final_ack_missing: false,
+            elapsed_ms: 0,
+            device_text: String::new(),
+        }),
+        _ => None,
     }
 }
 
@@ -346,15 +359,28 @@ pub fn dfu_download(
     enter_dfu(session, observer)?;
     let link = session.link();
     let dfu_id = link.dfu_id();
+    // An alt the device does not have is the checks' business; failing to ask is not.
+    let mut failure = None;
     let plan = plan_download(
         platform,
         dfu_id,
-        &mut |alt| link.dfu_alt_name(alt).ok(),
+        &mut |alt| match link.dfu_alt_name(alt) {
+            Ok(name) => Some(name),
+            Err(Error::Dfu(DfuOpError::NoAlt { .. })) => None,
+            Err(e) => {
+                failure.get_or_insert(e);
+                None
+            }
+        },
         file,
         how.address,
         how.alt,
         how.force,
-    )?;
+    );
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let plan = plan?;
     for f in &plan.forced {
         observer.event(Event::warning(format!("--force: {f}")));
     }
@@ -401,12 +427,36 @@ pub fn dfu_upload(
 }
 
 fn enter_dfu(session: &mut Session<'_>, observer: &mut dyn Observer) -> Result<(), Error> {
-    let link = session.link();
-    operation(
-        observer,
-        Operation::ModeChange,
-        "switching the device to DFU mode",
-        None,
-        |o| link.enter_dfu(o),
-    )
+    crate::exec::enter_dfu(session.link(), observer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modflash_ymodem::SenderStats;
+
+    #[test]
+    fn a_cancelled_transfer_keeps_its_counters() {
+        let stats = SenderStats {
+            bytes_acked: 162_816,
+            ..SenderStats::default()
+        };
+        let cancelled = Error::Interrupted {
+            what: "sending part2.bin".into(),
+            help: String::new(),
+            source: Some(Box::new(Error::Serial(SerialError::Transfer {
+                link: "serial port /dev/x".into(),
+                reason: "transfer cancelled by the sender".into(),
+                stats,
+                cancelled: true,
+            }))),
+        };
+        let report = transfer_counters(&cancelled).expect("counters kept");
+        assert_eq!(report.stats.bytes_acked, 162_816);
+        let other = Error::BadRequest {
+            what: String::new(),
+            help: String::new(),
+        };
+        assert!(transfer_counters(&other).is_none());
+    }
 }

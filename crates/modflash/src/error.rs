@@ -167,6 +167,9 @@ pub enum Error {
         what: String,
         /// What state the device was left in and what to do.
         help: String,
+        /// What the interruption cut short (a cancelled transfer and its counters).
+        #[source]
+        source: Option<Box<Error>>,
     },
     /// The operating system refused something (a pseudo-terminal, a symbolic link).
     #[error("{what}: {source}")]

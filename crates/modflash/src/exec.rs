@@ -99,13 +99,7 @@ pub fn execute(
     }
     let uses_dfu = tasks.iter().any(|t| matches!(t.action, TaskAction::Dfu(_)));
     if uses_dfu {
-        operation(
-            observer,
-            Operation::ModeChange,
-            "switching the device to DFU mode",
-            None,
-            |o| link.enter_dfu(o),
-        )?;
+        enter_dfu(link, observer)?;
     }
     let steps = tasks.len();
     for (i, task) in tasks.iter().enumerate() {
@@ -121,7 +115,10 @@ pub fn execute(
         });
         let result = match &task.action {
             TaskAction::Dfu(writes) => {
-                for w in writes {
+                for (n, w) in writes.iter().enumerate() {
+                    if n > 0 && cancel.is_cancelled() {
+                        return Err(interrupted(&task.label, i, uses_dfu));
+                    }
                     link.dfu_write(w.alt, w.address, &w.data, options.verify, observer)?;
                 }
                 TaskResult {
@@ -134,7 +131,7 @@ pub fn execute(
                 }
             }
             TaskAction::Serial { name, data } => {
-                let flashed = serial_step(link, name, data, observer, cancel)?;
+                let flashed = serial_step(link, (name, &task.label), data, observer, cancel)?;
                 TaskResult {
                     evidence: Evidence::DeviceAccepted,
                     serial: Some(flashed),
@@ -160,8 +157,26 @@ pub fn execute(
     Ok(report)
 }
 
+/// Puts the device in DFU mode; the mode change is reported only when there is one.
+pub(crate) fn enter_dfu(
+    link: &mut dyn DeviceLink,
+    observer: &mut dyn Observer,
+) -> Result<(), Error> {
+    if link.in_dfu_mode() {
+        return link.enter_dfu(observer);
+    }
+    operation(
+        observer,
+        Operation::ModeChange,
+        "switching the device to DFU mode",
+        None,
+        |o| link.enter_dfu(o),
+    )
+}
+
 fn interrupted(label: &str, done: usize, dfu: bool) -> Error {
     Error::Interrupted {
+        source: None,
         what: format!(
             "{label} (after {done} completed step{})",
             if done == 1 { "" } else { "s" }
@@ -174,11 +189,25 @@ fn interrupted(label: &str, done: usize, dfu: bool) -> Error {
     }
 }
 
-/// One serial transfer: a transfer that fails on the line (the device applies nothing) is
-/// sent once more; the device's refusal is an error in its own words.
+/// What a refusal changed on the device, for its help line.
+pub(crate) const NOTHING_CHANGED: &str =
+    "nothing was changed on the device; check the module with `modflash inspect`";
+
+/// The device's verdict in words for a refusal with result `code` (none: it cancelled the
+/// transfer at the end without one).
+pub(crate) fn refusal_verdict(code: Option<i32>) -> String {
+    match code {
+        Some(c) => format!("{} ({c})", modflash_module::rules::OtaCode::name_of(c)),
+        None => "it cancelled the transfer at the end without giving a code".into(),
+    }
+}
+
+/// One serial transfer of the module named `name` on the wire (`label` in messages): a
+/// transfer that fails on the line (the device applies nothing) is sent once more; the
+/// device's refusal is an error in its own words.
 fn serial_step(
     link: &mut dyn DeviceLink,
-    name: &str,
+    (name, label): (&str, &str),
     data: &[u8],
     observer: &mut dyn Observer,
     cancel: &Cancel,
@@ -189,7 +218,7 @@ fn serial_step(
         let sent = operation(
             observer,
             Operation::Write,
-            name,
+            label,
             Some(data.len() as u64),
             |o| link.serial_flash(name, data, o, cancel),
         );
@@ -201,14 +230,17 @@ fn serial_step(
                     "the transfer failed ({reason}); nothing was applied, sending again"
                 )));
             }
-            Err(Error::Serial(SerialError::Transfer {
-                cancelled: true, ..
-            })) => {
+            Err(
+                e @ Error::Serial(SerialError::Transfer {
+                    cancelled: true, ..
+                }),
+            ) => {
                 return Err(Error::Interrupted {
-                    what: format!("sending {name}"),
+                    what: label.to_string(),
                     help: "the transfer was cancelled, so the device applied nothing; run the \
                            same command again"
                         .into(),
+                    source: Some(Box::new(e)),
                 })
             }
             other => break other?,
@@ -216,14 +248,7 @@ fn serial_step(
     };
     let (verdict, code, help) = match report.verdict {
         Verdict::Accepted { .. } => return Ok(report),
-        Verdict::Refused { code } => (
-            match code {
-                Some(c) => format!("{} ({c})", modflash_module::rules::OtaCode::name_of(c)),
-                None => "it cancelled the transfer at the end without giving a code".into(),
-            },
-            code,
-            "nothing was changed on the device; check the module with `modflash inspect`",
-        ),
+        Verdict::Refused { code } => (refusal_verdict(code), code, NOTHING_CHANGED),
         Verdict::TooLarge => (
             format!(
                 "the file ({} bytes) is larger than the device's update area",

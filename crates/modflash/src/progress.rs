@@ -1,6 +1,6 @@
 //! Progress as operation events (started / progress / finished / failed for each erase, write,
 //! verify, read, mode change and reset), notes for the user, and the cancellation token the
-//! executor checks between operations.
+//! executor checks between tasks and writes (and the YMODEM pump inside a transfer).
 //!
 //! The library only emits [`Event`]s to an [`Observer`]; rendering them (a progress bar, plain
 //! lines, JSON lines) is the caller's business. A closure `FnMut(Event)` is an observer, and

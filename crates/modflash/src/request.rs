@@ -86,18 +86,24 @@ impl Wanted {
         Ok(targets)
     }
 
-    /// Reads the device, and finds and proves the plan.
-    pub fn plan(
-        &self,
-        session: &mut Session<'_>,
-        observer: &mut dyn Observer,
-    ) -> Result<Plan, Error> {
+    /// Checks what needs no device: something is asked for. Call it before opening one.
+    pub fn check(&self) -> Result<(), Error> {
         if self.files.is_empty() && self.device_os.is_none() {
             return Err(Error::BadRequest {
                 what: "nothing to flash".into(),
                 help: "name module files, or --device-os VERSION".into(),
             });
         }
+        Ok(())
+    }
+
+    /// Reads the device, and finds and proves the plan.
+    pub fn plan(
+        &self,
+        session: &mut Session<'_>,
+        observer: &mut dyn Observer,
+    ) -> Result<Plan, Error> {
+        self.check()?;
         let via = self.via(session)?;
         let catalog = self.catalog(session)?;
         let targets = self.targets(&catalog, session.platform())?;
@@ -107,10 +113,20 @@ impl Wanted {
             targets,
             catalog: &catalog,
             via,
+            alternative: other_via(session, via),
             force: self.force,
             factory: self.factory,
         };
         Ok(plan(&request)?)
+    }
+}
+
+/// The transport the session offers besides `via`, if any.
+pub fn other_via(session: &Session<'_>, via: Via) -> Option<Via> {
+    let caps = session.capabilities();
+    match via {
+        Via::Dfu => caps.serial.then_some(Via::Serial),
+        Via::Serial => caps.dfu.then_some(Via::Dfu),
     }
 }
 

@@ -78,16 +78,6 @@ pub enum SimError {
         /// What did not fit.
         source: DeviceError,
     },
-    /// A release's application cannot be made (a release the platform does not have, or
-    /// one without an application).
-    #[error("cannot build virtual device `{name}`: {reason}")]
-    #[diagnostic(code(modflash::sim::provision))]
-    Provision {
-        /// Device name.
-        name: String,
-        /// What did not fit.
-        reason: String,
-    },
     /// A file operation failed.
     #[error("{action} {path}: {source}")]
     #[diagnostic(code(modflash::sim::io))]
@@ -186,25 +176,31 @@ pub struct ReleaseApp {
 }
 
 /// The application of Device OS `release` for `platform`, to try modflash on virtual devices.
-pub fn release_app(platform: &'static Platform, release: &str) -> Result<ReleaseApp, SimError> {
-    let fail = |reason: String| SimError::Provision {
-        name: format!("{} app", platform.name),
-        reason,
+pub fn release_app(platform: &'static Platform, release: &str) -> Result<ReleaseApp, crate::Error> {
+    let known = || {
+        modflash_module::release::platform_releases(platform)
+            .map(|r| r.release)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let table = modflash_module::release::platform_release(platform, release).ok_or_else(|| {
-        fail(format!(
-            "Device OS {release} is not a release modflash knows for the {}",
-            platform.display_name
-        ))
+        crate::Error::BadRequest {
+            what: format!(
+                "Device OS {release} is not a release modflash knows for the {}",
+                platform.display_name
+            ),
+            help: format!("known releases: {}", known()),
+        }
     })?;
     let app = table
         .modules_for(platform)
         .find(|m| m.function == modflash_module::ModuleFunction::UserPart)
-        .ok_or_else(|| {
-            fail(format!(
+        .ok_or_else(|| crate::Error::BadRequest {
+            what: format!(
                 "Device OS {release} has no application for the {}",
                 platform.display_name
-            ))
+            ),
+            help: format!("known releases: {}", known()),
         })?;
     Ok(ReleaseApp {
         bytes: modflash_module::synth::synthesize(platform, &app),

@@ -60,7 +60,7 @@ fn round_trip(platform_id: u16, release: &str) {
             .unwrap();
         // upload what was written
         let back = s
-            .upload(0, info.start_address, app.len(), 0, &mut Quiet)
+            .upload(0, info.start_address, app.len(), (0, 0), &mut Quiet)
             .unwrap();
         assert_eq!(back, app);
         // the prediction from read-back + verified writes

@@ -34,6 +34,10 @@ fn run(
         targets,
         catalog,
         via,
+        alternative: Some(match via {
+            Via::Dfu => Via::Serial,
+            Via::Serial => Via::Dfu,
+        }),
         force: Force::default(),
         factory: false,
     };

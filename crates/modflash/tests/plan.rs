@@ -56,6 +56,7 @@ fn photon_052_to_an_app_for_150_over_dfu() {
         targets: vec![photon_app_for(1502)],
         catalog: &catalog,
         via: Via::Dfu,
+        alternative: None,
         force: Force::default(),
         factory: false,
     };
@@ -91,6 +92,7 @@ fn photon_052_to_150_over_serial_goes_through_070() {
         targets: vec![photon_app_for(1502)],
         catalog: &catalog,
         via: Via::Serial,
+        alternative: None,
         force: Force::default(),
         factory: false,
     };
@@ -121,6 +123,7 @@ fn serial_without_an_intermediate_release_names_the_missing_module() {
         targets: vec![photon_app_for(1502)],
         catalog: &catalog,
         via: Via::Serial,
+        alternative: None,
         force: Force::default(),
         factory: false,
     };
@@ -131,6 +134,7 @@ fn serial_without_an_intermediate_release_names_the_missing_module() {
     // Over DFU the same catalogue works.
     let req = Request {
         via: Via::Dfu,
+        alternative: None,
         ..req
     };
     assert!(plan(&req).is_ok());
@@ -150,6 +154,7 @@ fn core_image_is_refused() {
         targets: vec![core],
         catalog: &catalog,
         via: Via::Dfu,
+        alternative: None,
         force: Force { dependencies: true },
         factory: false,
     };
@@ -171,6 +176,7 @@ fn already_installed_modules_are_skipped() {
         targets: vec![target.clone()],
         catalog: &catalog,
         via: Via::Dfu,
+        alternative: None,
         force: Force::default(),
         factory: false,
     };
@@ -182,6 +188,7 @@ fn already_installed_modules_are_skipped() {
         targets: vec![target],
         catalog: &catalog,
         via: Via::Dfu,
+        alternative: None,
         force: Force::default(),
         factory: false,
     };
@@ -208,6 +215,7 @@ fn electron_052_to_150_over_dfu() {
         targets: vec![app],
         catalog: &catalog,
         via: Via::Dfu,
+        alternative: None,
         force: Force::default(),
         factory: false,
     };
@@ -233,6 +241,7 @@ fn argon_144_to_150_over_dfu_and_serial() {
             targets: vec![app],
             catalog: &catalog,
             via,
+            alternative: None,
             force: Force::default(),
             factory: false,
         };

@@ -40,7 +40,7 @@ proptest! {
             if *k { catalog.push(c); }
         }
         let via = if serial { Via::Serial } else { Via::Dfu };
-        let req = Request { twin: &twin, targets: vec![app], catalog: &catalog, via, force: Force::default(), factory: false };
+        let req = Request { twin: &twin, targets: vec![app], catalog: &catalog, via, alternative: None, force: Force::default(), factory: false };
         let first = plan(&req);
         let second = plan(&req);
         match (&first, &second) {

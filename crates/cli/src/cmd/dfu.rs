@@ -88,7 +88,7 @@ fn download(args: &DownloadArgs) -> CmdResult {
         CliError::usage(format!("cannot read {}: {e}", args.file.display()))
             .with_help("check the path")
     })?;
-    let mut session = Session::open(devref)?;
+    let mut session = Session::open(&devref)?;
     let mut renderer = Renderer::new(args.json);
     let how = Download {
         address: args.address,
@@ -179,7 +179,7 @@ fn upload(args: &UploadArgs) -> CmdResult {
     if args.length == 0 {
         return Err(CliError::usage("--length 0: nothing to read"));
     }
-    let mut session = Session::open(devref)?;
+    let mut session = Session::open(&devref)?;
     let mut renderer = Renderer::new(args.json);
     let data = dfu_upload(
         &mut session,

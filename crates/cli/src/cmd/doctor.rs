@@ -13,8 +13,9 @@ use crate::ui::{say, CmdResult, Style, EXIT_CHECK_FAILED, EXIT_OK};
 /// Runs `doctor`.
 pub fn run(device: &DeviceArgs, catalogs: &[PathBuf], json_output: bool) -> CmdResult {
     let devref = device.require()?;
-    let mut renderer = Renderer::new(json_output);
-    let mut session = Session::open(devref)?;
+    // One document on standard output: what happens meanwhile goes to standard error.
+    let mut renderer = Renderer::new(false);
+    let mut session = Session::open(&devref)?;
     let d = diagnose(&mut session, catalogs, &mut renderer)?;
     if json_output {
         say(&serde_json::to_string_pretty(&json!({
@@ -25,6 +26,7 @@ pub fn run(device: &DeviceArgs, catalogs: &[PathBuf], json_output: bool) -> CmdR
             "diagnosis": d.diagnosis,
             "evidence": d.evidence,
             "fix": d.fix.as_ref().map(|f| json!({"command": f.command, "steps": f.steps})),
+            "blocker": d.blocker,
         }))
         .unwrap_or_default());
     } else {
@@ -45,7 +47,10 @@ pub fn run(device: &DeviceArgs, catalogs: &[PathBuf], json_output: bool) -> CmdR
                 f.command
             )),
             None if d.healthy() => {}
-            None => say("no automatic fix found: add the Device OS release of the app to the catalogue (`modflash catalog add DIR`)"),
+            None => match &d.blocker {
+                Some(b) => say(&format!("no automatic fix found: {b}")),
+                None => say("no automatic fix found: add the Device OS release of the app to the catalogue (`modflash catalog add DIR`)"),
+            },
         }
     }
     Ok(if d.healthy() {

@@ -15,10 +15,11 @@ pub fn run(args: PlanArgs, dry_run: bool, yes: bool) -> CmdResult {
     let style = Style::stdout();
     let devref = args.device.require()?;
     let device = devref.to_string();
+    let wanted = args.wanted();
+    wanted.check()?;
     let mut renderer = Renderer::new(args.json);
-    let mut session = Session::open(devref)?;
-    let plan = args
-        .wanted()
+    let mut session = Session::open(&devref)?;
+    let plan = wanted
         .plan(&mut session, &mut renderer)
         .map_err(super::plan::refused)?;
     let label = session.label();
@@ -35,7 +36,7 @@ pub fn run(args: PlanArgs, dry_run: bool, yes: bool) -> CmdResult {
         }
         return Ok(EXIT_OK);
     }
-    if !yes && !args.json && !crate::ui::confirm("Proceed?") {
+    if !yes && !crate::ui::confirm("Proceed?", args.json)? {
         say("Cancelled: nothing was written.");
         return Ok(EXIT_CHECK_FAILED);
     }
@@ -63,11 +64,11 @@ pub fn run(args: PlanArgs, dry_run: bool, yes: bool) -> CmdResult {
         say(&serde_json::to_string_pretty(&v).unwrap_or_default());
     }
     if !flashed.mismatches.is_empty() {
-        return Err(CliError::check(format!(
-            "the device is not in the predicted state: {}",
-            flashed.mismatches.join("; ")
-        ))
-        .with_help(format!("run `modflash doctor --device {device}`")));
+        return Err(modflash::Error::NotAsPredicted {
+            mismatches: flashed.mismatches,
+            help: format!("run `modflash doctor --device {device}`"),
+        }
+        .into());
     }
     if !args.json {
         let release = flashed

@@ -17,7 +17,7 @@ use crate::ui::{say, CliError, CmdResult, Style, EXIT_CHECK_FAILED, EXIT_OK};
 /// Prints the device's modules; exit 1 when any module fails a check.
 pub fn run(device: &DeviceArgs, json_output: bool) -> CmdResult {
     let devref = device.require()?;
-    let mut session = Session::open(devref)?;
+    let mut session = Session::open(&devref)?;
     let inventory = session.inventory(&mut Renderer::new(false));
     // Reading back over DFU moves a virtual device's modelled clock: saved either way.
     session.save()?;
@@ -28,7 +28,7 @@ pub fn run(device: &DeviceArgs, json_output: bool) -> CmdResult {
             .map_err(|e| CliError::usage(format!("cannot format the inventory: {e}")))?;
         say(&text);
     } else {
-        say(inventory_text(&Style::stdout(), devref, &inventory).trim_end());
+        say(inventory_text(&Style::stdout(), &devref, &inventory).trim_end());
     }
     Ok(if all_pass { EXIT_OK } else { EXIT_CHECK_FAILED })
 }

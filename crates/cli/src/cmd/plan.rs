@@ -32,12 +32,12 @@ pub fn run(args: PlanArgs, inventories: Option<PathBuf>) -> CmdResult {
         return run_inventories(&args, &dir);
     }
     let devref = args.device.require()?;
-    let mut renderer = Renderer::new(args.json);
-    let mut session = Session::open(devref)?;
-    let plan = args
-        .wanted()
-        .plan(&mut session, &mut renderer)
-        .map_err(refused)?;
+    let wanted = args.wanted();
+    wanted.check()?;
+    // One document on standard output: what happens meanwhile goes to standard error.
+    let mut renderer = Renderer::new(false);
+    let mut session = Session::open(&devref)?;
+    let plan = wanted.plan(&mut session, &mut renderer).map_err(refused)?;
     if args.json {
         say(
             &serde_json::to_string_pretty(&plan_json(&devref.to_string(), &plan))
@@ -106,6 +106,7 @@ fn plan_one(
         targets,
         catalog,
         via: wanted.via.unwrap_or(Via::Dfu),
+        alternative: None,
         force: modflash::plan::Force::default(),
         factory: wanted.factory,
     };

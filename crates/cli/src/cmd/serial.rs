@@ -54,7 +54,13 @@ pub fn run(cmd: SerialCommand) -> CmdResult {
             let devref = device.require()?;
             let cancel = crate::signals::catch();
             let mut renderer = Renderer::new(false);
-            monitor(devref, baud, &mut std::io::stdout(), &mut renderer, &cancel)?;
+            monitor(
+                &devref,
+                baud,
+                &mut std::io::stdout(),
+                &mut renderer,
+                &cancel,
+            )?;
             Ok(EXIT_OK)
         }
     }
@@ -97,7 +103,7 @@ fn flash(file: &Path, device: &DeviceArgs, force: bool, json_output: bool) -> Cm
     // The same verdict as `inspect`: only a valid single module is sent, whatever --force says.
     let module = Candidate::from_file(file, Origin::File(file.to_path_buf()))
         .map_err(modflash::Error::from)?;
-    let mut session = Session::open_console(devref)?;
+    let mut session = Session::open_console(&devref)?;
     // Progress goes to standard error in words: `--json` prints one report document.
     let mut renderer = Renderer::new(false);
     let cancel = crate::signals::catch();

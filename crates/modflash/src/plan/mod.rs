@@ -103,6 +103,7 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
             module: c.clone(),
             action,
             from_version,
+            requested: targets.contains(&id),
             reason,
         });
     }
@@ -115,6 +116,7 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
         steps: plan_steps,
         skipped,
         prediction,
+        factory: false,
     })
 }
 

@@ -63,6 +63,7 @@ pub(super) fn invalidate_legacy_app(steps: &mut Vec<Step>, start: &State, final_
                 len: 4096,
             },
             from_version: Some(old.version),
+            requested: false,
             reason: format!(
                 "erase the first page of the legacy 128 KB app at {:#x} (user part 1 version {}): Device OS prefers it over the new app",
                 bounds.start, old.version
@@ -103,6 +104,7 @@ pub(super) fn plan_factory(
             module: c.clone(),
             action: Action::DfuWrite { alt, address },
             from_version: None,
+            requested: true,
             reason: "requested (factory-reset image)".into(),
         });
     }
@@ -112,5 +114,6 @@ pub(super) fn plan_factory(
         steps,
         skipped,
         prediction,
+        factory: true,
     })
 }

@@ -153,8 +153,17 @@ pub fn compare(plan: &Plan, after: &Inventory, mode: Option<Mode>) -> Vec<String
     }
     for step in &plan.steps {
         let slot = step.module.slot();
-        if step.module.info.function == ModuleFunction::UserPart && step.reason == "requested" {
-            let sha = after.main_module(slot).and_then(|m| m.sha256.clone());
+        let written = !matches!(step.action, Action::DfuErase { .. });
+        if step.requested && written && step.module.info.function == ModuleFunction::UserPart {
+            let installed = if plan.factory {
+                after
+                    .modules
+                    .iter()
+                    .find(|m| m.slot() == slot && !m.is_main())
+            } else {
+                after.main_module(slot)
+            };
+            let sha = installed.and_then(|m| m.sha256.clone());
             if sha.is_some_and(|s| s != step.module.sha_hex()) {
                 out.push(format!(
                     "the {slot} on the device is not the file that was flashed"

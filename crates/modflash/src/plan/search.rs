@@ -256,12 +256,16 @@ pub(super) fn search(
         reason: refusals
             .explain(model)
             .unwrap_or_else(|| "the device would not accept any order of these modules".into()),
-        help: match req.via {
-            Via::Serial => {
+        help: match (req.via, req.alternative) {
+            (Via::Serial, Some(Via::Dfu)) => {
                 "add the module named above to the catalogue (`modflash catalog add FILE` or --catalog DIR), or use --via dfu, which validates nothing per step"
                     .into()
             }
-            Via::Dfu => "check the catalogue".into(),
+            (Via::Serial, _) => {
+                "add the module named above to the catalogue (`modflash catalog add FILE` or --catalog DIR); over USB (--device usb) DFU validates nothing per step"
+                    .into()
+            }
+            (Via::Dfu, _) => "check the catalogue".into(),
         },
     })
 }

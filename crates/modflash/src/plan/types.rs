@@ -72,6 +72,8 @@ pub struct Step {
     pub action: Action,
     /// Version installed in that slot before this step.
     pub from_version: Option<u16>,
+    /// The user named this module (rather than the planner adding it).
+    pub requested: bool,
     /// Why the step is there.
     pub reason: String,
 }
@@ -140,6 +142,8 @@ pub struct Plan {
     pub skipped: Vec<String>,
     /// The predicted final state.
     pub prediction: Prediction,
+    /// The applications go to the factory-reset slot.
+    pub factory: bool,
 }
 
 impl Plan {
@@ -247,6 +251,8 @@ pub struct Request<'a> {
     pub catalog: &'a Catalog,
     /// Transport.
     pub via: Via,
+    /// The other transport the connection offers, to suggest when `via` cannot do it.
+    pub alternative: Option<Via>,
     /// Overrides.
     pub force: Force,
     /// Write user parts to the factory-reset slot instead of the application slot.

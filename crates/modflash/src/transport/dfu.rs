@@ -682,16 +682,18 @@ impl<P: DfuPort> DfuSession<P> {
         self.raw_out(DFU_ABORT, 0, &[], DfuOperation::Abort)
     }
 
-    /// Reads `length` bytes at `address` of `alt`, reporting [`Operation::Read`] progress
-    /// (`done` counts from `offset`, so several reads can add up to one operation).
+    /// Reads `length` bytes at `address` of `alt`, reporting [`Operation::Read`] progress as
+    /// `(done, total)` of a larger read: `done` counts from `of.0`, out of `of.1` (0 when the
+    /// total is not known), so several reads can add up to one operation.
     pub fn upload(
         &mut self,
         alt: u8,
         address: u32,
         length: usize,
-        offset: u64,
+        of: (u64, u64),
         observer: &mut dyn Observer,
     ) -> Result<Vec<u8>, DfuOpError> {
+        let (offset, total) = of;
         let context = format!("reading {length} bytes at {address:#010x} (alt {alt})");
         self.with_engine(alt, |engine| {
             engine
@@ -700,7 +702,7 @@ impl<P: DfuPort> DfuSession<P> {
                         observer.event(Event::Progress {
                             operation: Operation::Read,
                             done: offset + bytes_done,
-                            total: 0,
+                            total,
                         });
                     }
                 })
@@ -783,19 +785,33 @@ impl<P: DfuPort> DfuSession<P> {
                 continue;
             };
             let len = (e - s) as usize;
-            let bytes = self.upload(via.alt, alt_address, len, *bytes_read, observer)?;
+            let bytes = self.upload(via.alt, alt_address, len, (*bytes_read, 0), observer)?;
             *bytes_read += bytes.len() as u64;
             shadow.store(space, s, &bytes);
         }
         Ok(())
     }
 
-    /// Reads the installed modules back: the header area of every module region of every
-    /// memory map the platform has had (to pick the map in force as the device does), then
-    /// each module found in full (for its CRC and SHA-256), and evaluates them with the
-    /// device's own HAL rules. The images are kept, so [`DfuSession::predicted_inventory`] can
-    /// follow later writes.
+    /// Reads the installed modules back, as one [`Operation::Read`]: the header area of every
+    /// module region of every memory map the platform has had (to pick the map in force as the
+    /// device does), then each module found in full (for its CRC and SHA-256), and evaluates
+    /// them with the device's own HAL rules. The images are kept, so
+    /// [`DfuSession::predicted_inventory`] can follow later writes.
     pub fn read_inventory(
+        &mut self,
+        platform: &'static Platform,
+        observer: &mut dyn Observer,
+    ) -> Result<ReadBack, DfuOpError> {
+        crate::progress::operation(
+            observer,
+            Operation::Read,
+            "the installed modules",
+            None,
+            |o| self.read_modules_back(platform, o),
+        )
+    }
+
+    fn read_modules_back(
         &mut self,
         platform: &'static Platform,
         observer: &mut dyn Observer,

@@ -27,8 +27,6 @@ pub struct Capabilities {
     pub dfu: bool,
     /// Module updates through the serial console in listening mode (YMODEM).
     pub serial: bool,
-    /// The device's mode, LED and boot log can be observed after a reset (virtual devices).
-    pub observe: bool,
     /// The device may receive synthetic release modules (virtual devices only: synthetic
     /// images are not firmware).
     pub synthetic_modules: bool,
@@ -88,6 +86,10 @@ pub trait DeviceLink {
             .usb
             .map_or((0, 0), |u| (u.vendor, u.dfu.unwrap_or(u.normal)))
     }
+    /// The device is in DFU mode, as last seen.
+    fn in_dfu_mode(&self) -> bool {
+        false
+    }
     /// Puts the device in DFU mode (no-op when it already is).
     fn enter_dfu(&mut self, observer: &mut dyn Observer) -> Result<(), Error>;
     /// The DfuSe memory-layout string of alternate setting `alt` (the device must be in DFU
@@ -115,8 +117,9 @@ pub trait DeviceLink {
         -> Result<AfterLeave, Error>;
     /// One module through the listening-mode console: listening mode, `f`, YMODEM, the
     /// device's verdict. When the device accepts the module, returns once it has restarted
-    /// and can be talked to again; otherwise leaves listening mode. A transfer that fails
-    /// leaves the device in listening mode, quiet, so it can be sent again.
+    /// and can be talked to again. After a refusal or a failed transfer the device is quiet
+    /// and can be sent a module again (it leaves listening mode when the session ends, or at
+    /// once for a virtual device).
     fn serial_flash(
         &mut self,
         name: &str,

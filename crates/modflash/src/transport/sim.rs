@@ -341,7 +341,6 @@ impl DeviceLink for SimLink<'_> {
         Capabilities {
             dfu: true,
             serial: true,
-            observe: true,
             synthetic_modules: true,
         }
     }
@@ -362,6 +361,10 @@ impl DeviceLink for SimLink<'_> {
 
     fn twin(&mut self, _: &mut dyn Observer) -> Result<Device, Error> {
         Ok(self.device().clone())
+    }
+
+    fn in_dfu_mode(&self) -> bool {
+        self.device().in_dfu_mode()
     }
 
     fn observe(&self) -> Option<Observation> {
@@ -424,7 +427,7 @@ impl DeviceLink for SimLink<'_> {
         length: usize,
         observer: &mut dyn Observer,
     ) -> Result<Vec<u8>, Error> {
-        self.with_dfu(|s| s.upload(alt, address, length, 0, observer))
+        self.with_dfu(|s| s.upload(alt, address, length, (0, length as u64), observer))
     }
 
     fn dfu_leave(&mut self, address: u32, _: &mut dyn Observer) -> Result<AfterLeave, Error> {

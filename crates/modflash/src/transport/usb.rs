@@ -10,7 +10,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use modflash_dfu::{Control, FunctionalDescriptor, LeaveOutcome, Setup, TransferError};
+use modflash_dfu::{Control, FunctionalDescriptor, Setup, TransferError};
 use modflash_module::platform::{platform_by_usb, Platform};
 use modflash_module::{ModuleFunction, ModuleRef};
 
@@ -123,7 +123,7 @@ pub enum UsbError {
         code(modflash::usb::init),
         help("on Linux install libusb-1.0 (apt-get install libusb-1.0-0)")
     )]
-    Init(String),
+    Init(#[source] rusb::Error),
     /// No matching device.
     #[error("{0}")]
     #[diagnostic(
@@ -254,8 +254,8 @@ fn read_string(
 
 /// Every Particle device on USB now, in normal or DFU mode, ordered by bus and address.
 pub fn discover() -> Result<Vec<UsbDevice>, UsbError> {
-    let context = rusb::Context::new().map_err(|e| UsbError::Init(e.to_string()))?;
-    let list = rusb::UsbContext::devices(&context).map_err(|e| UsbError::Init(e.to_string()))?;
+    let context = rusb::Context::new().map_err(UsbError::Init)?;
+    let list = rusb::UsbContext::devices(&context).map_err(UsbError::Init)?;
     let mut found = Vec::new();
     for device in list.iter() {
         let Ok(desc) = device.device_descriptor() else {
@@ -361,9 +361,8 @@ impl UsbPort {
     pub fn open(device: &UsbDevice) -> Result<(Self, DfuInfo), UsbError> {
         let node = device.node();
         let what = device.to_string();
-        let context = rusb::Context::new().map_err(|e| UsbError::Init(e.to_string()))?;
-        let list =
-            rusb::UsbContext::devices(&context).map_err(|e| UsbError::Init(e.to_string()))?;
+        let context = rusb::Context::new().map_err(UsbError::Init)?;
+        let list = rusb::UsbContext::devices(&context).map_err(UsbError::Init)?;
         let dev = list
             .iter()
             .find(|d| d.bus_number() == device.bus && d.address() == device.address)
@@ -530,8 +529,8 @@ fn wait_for(
 fn set_line_coding(device: &UsbDevice, baud: u32) -> Result<(), UsbError> {
     let node = device.node();
     let what = device.to_string();
-    let context = rusb::Context::new().map_err(|e| UsbError::Init(e.to_string()))?;
-    let list = rusb::UsbContext::devices(&context).map_err(|e| UsbError::Init(e.to_string()))?;
+    let context = rusb::Context::new().map_err(UsbError::Init)?;
+    let list = rusb::UsbContext::devices(&context).map_err(UsbError::Init)?;
     let dev = list
         .iter()
         .find(|d| d.bus_number() == device.bus && d.address() == device.address)
@@ -561,9 +560,9 @@ fn serial_inventory(device_id: Option<&str>) -> Result<Inventory, Error> {
     let port = find_port(device_id)?;
     let link = PortLink::open(&port.port, LISTENING_BAUD)?.with_device_id(port.device_id.clone());
     let mut console = Console::new(link);
-    let inventory = console.listening_inventory()?;
+    let inventory = console.listening_inventory();
     let _ = console.exit_listening();
-    Ok(inventory)
+    Ok(inventory?)
 }
 
 /// A real device over USB, as the executor drives it.
@@ -594,12 +593,6 @@ impl UsbLink {
             waits: Waits::default(),
             control_transfers: 0,
         })
-    }
-
-    /// Sets the re-enumeration timeouts.
-    pub fn with_waits(mut self, waits: Waits) -> Self {
-        self.waits = waits;
-        self
     }
 
     /// The device as last seen.
@@ -711,9 +704,8 @@ impl UsbLink {
         address: u32,
         observer: &mut dyn Observer,
     ) -> Result<Option<UsbMode>, UsbError> {
-        let outcome = self.session()?.leave(address)?;
+        self.session()?.leave(address)?;
         self.close_session();
-        let _: LeaveOutcome = outcome;
         let old = (self.device.bus, self.device.address);
         let me = self.device.clone();
         let found = wait_for(self.waits.leave, |devices| {
@@ -759,13 +751,16 @@ impl DeviceLink for UsbLink {
         Capabilities {
             dfu: true,
             serial: false,
-            observe: false,
             synthetic_modules: false,
         }
     }
 
     fn dfu_id(&self) -> (u16, u16) {
         (self.device.vendor, self.device.product)
+    }
+
+    fn in_dfu_mode(&self) -> bool {
+        self.device.mode == UsbMode::Dfu
     }
 
     fn inventory(&mut self, observer: &mut dyn Observer) -> Result<Inventory, Error> {
@@ -839,7 +834,9 @@ impl DeviceLink for UsbLink {
         length: usize,
         observer: &mut dyn Observer,
     ) -> Result<Vec<u8>, Error> {
-        Ok(self.session()?.upload(alt, address, length, 0, observer)?)
+        Ok(self
+            .session()?
+            .upload(alt, address, length, (0, length as u64), observer)?)
     }
 
     fn dfu_leave(

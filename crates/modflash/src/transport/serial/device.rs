@@ -33,15 +33,26 @@ impl SerialLink {
     pub fn open(link: PortLink) -> Result<Self, Error> {
         let port = link.path().to_string();
         let mut console = Console::new(link);
-        let inventory = console.listening_inventory()?;
-        let platform =
-            modflash_module::platform(inventory.platform_id).ok_or_else(|| Error::Unmodelled {
-                device: format!("serial:{port}"),
-                reason: format!(
-                    "the device reports platform {}, which modflash does not know",
-                    inventory.platform_id
-                ),
-            })?;
+        let known = console
+            .listening_inventory()
+            .map_err(Error::from)
+            .and_then(|inventory| {
+                modflash_module::platform(inventory.platform_id).ok_or_else(|| Error::Unmodelled {
+                    device: format!("serial:{port}"),
+                    reason: format!(
+                        "the device reports platform {}, which modflash does not know",
+                        inventory.platform_id
+                    ),
+                })
+            });
+        let platform = match known {
+            Ok(p) => p,
+            Err(e) => {
+                // Back to what it was running: nobody will use this device.
+                let _ = console.exit_listening();
+                return Err(e);
+            }
+        };
         Ok(Self {
             console,
             platform,
@@ -71,7 +82,6 @@ impl DeviceLink for SerialLink {
         Capabilities {
             dfu: false,
             serial: true,
-            observe: false,
             synthetic_modules: false,
         }
     }
