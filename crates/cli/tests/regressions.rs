@@ -138,3 +138,34 @@ fn p2_devices_run_their_apps() {
     h.ok(&["flash", app, "--device", "sim:p2", "--yes"]);
     assert_eq!(h.show("p2")["device_os"], "6.2.0");
 }
+
+#[test]
+fn doctor_and_modules_agree_on_a_failing_module_while_the_app_runs() {
+    // A damaged factory-reset image: the app runs, but the image fails its integrity check.
+    let h = home();
+    let mut factory = fixture("photon_tinker.bin");
+    let middle = factory.len() / 2;
+    factory[middle] ^= 0xFF;
+    let file = h.file("damaged-factory.bin");
+    std::fs::write(&file, factory).unwrap();
+    h.ok(&[
+        "sim",
+        "create",
+        "f",
+        "--platform",
+        "photon",
+        "--device-os",
+        "1.5.0",
+        "--factory-app",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(h.show("f")["mode"], "app");
+    let (modules_code, out, _) = h.run_text(&["modules", "--device", "sim:f"]);
+    assert_eq!(modules_code, 1, "{out}");
+    let (doctor_code, out, err) = h.run_text(&["doctor", "--device", "sim:f"]);
+    assert_eq!(doctor_code, 1, "{out}{err}");
+    assert!(
+        out.contains("the application runs") && out.contains("user part 1 (factory) (integrity)"),
+        "{out}"
+    );
+}

@@ -40,13 +40,39 @@ pub struct Diagnosis {
     /// When no fix is found: what stands in the way for the release the app needs ("no plan
     /// over serial: … needs a system part 2 ≥ 207 …").
     pub blocker: Option<String>,
+    /// Installed modules that fail one of the device's checks, with the checks
+    /// ("system part 1 (integrity)") — the same verdicts `modules` prints.
+    pub failing: Vec<String>,
 }
 
 impl Diagnosis {
-    /// The application runs.
+    /// The application runs and every installed module passes every check.
     pub fn healthy(&self) -> bool {
-        self.mode == Mode::App
+        self.mode == Mode::App && self.failing.is_empty()
     }
+}
+
+/// Modules of `inventory` failing a check, each with the checks it fails.
+fn failing_modules(inventory: &Inventory) -> Vec<String> {
+    inventory
+        .modules
+        .iter()
+        .filter(|m| !m.checks.all())
+        .map(|m| {
+            let c = &m.checks;
+            let failed: Vec<&str> = [
+                (c.integrity, "integrity"),
+                (c.range, "address range"),
+                (c.platform, "platform"),
+                (c.dependencies, "dependencies"),
+            ]
+            .into_iter()
+            .filter_map(|(ok, name)| (!ok).then_some(name))
+            .collect();
+            let store = if m.is_main() { "" } else { " (factory)" };
+            format!("{}{store} ({})", m.slot(), failed.join(", "))
+        })
+        .collect()
 }
 
 /// Diagnoses the device of `session`; `catalogs` are extra folders of module files a fix may
@@ -58,8 +84,16 @@ pub fn diagnose(
 ) -> Result<Diagnosis, Error> {
     let twin = session.twin(observer)?;
     let mode = twin.state.mode;
-    let (diagnosis, evidence) = explain(&twin);
-    let (fix, blocker) = if mode == Mode::App {
+    let failing = failing_modules(&Inventory::from_device(&twin));
+    let (mut diagnosis, evidence) = explain(&twin);
+    if mode == Mode::App && !failing.is_empty() {
+        diagnosis = format!(
+            "the application runs (breathing cyan), but {} {} the device's checks",
+            failing.join(", "),
+            if failing.len() == 1 { "fails" } else { "fail" }
+        );
+    }
+    let (fix, blocker) = if mode == Mode::App && failing.is_empty() {
         (None, None)
     } else {
         let mut catalog = Catalog::load_home();
@@ -86,6 +120,7 @@ pub fn diagnose(
         evidence,
         fix,
         blocker,
+        failing,
     })
 }
 
@@ -181,8 +216,8 @@ fn reason_from(evidence: &[&DeviceEvent], fallback: &str) -> String {
     }
 }
 
-/// The lowest release whose system modules get the app running: what the app needs, else
-/// what is installed, else the newest release.
+/// The lowest release whose system modules get the app running, at or above both what the
+/// app needs and the newest system part installed.
 fn suggest_fix(
     twin: &Device,
     device: &str,
@@ -200,7 +235,19 @@ fn suggest_fix(
         .filter(|d| d.function == ModuleFunction::SystemPart)
         .map(|d| d.version)
         .max();
-    let wanted = app_needs.or(inventory.system_version()).unwrap_or(0);
+    // Forward, never back: the newest system part present (a half-finished update leaves one
+    // part newer than the others) or what the app needs, whichever is higher.
+    let newest_system = inventory
+        .modules
+        .iter()
+        .filter(|m| m.function() == ModuleFunction::SystemPart && m.is_main())
+        .map(|m| m.version)
+        .max();
+    let wanted = app_needs
+        .into_iter()
+        .chain(newest_system)
+        .max()
+        .unwrap_or(0);
     let catalog_dirs: String = catalogs
         .iter()
         .map(|c| format!(" --catalog {}", c.display()))

@@ -251,3 +251,61 @@ fn argon_144_to_150_over_dfu_and_serial() {
         assert_eq!(d.system_version(), Some(1502));
     }
 }
+
+#[test]
+fn a_device_that_is_off_is_explained_not_disproven() {
+    let d = device(6).release("1.5.0").powered_off();
+    let catalog = releases(6);
+    let req = Request {
+        twin: &d,
+        targets: vec![photon_app_for(1502)],
+        catalog: &catalog,
+        via: Via::Dfu,
+        alternative: None,
+        force: Force::default(),
+        factory: false,
+    };
+    let err = plan(&req).unwrap_err();
+    assert_eq!(err, PlanError::DeviceOff);
+    assert!(miette::Diagnostic::help(&err)
+        .unwrap()
+        .to_string()
+        .contains("power it on"));
+}
+
+#[test]
+fn system_firmware_alone_on_a_device_without_an_app_is_a_plan_that_ends_without_one() {
+    // An Argon with only its bootloader (DFU mode, no system): system part 1 and the radio
+    // stack, no application asked for. The device then runs no app: that is what was asked.
+    let mut d = Device::blank(platform::platform(12).unwrap(), [5; 12]).unwrap();
+    d.install_module(&fixture("argon-bootloader@1.5.0.bin"))
+        .unwrap();
+    d.power_on();
+    assert_ne!(d.state.mode, Mode::App);
+    let mut catalog = Catalog::default();
+    catalog.push(
+        Candidate::from_bytes(
+            Origin::Catalog("argon-softdevice@1.5.0.bin".into()),
+            fixture("argon-softdevice@1.5.0.bin"),
+        )
+        .unwrap(),
+    );
+    let part1 = Candidate::from_bytes(
+        Origin::File("argon-system-part1@1.5.0.bin".into()),
+        fixture("argon-system-part1@1.5.0.bin"),
+    )
+    .unwrap();
+    let req = Request {
+        twin: &d,
+        targets: vec![part1],
+        catalog: &catalog,
+        via: Via::Dfu,
+        alternative: None,
+        force: Force::default(),
+        factory: false,
+    };
+    let p = plan(&req).unwrap();
+    assert_eq!(p.prediction.mode, Mode::NoApp, "{:?}", p.prediction.events);
+    execute(&mut d, &p);
+    assert_eq!(d.state.mode, Mode::NoApp);
+}

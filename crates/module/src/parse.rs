@@ -425,6 +425,13 @@ pub enum Problem {
     /// A module of a region with a fixed end (RTL872x user part) lacks the DYNAMIC_LOCATION
     /// suffix extension naming its start, so the device cannot find it.
     NoDynamicLocation,
+    /// The header was found only by scanning, at an offset no device rule looks at: the device
+    /// reads the header where its platform's vector table ends, finds none, and refuses the
+    /// module.
+    HeaderNotWhereDeviceLooks {
+        /// Where the header is in the module.
+        offset: usize,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -491,6 +498,10 @@ impl fmt::Display for Problem {
             Self::ChainEndsEarly => f.write_str("the COMBINED flag is set but no module follows"),
             Self::NoDynamicLocation => f.write_str(
                 "the module grows down from a fixed end but has no DYNAMIC_LOCATION extension naming its start: the device would not find it",
+            ),
+            Self::HeaderNotWhereDeviceLooks { offset } => write!(
+                f,
+                "the header sits at offset {offset:#x}, found only by scanning: the device looks for it right after its vector table (or at the start) and would not find this module",
             ),
         }
     }
@@ -707,6 +718,9 @@ impl<'a> Module<'a> {
             compression,
             compression_allowed.then_some(Problem::CompressionNotAllowed),
             chain_early.then_some(Problem::ChainEndsEarly),
+            (self.rule == HeaderRule::Scan).then_some(Problem::HeaderNotWhereDeviceLooks {
+                offset: self.prefix_offset,
+            }),
         ]
         .into_iter()
         .flatten()

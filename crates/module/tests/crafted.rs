@@ -270,3 +270,21 @@ fn update_checksums_raw(bytes: &mut [u8]) {
     let crc = crc32fast::hash(&bytes[..len - 4]);
     bytes[len - 4..].copy_from_slice(&crc.to_be_bytes());
 }
+
+#[test]
+fn a_header_only_the_scan_finds_is_a_module_the_device_cannot_find() {
+    // A Photon application (the device reads its header at offset 0) built behind a
+    // 0x184-byte vector table: the scan finds the header, the device would not.
+    let app = ModuleBuilder::new(6, ModuleFunction::UserPart, 1, 6, 0x080A_0000)
+        .vector_table(vec![0u8; 0x184])
+        .payload(noise(2048, 7))
+        .build()
+        .unwrap();
+    let m = Module::parse(&app).expect("found by scanning");
+    assert_eq!(m.rule, modflash_module::HeaderRule::Scan);
+    assert_eq!(
+        problems(&app),
+        [Problem::HeaderNotWhereDeviceLooks { offset: 0x184 }]
+    );
+    assert!(problems(&app)[0].to_string().contains("would not find"));
+}

@@ -27,6 +27,7 @@ pub fn run(device: &DeviceArgs, catalogs: &[PathBuf], json_output: bool) -> CmdR
             "evidence": d.evidence,
             "fix": d.fix.as_ref().map(|f| json!({"command": f.command, "steps": f.steps})),
             "blocker": d.blocker,
+            "failing": d.failing,
         }))
         .unwrap_or_default());
     } else {

@@ -47,12 +47,14 @@ pub fn run(args: PlanArgs, dry_run: bool, yes: bool) -> CmdResult {
     // Saved whatever happened: the device's state is what it is now.
     session.save()?;
     let flashed = result.map_err(|e| {
-        let doctor = format!("run `modflash doctor --device {device}` to see the device's state");
+        let next = if matches!(e, modflash::Error::Interrupted { .. }) {
+            // The same command finishes the job: what is written is skipped, the rest follows.
+            format!("to finish, run the same command again: {}", this_command())
+        } else {
+            format!("run `modflash doctor --device {device}` to see the device's state")
+        };
         let mut err = CliError::from(e).context("flashing failed");
-        err.help = Some(
-            err.help
-                .map_or(doctor.clone(), |h| format!("{h}; {doctor}")),
-        );
+        err.help = Some(err.help.map_or(next.clone(), |h| format!("{h}; {next}")));
         err
     })?;
     if args.json {
@@ -93,4 +95,21 @@ pub fn run(args: PlanArgs, dry_run: bool, yes: bool) -> CmdResult {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// This command line, quoted for a shell where needed.
+fn this_command() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.is_empty()
+                || a.chars()
+                    .any(|c| c.is_whitespace() || "'\"$`\\".contains(c))
+            {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -17,6 +17,9 @@ pub(super) fn prove(
     via: Via,
     force: Force,
 ) -> Result<Prediction, PlanError> {
+    if twin.state.mode == Mode::Off {
+        return Err(PlanError::DeviceOff);
+    }
     let mut device = twin.clone();
     let mut session = crate::Session::virtual_device(&mut device, "the device twin");
     super::run::run_steps(
@@ -58,23 +61,30 @@ pub(super) fn prove(
             .cloned()
             .collect(),
     };
-    // A device without an application may end without one when none was asked for.
+    // A device that ran no application may end without one when none was asked for.
     let no_app_is_fine = prediction.mode == Mode::NoApp
-        && twin.state.mode == Mode::NoApp
+        && twin.state.mode != Mode::App
         && !steps
             .iter()
             .any(|s| s.module.info.function == ModuleFunction::UserPart);
     if !steps.is_empty() && prediction.mode != Mode::App && !no_app_is_fine && !force.dependencies {
-        return Err(PlanError::Unproven(format!(
-            "the twin ends in {} ({}): {}",
-            prediction.mode.name(),
-            prediction.led,
-            prediction
-                .events
-                .last()
-                .map(ToString::to_string)
-                .unwrap_or_default()
-        )));
+        let cause = prediction
+            .events
+            .last()
+            .map(|e| e.message().to_string())
+            .unwrap_or_default();
+        let help = match prediction.mode {
+            Mode::SafeMode => "a module would still miss a dependency: name the modules it needs or add them to the catalogue (`modflash catalog add FILE`); --force dependencies flashes anyway",
+            Mode::NoApp => "name the application to flash as well",
+            Mode::Panic | Mode::Dfu => "the system firmware would not start with these modules: flash a complete Device OS release (--device-os VERSION)",
+            _ => "check the modules with `modflash inspect` and the device with `modflash doctor`",
+        };
+        return Err(PlanError::WouldNotRun {
+            mode: prediction.mode.name(),
+            led: prediction.led.to_string(),
+            cause,
+            help: help.into(),
+        });
     }
     Ok(prediction)
 }

@@ -217,6 +217,26 @@ pub enum PlanError {
         /// What to do.
         help: String,
     },
+    /// The device is off: nothing can be planned.
+    #[error("the device is off")]
+    #[diagnostic(
+        code(modflash::plan::device_off),
+        help("power it on first (a virtual device: `modflash sim reset NAME`)")
+    )]
+    DeviceOff,
+    /// The plan is possible, but the device would not run its application afterwards.
+    #[error("the device would not run its app after this plan: it would end in {mode} mode ({led}): {cause}")]
+    #[diagnostic(code(modflash::plan::would_not_run), help("{help}"))]
+    WouldNotRun {
+        /// The mode it would end in.
+        mode: &'static str,
+        /// Its LED then.
+        led: String,
+        /// The device's own words for why.
+        cause: String,
+        /// What to do.
+        help: String,
+    },
     /// The planner's model and the device twin disagreed (a bug; nothing was written).
     #[error("the plan did not survive the dry run on the device twin: {0}")]
     #[diagnostic(
