@@ -94,6 +94,21 @@ impl PlanArgs {
     }
 }
 
+/// How `flash` and `restore` run a plan.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct RunArgs {
+    /// Show the plan only.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Do not keep what the plan replaces (by default it goes to the modflash home first:
+    /// `modflash backups`).
+    #[arg(long)]
+    pub no_backup: bool,
+}
+
 /// A number in decimal or 0x-hex.
 pub fn number(text: &str) -> Result<u32, modflash::dfucheck::BadNumber> {
     modflash::dfucheck::parse_number(text)

@@ -45,12 +45,28 @@ enum Command {
     Flash {
         #[command(flatten)]
         args: args::PlanArgs,
-        /// Show the plan only.
+        #[command(flatten)]
+        run: args::RunArgs,
+    },
+    /// The backups `flash` kept of what it replaced, newest last.
+    Backups {
+        #[command(flatten)]
+        device: args::DeviceArgs,
+        /// Print JSON (docs/json.md).
         #[arg(long)]
-        dry_run: bool,
-        /// Do not ask for confirmation.
-        #[arg(long, short = 'y')]
-        yes: bool,
+        json: bool,
+    },
+    /// Put a backup's modules back on the device: planned, checked and verified like `flash`.
+    Restore {
+        /// The backup: its folder, or its name as `modflash backups` lists it.
+        backup: String,
+        #[command(flatten)]
+        device: args::DeviceArgs,
+        #[command(flatten)]
+        run: args::RunArgs,
+        /// Print JSON (fields documented in docs/json.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Explain why a device is in its state and print the command that fixes it.
     Doctor {
@@ -124,7 +140,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect { files, json } => cmd::inspect::run(&files, json),
         Command::Plan { args, inventories } => cmd::plan::run(args, inventories),
-        Command::Flash { args, dry_run, yes } => cmd::flash::run(args, dry_run, yes),
+        Command::Flash { args, run } => cmd::flash::run(args, run),
+        Command::Backups { device, json } => cmd::backups::list(&device, json),
+        Command::Restore {
+            backup,
+            device,
+            run,
+            json,
+        } => cmd::backups::restore(&backup, &device, run, json),
         Command::Doctor {
             device,
             catalog,

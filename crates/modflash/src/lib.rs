@@ -6,6 +6,7 @@
 //! [`session`] opens one; [`plan`] finds and proves plans; [`exec`] runs them; [`inventory`],
 //! [`catalog`], [`twin`], [`precheck`] and [`dfucheck`] hold the facts they use.
 
+pub mod backup;
 pub mod catalog;
 pub mod devices;
 pub mod devref;

@@ -103,6 +103,17 @@ impl<'d> Session<'d> {
         self.link.platform()
     }
 
+    /// The device id (24 lower-case hex digits), when the connection knows it.
+    pub fn device_id(&self) -> Option<String> {
+        self.link.device_id()
+    }
+
+    /// The bytes of the module installed in `slot`, when they can be had without changing
+    /// the device.
+    pub fn installed_image(&mut self, slot: modflash_module::ModuleRef) -> Option<Vec<u8>> {
+        self.link.installed_image(slot)
+    }
+
     /// What the connection can do.
     pub fn capabilities(&self) -> Capabilities {
         self.link.capabilities()

@@ -309,6 +309,25 @@ impl SimStore {
     /// Locks and loads a device.
     pub fn open(&self, name: &str) -> Result<SimHandle, SimError> {
         let lock = self.lock(name)?;
+        let device = self.load(name)?;
+        Ok(SimHandle {
+            name: name.to_string(),
+            path: self.image_path(name),
+            _lock: lock,
+            device,
+        })
+    }
+
+    /// Loads a device to look at, without locking it (its image is always replaced whole, so
+    /// a concurrent save cannot tear what is read).
+    pub fn peek(&self, name: &str) -> Result<Device, SimError> {
+        self.load(name)
+    }
+
+    fn load(&self, name: &str) -> Result<Device, SimError> {
+        if !valid_name(name) {
+            return Err(SimError::BadName(name.to_string()));
+        }
         let path = self.image_path(name);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -320,16 +339,10 @@ impl SimStore {
             }
             Err(e) => return Err(io_err("cannot read", &path)(e)),
         };
-        let device = decode(&bytes).map_err(|reason| SimError::Corrupt {
+        decode(&bytes).map_err(|reason| SimError::Corrupt {
             name: name.to_string(),
             path: path.clone(),
             reason,
-        })?;
-        Ok(SimHandle {
-            name: name.to_string(),
-            path,
-            _lock: lock,
-            device,
         })
     }
 

@@ -61,7 +61,7 @@ pub fn twin_from_inventory(
             continue;
         };
         let mut image = module_image(platform, m, bounds.start, bounds.max_size);
-        if let Some(sha) = m.sha256.as_deref().and_then(parse_sha) {
+        if let Some(sha) = m.sha256.as_deref().and_then(crate::inventory::parse_sha256) {
             // The device's own SHA-256, so the planner recognises what is already installed
             // (the device never checks it; the CRC is recomputed to stay intact).
             let len = image.len();
@@ -156,17 +156,6 @@ fn module_image(platform: &'static Platform, m: &InstalledModule, start: u32, ma
         file_name: "inventory",
     };
     synthesize(platform, &r)
-}
-
-fn parse_sha(hex: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if hex.len() != 64 {
-        return None;
-    }
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 fn start_of_user(platform: &'static Platform) -> Option<u32> {

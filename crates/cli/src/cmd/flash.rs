@@ -1,47 +1,56 @@
 //! `modflash flash`: plan, confirm, write, verify — install modules and check that the device
 //! ends as predicted.
 
-use modflash::Session;
+use modflash::plan::FlashOptions;
+use modflash::request::Wanted;
+use modflash::{DeviceRef, Session};
 use modflash_module::release::release_name;
 use serde_json::{json, Value};
 
-use crate::args::PlanArgs;
+use crate::args::{PlanArgs, RunArgs};
 use crate::render::Renderer;
 use crate::ui::{say, CliError, CmdResult, Style, EXIT_CHECK_FAILED, EXIT_OK};
 use crate::view::plan::{mode_words, plan_json, print_plan};
 
 /// Runs `flash`.
-pub fn run(args: PlanArgs, dry_run: bool, yes: bool) -> CmdResult {
-    let style = Style::stdout();
+pub fn run(args: PlanArgs, run: RunArgs) -> CmdResult {
     let devref = args.device.require()?;
+    flash(&devref, &args.wanted(), args.json, run)
+}
+
+/// Plans `wanted` on the device `devref`, shows the plan, asks, flashes and verifies.
+pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArgs) -> CmdResult {
+    let style = Style::stdout();
     let device = devref.to_string();
-    let wanted = args.wanted();
     wanted.check()?;
-    let mut renderer = Renderer::new(args.json);
-    let mut session = Session::open(&devref)?;
+    let mut renderer = Renderer::new(json_output);
+    let mut session = Session::open(devref)?;
     let plan = wanted
         .plan(&mut session, &mut renderer)
         .map_err(super::plan::refused)?;
     let label = session.label();
-    if !args.json {
+    if !json_output {
         print_plan(&style, &label, &plan);
     }
-    if dry_run || plan.steps.is_empty() {
-        if args.json {
+    if run.dry_run || plan.steps.is_empty() {
+        if json_output {
             let mut v = plan_json(&device, &plan);
             v["executed"] = json!(false);
             say(&serde_json::to_string_pretty(&v).unwrap_or_default());
-        } else if dry_run {
+        } else if run.dry_run {
             say("Dry run: nothing was written.");
         }
         return Ok(EXIT_OK);
     }
-    if !yes && !crate::ui::confirm("Proceed?", args.json)? {
+    if !run.yes && !crate::ui::confirm("Proceed?", json_output)? {
         say("Cancelled: nothing was written.");
         return Ok(EXIT_CHECK_FAILED);
     }
     let cancel = crate::signals::catch();
-    let result = modflash::plan::flash(&mut session, &plan, &mut renderer, &cancel);
+    let options = FlashOptions {
+        backup: !run.no_backup,
+    };
+    let result = modflash::plan::flash(&mut session, &plan, options, &mut renderer, &cancel);
     crate::signals::release();
     drop(renderer);
     // Saved whatever happened: the device's state is what it is now.
@@ -57,9 +66,10 @@ pub fn run(args: PlanArgs, dry_run: bool, yes: bool) -> CmdResult {
         err.help = Some(err.help.map_or(next.clone(), |h| format!("{h}; {next}")));
         err
     })?;
-    if args.json {
+    if json_output {
         let mut v = plan_json(&device, &plan);
         v["executed"] = json!(true);
+        v["backup"] = json!(flashed.backup.as_ref().map(|b| b.dir.display().to_string()));
         v["verified"] = json!(flashed.mismatches.is_empty());
         v["mismatches"] = json!(flashed.mismatches);
         v["after"] = serde_json::to_value(&flashed.after).unwrap_or(Value::Null);
@@ -72,7 +82,7 @@ pub fn run(args: PlanArgs, dry_run: bool, yes: bool) -> CmdResult {
         }
         .into());
     }
-    if !args.json {
+    if !json_output {
         let release = flashed
             .after
             .system_version()

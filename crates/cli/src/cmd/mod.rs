@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod attach;
+pub mod backups;
 pub mod catalog;
 pub mod devices;
 pub mod dfu;

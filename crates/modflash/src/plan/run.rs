@@ -4,13 +4,13 @@
 use std::borrow::Cow;
 
 use modflash_device::Mode;
-use modflash_module::ModuleFunction;
+use modflash_module::{ModuleFunction, ModuleRef};
 
 use super::types::{Action, Plan, Step, Via, OTA_FLAG_OFFSET};
 use crate::error::Error;
 use crate::exec::{execute, read_modules, DfuWrite, Options, Report, Task, TaskAction};
 use crate::inventory::Inventory;
-use crate::progress::{Cancel, Observer};
+use crate::progress::{Cancel, Event, Observer};
 use crate::session::Session;
 use crate::transport::{AfterLeave, Observation};
 
@@ -89,6 +89,96 @@ pub struct Flashed {
     pub observed: Option<Observation>,
     /// How the device differs from the prediction (empty: verified).
     pub mismatches: Vec<String>,
+    /// The backup of what the plan replaced, when one was taken.
+    pub backup: Option<crate::backup::Backup>,
+}
+
+/// How to run a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlashOptions {
+    /// Keep what the plan replaces under the modflash home first (`modflash backups`).
+    pub backup: bool,
+}
+
+impl Default for FlashOptions {
+    fn default() -> Self {
+        Self { backup: true }
+    }
+}
+
+/// The modules the plan writes over: every step that replaces an installed module (a staged
+/// bootloader replaces the bootloader; erasing the legacy Gen3 app replaces user part 1).
+fn replaced_slots(plan: &Plan) -> Vec<(ModuleRef, u16)> {
+    let mut out: Vec<(ModuleRef, u16)> = Vec::new();
+    for step in &plan.steps {
+        let Some(version) = step.from_version else {
+            continue;
+        };
+        let slot = match step.action {
+            Action::DfuErase { .. } => ModuleRef::new(ModuleFunction::UserPart, 1),
+            _ => step.module.slot(),
+        };
+        if !out.iter().any(|(s, _)| *s == slot) {
+            out.push((slot, version));
+        }
+    }
+    out
+}
+
+/// Keeps what `plan` will replace: the bytes where the connection can read them, the header
+/// and hash otherwise.
+fn back_up(
+    session: &mut Session<'_>,
+    plan: &Plan,
+    observer: &mut dyn Observer,
+) -> Result<Option<crate::backup::Backup>, Error> {
+    let slots = replaced_slots(plan);
+    if slots.is_empty() {
+        return Ok(None);
+    }
+    let Some(device_id) = session.device_id() else {
+        observer.event(Event::warning(
+            "no backup: the device did not say its id (pass --no-backup to silence this)",
+        ));
+        return Ok(None);
+    };
+    let mut modules = Vec::new();
+    let mut inventory = None;
+    for (slot, version) in slots {
+        let bytes = session.installed_image(slot);
+        let sha256 = match &bytes {
+            Some(b) => modflash_module::Module::parse(b)
+                .ok()
+                .and_then(|m| m.stored_sha256()),
+            None => {
+                if inventory.is_none() {
+                    inventory = Some(session.inventory(observer)?);
+                }
+                inventory
+                    .as_ref()
+                    .and_then(|i| i.main_module(slot))
+                    .and_then(|m| m.sha256.as_deref())
+                    .and_then(crate::inventory::parse_sha256)
+            }
+        };
+        modules.push(crate::backup::Replaced {
+            slot,
+            version,
+            sha256,
+            bytes,
+        });
+    }
+    let backup = crate::backup::save(
+        &session.reference(),
+        &device_id,
+        session.platform().id,
+        &modules,
+    )?;
+    observer.event(Event::note(format!(
+        "kept what this plan replaces in {} (`modflash restore` puts it back)",
+        backup.dir.display()
+    )));
+    Ok(Some(backup))
 }
 
 /// Runs `plan` on `session`, reads the device again and compares it with the prediction.
@@ -97,9 +187,15 @@ pub struct Flashed {
 pub fn flash(
     session: &mut Session<'_>,
     plan: &Plan,
+    options: FlashOptions,
     observer: &mut dyn Observer,
     cancel: &Cancel,
 ) -> Result<Flashed, Error> {
+    let backup = if options.backup {
+        back_up(session, plan, observer)?
+    } else {
+        None
+    };
     let report = run_steps(session, &plan.steps, plan.via, observer, cancel)?;
     let after = read_modules(session, observer)?;
     let observed = session.observe();
@@ -115,6 +211,7 @@ pub fn flash(
         after,
         observed,
         mismatches,
+        backup,
     })
 }
 

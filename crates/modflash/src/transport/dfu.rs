@@ -955,6 +955,11 @@ impl<P: DfuPort> DfuSession<P> {
         shadow.store(space, physical, data);
     }
 
+    /// The device as read back over DFU (with every verified write since), when it was read.
+    pub fn read_back_device(&self) -> Option<Device> {
+        self.shadow.as_ref()?.device().ok()
+    }
+
     /// The inventory the device will report, from the modules read back by
     /// [`DfuSession::read_inventory`] plus every verified write since. `None` when nothing
     /// was read back, or when a DCT write (an OTA flag) lets the next boot apply a staged

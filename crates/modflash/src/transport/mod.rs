@@ -4,7 +4,7 @@
 //! virtual device to other programs (an emulated USB bus, a pty).
 
 use modflash_device::{Device, DeviceEvent, Led, Mode};
-use modflash_module::Platform;
+use modflash_module::{ModuleRef, Platform};
 
 use crate::error::Error;
 use crate::inventory::Inventory;
@@ -63,6 +63,13 @@ pub trait DeviceLink {
     fn reference(&self) -> String;
     /// Its platform.
     fn platform(&self) -> &'static Platform;
+    /// Its device id (24 lower-case hex digits), when the connection knows it.
+    fn device_id(&self) -> Option<String>;
+    /// The bytes of the module installed in `slot`, when the connection can read them without
+    /// changing the device (a virtual device's flash, modules already read back over DFU).
+    fn installed_image(&mut self, _slot: ModuleRef) -> Option<Vec<u8>> {
+        None
+    }
     /// What this connection can do.
     fn capabilities(&self) -> Capabilities;
     /// What is installed, read from the device now.

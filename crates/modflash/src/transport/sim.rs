@@ -11,7 +11,7 @@ use modflash_device::console::{Console as DeviceConsole, ConsoleConfig};
 use modflash_device::{Device, Mode, ResetReason};
 use modflash_dfu::descriptor::ConfigDescriptor;
 use modflash_dfu::{Control, Setup, TransferError};
-use modflash_module::Platform;
+use modflash_module::{ModuleRef, Platform};
 use modflash_ymodem::SenderConfig;
 
 use super::dfu::{DfuInfo, DfuMemo, DfuOpError, DfuPort, DfuSession};
@@ -335,6 +335,14 @@ impl DeviceLink for SimLink<'_> {
 
     fn platform(&self) -> &'static Platform {
         self.device().platform()
+    }
+
+    fn device_id(&self) -> Option<String> {
+        Some(self.device().state.device_id.clone())
+    }
+
+    fn installed_image(&mut self, slot: ModuleRef) -> Option<Vec<u8>> {
+        crate::backup::module_image(self.device(), slot)
     }
 
     fn capabilities(&self) -> Capabilities {

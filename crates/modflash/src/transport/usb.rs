@@ -747,6 +747,15 @@ impl DeviceLink for UsbLink {
         self.device.platform
     }
 
+    fn device_id(&self) -> Option<String> {
+        self.device.device_id.clone()
+    }
+
+    fn installed_image(&mut self, slot: ModuleRef) -> Option<Vec<u8>> {
+        let device = self.session.as_ref()?.read_back_device()?;
+        crate::backup::module_image(&device, slot)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             dfu: true,

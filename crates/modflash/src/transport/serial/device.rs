@@ -24,6 +24,7 @@ const USE_USB: &str = "use --via serial, or --device usb (the device's USB inter
 pub struct SerialLink {
     console: Console<PortLink>,
     platform: &'static Platform,
+    device_id: Option<String>,
     listening: bool,
 }
 
@@ -53,9 +54,12 @@ impl SerialLink {
                 return Err(e);
             }
         };
+        // The device id names its backups; a device that does not say is still usable.
+        let device_id = console.identify().ok().map(|i| i.device_id);
         Ok(Self {
             console,
             platform,
+            device_id,
             listening: true,
         })
     }
@@ -76,6 +80,10 @@ impl DeviceLink for SerialLink {
 
     fn platform(&self) -> &'static Platform {
         self.platform
+    }
+
+    fn device_id(&self) -> Option<String> {
+        self.device_id.clone()
     }
 
     fn capabilities(&self) -> Capabilities {
