@@ -10,25 +10,59 @@ use modflash::DeviceRef;
 
 use crate::ui::CliError;
 
-/// Which device a command talks to.
+/// Which device (or devices) a command talks to.
 #[derive(Args, Clone, Debug)]
 pub struct DeviceArgs {
-    /// The device: usb (the only one attached), usb:DEVICE_ID, serial:PORT or sim:NAME.
-    #[arg(long, value_name = "REF")]
-    pub device: Option<String>,
+    /// The device: usb (the only one attached), usb:DEVICE_ID, serial:PORT or sim:NAME;
+    /// `flash` also takes several, `all` and patterns like 'sim:line-*'. Default:
+    /// $MODFLASH_DEVICE, else the one device attached (a choice when there are several).
+    #[arg(long, value_name = "REF", env = "MODFLASH_DEVICE")]
+    pub device: Vec<String>,
 }
 
 impl DeviceArgs {
-    /// The device named, or a usage error saying how to name one.
+    /// The one device named, or chosen when none is named.
     pub fn require(&self) -> Result<DeviceRef, CliError> {
-        let help = "for example --device sim:demo or --device usb (`modflash devices` lists them)";
-        let text = self
-            .device
-            .as_deref()
-            .ok_or_else(|| CliError::usage("--device is required").with_help(help))?;
-        text.parse::<DeviceRef>()
-            .map_err(|e| CliError::usage(e.to_string()).with_help(help))
+        match self.device.as_slice() {
+            [] => crate::select::one(),
+            [one] => parse(one),
+            _ => Err(CliError::usage("this command takes one --device")
+                .with_help("`modflash flash` is the command that takes several")),
+        }
     }
+
+    /// Every device named (`all` and `sim:` patterns expanded, `all` limited to `platforms`
+    /// when not empty), or the one chosen when none is named.
+    pub fn targets(&self, platforms: &[u16]) -> Result<Vec<DeviceRef>, CliError> {
+        if self.device.is_empty() {
+            return Ok(vec![crate::select::one()?]);
+        }
+        let store = modflash::sim::SimStore::default();
+        let mut out: Vec<DeviceRef> = Vec::new();
+        for spec in &self.device {
+            for d in modflash::devices::expand(spec, platforms, &store)? {
+                if !out.contains(&d) {
+                    out.push(d);
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(
+                CliError::usage(format!("no device matches {}", self.device.join(", ")))
+                    .with_help("`modflash devices` lists the devices there are"),
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// A `--device` value naming one device.
+fn parse(text: &str) -> Result<DeviceRef, CliError> {
+    text.parse::<DeviceRef>().map_err(|e| {
+        CliError::usage(e.to_string()).with_help(
+            "for example --device sim:demo or --device usb (`modflash devices` lists them)",
+        )
+    })
 }
 
 /// The transport a plan uses.
@@ -38,6 +72,19 @@ pub enum ViaArg {
     Dfu,
     /// Serial listening mode (YMODEM).
     Serial,
+}
+
+/// A mode to put a device in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// The bootloader's DFU mode (blinking yellow).
+    Dfu,
+    /// Listening mode (blinking blue): the serial console takes commands.
+    Listening,
+    /// Safe mode (breathing magenta): the system runs, the application does not.
+    Safe,
+    /// The firmware: out of DFU or listening mode.
+    Normal,
 }
 
 /// A check `--force` may override.

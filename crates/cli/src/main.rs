@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 
 mod args;
 mod cmd;
+mod fleet_render;
 mod render;
+mod select;
 mod signals;
 mod ui;
 mod view;
@@ -47,6 +49,33 @@ enum Command {
         args: args::PlanArgs,
         #[command(flatten)]
         run: args::RunArgs,
+        #[command(flatten)]
+        fleet: cmd::fleet::FleetArgs,
+        /// After a verified flash, print what the device writes to its serial port (Ctrl-C
+        /// stops).
+        #[arg(long)]
+        monitor: bool,
+    },
+    /// What went on each device: the run log `flash` keeps (JSON lines with --json).
+    History {
+        #[command(flatten)]
+        device: args::DeviceArgs,
+        /// Print the entries as JSON lines (docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reset the device into its firmware.
+    Reset {
+        #[command(flatten)]
+        device: args::DeviceArgs,
+    },
+    /// Put the device in a mode: dfu, listening, safe or normal (its firmware).
+    Mode {
+        /// The mode.
+        #[arg(value_enum)]
+        mode: args::ModeArg,
+        #[command(flatten)]
+        device: args::DeviceArgs,
     },
     /// The backups `flash` kept of what it replaced, newest last.
     Backups {
@@ -140,8 +169,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect { files, json } => cmd::inspect::run(&files, json),
         Command::Plan { args, inventories } => cmd::plan::run(args, inventories),
-        Command::Flash { args, run } => cmd::flash::run(args, run),
+        Command::Flash {
+            args,
+            run,
+            fleet,
+            monitor,
+        } => cmd::flash::run(args, run, fleet, monitor),
         Command::Backups { device, json } => cmd::backups::list(&device, json),
+        Command::History { device, json } => cmd::history::run(&device, json),
+        Command::Reset { device } => cmd::mode::reset(&device),
+        Command::Mode { mode, device } => cmd::mode::set(mode, &device),
         Command::Restore {
             backup,
             device,

@@ -52,49 +52,7 @@ impl Renderer {
     }
 
     fn json(&mut self, e: &Event) {
-        let line = match e {
-            Event::StepStarted {
-                step,
-                steps,
-                label,
-                bytes,
-            } => {
-                json!({"event": "step_started", "step": step, "steps": steps, "module": label, "bytes": bytes})
-            }
-            Event::Started {
-                operation,
-                what,
-                total,
-            } => {
-                json!({"event": "started", "operation": operation.name(), "what": what, "bytes": total})
-            }
-            Event::Progress {
-                operation,
-                done,
-                total,
-            } => {
-                json!({"event": "progress", "operation": operation.name(), "bytes_done": done, "bytes_total": total})
-            }
-            Event::Finished { operation } => {
-                json!({"event": "finished", "operation": operation.name()})
-            }
-            Event::Failed { operation, reason } => {
-                json!({"event": "failed", "operation": operation.name(), "reason": reason})
-            }
-            Event::StepFinished { step, evidence } => {
-                let name = match evidence {
-                    Evidence::ReadBack => "step_verified",
-                    Evidence::DeviceAccepted => "step_accepted",
-                    Evidence::None => "step_written",
-                };
-                json!({"event": name, "step": step, "evidence": evidence.name()})
-            }
-            Event::Note { level, text } => json!({"event": "note", "level": match level {
-                Level::Info => "info",
-                Level::Warning => "warning",
-            }, "text": text}),
-        };
-        say(&line.to_string());
+        say(&event_json(e).to_string());
     }
 
     fn human(&mut self, e: Event) {
@@ -191,5 +149,51 @@ impl Observer for Renderer {
 impl Drop for Renderer {
     fn drop(&mut self) {
         self.finish_bar();
+    }
+}
+
+/// One event as its JSON line (fields in docs/json.md, "Progress events").
+pub fn event_json(e: &Event) -> serde_json::Value {
+    match e {
+        Event::StepStarted {
+            step,
+            steps,
+            label,
+            bytes,
+        } => {
+            json!({"event": "step_started", "step": step, "steps": steps, "module": label, "bytes": bytes})
+        }
+        Event::Started {
+            operation,
+            what,
+            total,
+        } => {
+            json!({"event": "started", "operation": operation.name(), "what": what, "bytes": total})
+        }
+        Event::Progress {
+            operation,
+            done,
+            total,
+        } => {
+            json!({"event": "progress", "operation": operation.name(), "bytes_done": done, "bytes_total": total})
+        }
+        Event::Finished { operation } => {
+            json!({"event": "finished", "operation": operation.name()})
+        }
+        Event::Failed { operation, reason } => {
+            json!({"event": "failed", "operation": operation.name(), "reason": reason})
+        }
+        Event::StepFinished { step, evidence } => {
+            let name = match evidence {
+                Evidence::ReadBack => "step_verified",
+                Evidence::DeviceAccepted => "step_accepted",
+                Evidence::None => "step_written",
+            };
+            json!({"event": name, "step": step, "evidence": evidence.name()})
+        }
+        Event::Note { level, text } => json!({"event": "note", "level": match level {
+            Level::Info => "info",
+            Level::Warning => "warning",
+        }, "text": text}),
     }
 }

@@ -11,7 +11,7 @@ pub const EXIT_CHECK_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 /// A command's failure: what went wrong, what to do about it, and the exit code.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct CliError {
     /// Exit code, [`EXIT_CHECK_FAILED`] or [`EXIT_USAGE`].
     pub code: u8,
@@ -199,4 +199,22 @@ pub fn confirm(question: &str, json: bool) -> Result<bool, CliError> {
         .default(false)
         .interact_on(&dialoguer::console::Term::stderr())
         .map_err(|e| CliError::usage(format!("cannot ask \"{question}\": {e}")))
+}
+
+/// A command line as a shell takes it back: arguments quoted where a shell would split or
+/// expand them.
+pub fn command_line(args: impl IntoIterator<Item = String>) -> String {
+    args.into_iter()
+        .map(|a| {
+            if a.is_empty()
+                || a.chars()
+                    .any(|c| c.is_whitespace() || "'\"$`\\*?[]#~;&|<>(){}".contains(c))
+            {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

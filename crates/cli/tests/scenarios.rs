@@ -79,6 +79,12 @@ fn app_for_150_on_a_052_photon_is_planned_flashed_and_verified() {
         ]
     );
     assert_eq!(plan["final"]["mode"], "app");
+    // The dependencies come from the app's own release (1.4.4 ships a bootloader of the same
+    // version: the 1.5.0 one is named).
+    assert_eq!(
+        plan["steps"][0]["file"],
+        "Device OS 1.5.0 bootloader (synthetic image, release table)"
+    );
     // Deterministic for the same inputs.
     let again: Value =
         serde_json::from_str(&h.ok(&["plan", &app, "--device", "sim:demo", "--json"])).unwrap();

@@ -56,6 +56,7 @@ impl Device {
                 watchdog_retries: 0,
                 control_transfers: 0,
                 flash_stats: FlashStats::default(),
+                power_cut_at: None,
             },
             ota_length: None,
             dfu: crate::dfuse::DfuSession::default(),
@@ -91,6 +92,7 @@ impl Device {
             }
         }
         flash.set_stats(state.flash_stats);
+        flash.arm_power_cut_at(state.power_cut_at);
         Ok(Self {
             platform,
             flash,
@@ -104,6 +106,7 @@ impl Device {
     pub fn snapshot(&self) -> (DeviceState, Vec<u8>, Option<Vec<u8>>) {
         let mut state = self.state.clone();
         state.flash_stats = self.flash.stats();
+        state.power_cut_at = self.flash.power_cut_at();
         let internal = self
             .flash
             .memory(Space::Internal)
@@ -306,6 +309,13 @@ impl Device {
     /// Asks the bootloader for DFU mode and resets (the 14400-baud trick, `System.dfu()`).
     pub fn request_dfu(&mut self) {
         self.state.boot_request = Some(BootRequest::Dfu);
+        self.reset(ResetReason::User, None);
+    }
+
+    /// Asks the bootloader for safe mode and resets (`System.enterSafeMode()`): the system
+    /// starts without the application once.
+    pub fn request_safe_mode(&mut self) {
+        self.state.boot_request = Some(BootRequest::SafeMode);
         self.reset(ResetReason::User, None);
     }
 

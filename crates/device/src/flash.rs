@@ -243,6 +243,17 @@ impl FlashChip {
         self.cut_at_operation = Some(self.stats.operations + n.max(1));
     }
 
+    /// The operation during which power will be cut, when a cut is armed.
+    pub fn power_cut_at(&self) -> Option<u64> {
+        self.cut_at_operation
+    }
+
+    /// Arms (or with `None` disarms) a power cut during operation number `operation` as
+    /// counted by [`FlashStats::operations`] (a saved device's armed cut, restored).
+    pub fn arm_power_cut_at(&mut self, operation: Option<u64>) {
+        self.cut_at_operation = operation.filter(|&op| op > self.stats.operations);
+    }
+
     /// Disarms fault injection.
     pub fn clear_fault(&mut self) {
         self.cut_at_operation = None;

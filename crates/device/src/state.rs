@@ -181,4 +181,8 @@ pub struct DeviceState {
     pub control_transfers: u64,
     /// Flash counters at the time of saving.
     pub flash_stats: FlashStats,
+    /// The flash operation (counted as in `flash_stats`) during which power will be cut, when
+    /// a cut is armed (`modflash sim power-cut`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_cut_at: Option<u64>,
 }

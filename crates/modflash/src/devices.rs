@@ -41,6 +41,9 @@ pub struct Found {
     pub mode: Option<String>,
     /// Its device id, when known.
     pub device_id: Option<String>,
+    /// The Device OS release its system firmware belongs to, when known without talking to
+    /// the device (virtual devices).
+    pub device_os: Option<String>,
     /// USB vendor and product id.
     pub usb_id: Option<(u16, u16)>,
     /// The USB device node.
@@ -62,21 +65,32 @@ pub struct Reachable {
     pub problems: Vec<String>,
 }
 
-/// Lists every reachable device; virtual devices come from `store`.
-pub fn reachable(store: &SimStore) -> Reachable {
-    let mut out = Reachable::default();
-    let blank = |kind, reference: String| Found {
+fn blank(kind: Kind, reference: String) -> Found {
+    Found {
         kind,
         reference,
         platform: None,
         mode: None,
         device_id: None,
+        device_os: None,
         usb_id: None,
         node: None,
         port_path: None,
         port: None,
         error: None,
-    };
+    }
+}
+
+/// Lists every reachable device; virtual devices come from `store`.
+pub fn reachable(store: &SimStore) -> Reachable {
+    let mut out = real();
+    virtual_devices(store, &mut out);
+    out
+}
+
+/// Particle devices on USB and their serial ports.
+fn real() -> Reachable {
+    let mut out = Reachable::default();
     match usb::discover() {
         Ok(list) => out.devices.extend(list.into_iter().map(|d| {
             Found {
@@ -105,6 +119,11 @@ pub fn reachable(store: &SimStore) -> Reachable {
         })),
         Err(e) => out.problems.push(format!("serial ports: {e}")),
     }
+    out
+}
+
+/// The virtual devices in `store`.
+fn virtual_devices(store: &SimStore, out: &mut Reachable) {
     match store.list() {
         Ok(names) => {
             for name in names {
@@ -114,6 +133,10 @@ pub fn reachable(store: &SimStore) -> Reachable {
                         platform: Some(h.device.platform()),
                         mode: Some(h.device.state.mode.name().to_string()),
                         device_id: Some(h.device.state.device_id.clone()),
+                        device_os: h.device.system_version().map(|v| {
+                            modflash_module::release::release_name(v)
+                                .map_or_else(|| format!("system {v}"), str::to_string)
+                        }),
                         ..blank(Kind::Virtual, reference)
                     },
                     Err(e) => Found {
@@ -125,5 +148,62 @@ pub fn reachable(store: &SimStore) -> Reachable {
         }
         Err(e) => out.problems.push(format!("virtual devices: {e}")),
     }
-    out
+}
+
+/// The real devices attached now (USB in any mode, serial ports), one entry per device: a
+/// serial port whose device also shows on USB is the same device and is left out. Virtual
+/// devices are never among them.
+pub fn attached() -> Reachable {
+    let mut all = real();
+    let usb_ids: Vec<String> = all
+        .devices
+        .iter()
+        .filter(|d| d.kind == Kind::Usb)
+        .filter_map(|d| d.device_id.clone())
+        .collect();
+    all.devices.retain(|d| {
+        d.kind != Kind::Serial || d.device_id.as_ref().is_none_or(|id| !usb_ids.contains(id))
+    });
+    all
+}
+
+/// The devices one `--device` value names: `all` (every attached device of one of
+/// `platforms`, or of any platform when empty), a `sim:` pattern with `*`/`?`/`[...]` (every
+/// matching virtual device), or one reference.
+pub fn expand(
+    spec: &str,
+    platforms: &[u16],
+    store: &SimStore,
+) -> Result<Vec<crate::DeviceRef>, crate::Error> {
+    if spec == "all" {
+        return Ok(attached()
+            .devices
+            .into_iter()
+            .filter(|d| {
+                platforms.is_empty() || d.platform.is_some_and(|p| platforms.contains(&p.id))
+            })
+            .filter_map(|d| d.reference.parse().ok())
+            .collect());
+    }
+    if let Some(pattern) = spec
+        .strip_prefix("sim:")
+        .filter(|p| p.contains(['*', '?', '[']))
+    {
+        let matcher = glob::Pattern::new(pattern).map_err(|e| crate::Error::BadRequest {
+            what: format!("`{spec}` is not a usable pattern: {e}"),
+            help: "use * and ? as in a shell, e.g. --device 'sim:line-*'".into(),
+        })?;
+        let names = store.list()?;
+        return Ok(names
+            .into_iter()
+            .filter(|n| matcher.matches(n))
+            .map(crate::DeviceRef::Sim)
+            .collect());
+    }
+    spec.parse::<crate::DeviceRef>()
+        .map(|r| vec![r])
+        .map_err(|e| crate::Error::BadRequest {
+            what: e.to_string(),
+            help: "for example --device sim:demo, --device usb, --device all or --device 'sim:line-*' (`modflash devices` lists them)".into(),
+        })
 }

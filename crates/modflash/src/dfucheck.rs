@@ -316,7 +316,7 @@ pub fn plan_download(
     } else if let Ok(m) = Module::parse(file) {
         if m.platform.id != platform.id {
             return Err(Refusal::Platform(format!(
-                    "the file is a {} module for the {} (platform {}); this device is a {} (platform {})",
+                    "the file is a {} module for the {} (platform {}), not for this device's platform, the {} (platform {})",
                     m.info.function.name(),
                     m.platform.display_name,
                     m.platform.id,
@@ -401,7 +401,7 @@ fn parse_dfuse(file: &[u8]) -> Result<Option<DfuseFile>, Refusal> {
 fn element_module(platform: &Platform, data: &[u8]) -> Result<Option<ModuleInfo>, Refusal> {
     match Module::parse(data) {
         Ok(m) if m.platform.id != platform.id => Err(Refusal::Platform(format!(
-            "the .dfu file holds a {} module for the {} (platform {}); this device is a {}",
+            "the .dfu file holds a {} module for the {} (platform {}), not for this device's platform, the {}",
             m.info.function.name(),
             m.platform.display_name,
             m.platform.id,

@@ -15,6 +15,8 @@ pub mod diagnose;
 pub mod direct;
 pub mod error;
 pub mod exec;
+pub mod fleet;
+pub mod history;
 pub mod home;
 pub mod inventory;
 pub mod plan;

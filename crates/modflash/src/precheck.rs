@@ -39,7 +39,7 @@ impl fmt::Display for Precheck {
         match self {
             Self::WrongPlatform { module, device } => write!(
                 f,
-                "the module is built for the {}, the device is a {}",
+                "the module is built for the {}, not for this device's platform, the {}",
                 name(*module),
                 name(*device)
             ),

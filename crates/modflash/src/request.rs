@@ -9,6 +9,7 @@ use modflash_module::{ModuleFunction, ModuleRef, Platform};
 
 use crate::catalog::{Candidate, Catalog, Origin};
 use crate::error::Error;
+use crate::inventory::Inventory;
 use crate::plan::{plan, Force, Plan, Request, Via};
 use crate::progress::Observer;
 use crate::session::Session;
@@ -86,6 +87,64 @@ impl Wanted {
         Ok(targets)
     }
 
+    /// The platforms the named files are built for (files that are not modules count for
+    /// nothing here; planning says what is wrong with them).
+    pub fn platforms(&self) -> Vec<u16> {
+        let mut out = Vec::new();
+        for f in &self.files {
+            if let Ok(c) = Candidate::from_file(f, Origin::File(f.clone())) {
+                if !out.contains(&c.info.platform_id) {
+                    out.push(c.info.platform_id);
+                }
+            }
+        }
+        out
+    }
+
+    /// What one device of a fleet takes when the files are builds for several platforms:
+    /// the files for its own platform (and files that are not modules, for planning to
+    /// explain). With files for one platform only, everything stays, and planning refuses a
+    /// device of another platform.
+    pub fn for_platform(&self, platform: &'static Platform) -> Result<Wanted, Error> {
+        let platforms = self.platforms();
+        if platforms.len() <= 1 {
+            return Ok(self.clone());
+        }
+        let files: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|f| {
+                Candidate::from_file(f, Origin::File((*f).clone()))
+                    .map_or(true, |c| c.info.platform_id == platform.id)
+            })
+            .cloned()
+            .collect();
+        if files.is_empty() {
+            let names: Vec<String> = platforms
+                .iter()
+                .map(|id| {
+                    modflash_module::platform(*id)
+                        .map_or_else(|| format!("platform {id}"), |p| p.display_name.to_string())
+                })
+                .collect();
+            return Err(Error::BadRequest {
+                what: format!(
+                    "none of the files is built for the {}: they are for the {}",
+                    platform.display_name,
+                    names.join(", the ")
+                ),
+                help: format!(
+                    "add the {} build, or leave this device out of --device",
+                    platform.display_name
+                ),
+            });
+        }
+        Ok(Wanted {
+            files,
+            ..self.clone()
+        })
+    }
+
     /// Checks what needs no device: something is asked for. Call it before opening one.
     pub fn check(&self) -> Result<(), Error> {
         if self.files.is_empty() && self.device_os.is_none() {
@@ -103,6 +162,15 @@ impl Wanted {
         session: &mut Session<'_>,
         observer: &mut dyn Observer,
     ) -> Result<Plan, Error> {
+        self.plan_from(session, observer).map(|p| p.plan)
+    }
+
+    /// Reads the device, and finds and proves the plan; also says what was installed before.
+    pub fn plan_from(
+        &self,
+        session: &mut Session<'_>,
+        observer: &mut dyn Observer,
+    ) -> Result<Planned, Error> {
         self.check()?;
         let via = self.via(session)?;
         let catalog = self.catalog(session)?;
@@ -117,8 +185,20 @@ impl Wanted {
             force: self.force,
             factory: self.factory,
         };
-        Ok(plan(&request)?)
+        Ok(Planned {
+            plan: plan(&request)?,
+            before: Inventory::from_device(&twin),
+        })
     }
+}
+
+/// A plan and the device it was made for.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    /// The plan.
+    pub plan: Plan,
+    /// What the device had installed when it was planned (its twin's view).
+    pub before: Inventory,
 }
 
 /// The transport the session offers besides `via`, if any.

@@ -13,7 +13,7 @@ use crate::sim::SimStore;
 use crate::transport::serial::{find_port, PortLink, SerialLink, LISTENING_BAUD};
 use crate::transport::sim::SimLink;
 use crate::transport::usb::UsbLink;
-use crate::transport::{Capabilities, DeviceLink, Observation};
+use crate::transport::{Capabilities, DeviceLink, ModeChange, Observation};
 use crate::DeviceRef;
 
 /// One device, open for the length of a command. Virtual devices are locked while open and
@@ -147,6 +147,19 @@ impl<'d> Session<'d> {
     /// Control transfers sent over USB so far.
     pub fn control_transfers(&self) -> u64 {
         self.link.control_transfers()
+    }
+
+    /// Puts the device in another mode (or restarts it) and keeps what changed (a virtual
+    /// device is saved). Returns the mode it is seen in afterwards, when the connection can
+    /// see it.
+    pub fn change_mode(
+        &mut self,
+        change: ModeChange,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<&'static str>, Error> {
+        let seen = self.link.change_mode(change, observer);
+        self.save()?;
+        seen
     }
 
     /// The connection, for the executor.

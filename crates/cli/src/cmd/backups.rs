@@ -10,28 +10,13 @@ use serde_json::json;
 use crate::args::{DeviceArgs, RunArgs};
 use crate::ui::{say, CliError, CmdResult, Style, EXIT_OK};
 
-/// The device id a `--device` names, when there is one: a virtual device's, or the id in
-/// `usb:ID`. Other references list every device's backups.
-fn device_id_of(device: &DeviceArgs) -> Result<Option<String>, CliError> {
-    if device.device.is_none() {
-        return Ok(None);
-    }
-    Ok(match device.require()? {
-        modflash::DeviceRef::Sim(name) => Some(
-            modflash::sim::SimStore::default()
-                .open(&name)?
-                .device
-                .state
-                .device_id,
-        ),
-        modflash::DeviceRef::UsbId(id) => Some(id),
-        _ => None,
-    })
-}
-
-/// Runs `backups`.
+/// Runs `backups`: every device's, or those of the device `--device` names (a reference
+/// that needs the device itself, like `usb`, lists every device's).
 pub fn list(device: &DeviceArgs, json_output: bool) -> CmdResult {
-    let id = device_id_of(device)?;
+    let id = match device.device.as_slice() {
+        [] => None,
+        _ => backup::device_id_of(&device.require()?)?,
+    };
     let found = backup::list(id.as_deref());
     if json_output {
         let rows: Vec<_> = found

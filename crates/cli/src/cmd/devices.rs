@@ -5,7 +5,7 @@ use modflash::devices::{reachable, Found, Kind};
 use modflash::sim::SimStore;
 use serde_json::{json, Value};
 
-use crate::ui::{note, say, CmdResult, Style, EXIT_OK};
+use crate::ui::{note, say, CmdResult, EXIT_OK};
 
 fn row(f: &Found) -> Value {
     let mut v = json!({
@@ -20,6 +20,7 @@ fn row(f: &Found) -> Value {
     v["platform_id"] = json!(f.platform.map(|p| p.id));
     v["mode"] = json!(f.mode);
     v["device_id"] = json!(f.device_id);
+    v["device_os"] = json!(f.device_os);
     match f.kind {
         Kind::Usb => {
             v["usb_id"] = json!(f.usb_id.map(|(vid, pid)| format!("{vid:04x}:{pid:04x}")));
@@ -33,6 +34,34 @@ fn row(f: &Found) -> Value {
     v
 }
 
+/// The columns of the devices table, also shown by the device choice.
+pub const HEADER: [&str; 6] = ["device", "platform", "id", "mode", "Device OS", "port"];
+
+/// One device as a row under [`HEADER`] ("?" where it is not known without talking to the
+/// device; a device that cannot be used says why in the last column).
+pub fn cells(f: &Found) -> [String; 6] {
+    let unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+    let port = match (&f.error, f.kind) {
+        (Some(e), _) => e.clone(),
+        (None, Kind::Usb) => f.node.clone().unwrap_or_default(),
+        (None, Kind::Serial) => f.port.clone().unwrap_or_default(),
+        (None, Kind::Virtual) => String::new(),
+    };
+    [
+        f.reference.clone(),
+        f.platform.map_or("?", |p| p.name).to_string(),
+        unknown(&f.device_id),
+        unknown(&f.mode),
+        unknown(&f.device_os),
+        port,
+    ]
+}
+
+/// The devices as a table with a header line.
+pub fn table(devices: &[Found]) -> String {
+    crate::view::table::table(HEADER, devices.iter().map(cells))
+}
+
 /// Lists devices.
 pub fn run(json_output: bool) -> CmdResult {
     let found = reachable(&SimStore::default());
@@ -43,33 +72,7 @@ pub fn run(json_output: bool) -> CmdResult {
         say("no devices: no Particle device on USB or serial, and no virtual device");
         say("(create one with `modflash sim create NAME --platform photon --device-os 1.5.0`)");
     } else {
-        let style = Style::stdout();
-        for r in &rows {
-            let text = |k: &str| r[k].as_str().unwrap_or("").to_string();
-            let mode = text("mode");
-            let mode = match mode.as_str() {
-                "dfu" | "listening" => style.warn(&mode),
-                "app" | "normal" => style.good(&mode),
-                "" => String::new(),
-                _ => style.bad(&mode),
-            };
-            let detail = match text("kind").as_str() {
-                "usb" => format!("{} {}", text("usb_id"), text("node")),
-                "serial" => text("port"),
-                _ => String::new(),
-            };
-            let mut line = format!(
-                "{:<36} {:<9} {:<10} {:<24} {detail}",
-                text("ref"),
-                text("platform"),
-                mode,
-                text("device_id"),
-            );
-            if let Some(e) = r["error"].as_str() {
-                line.push_str(&format!("  {}", style.bad(e)));
-            }
-            say(line.trim_end());
-        }
+        say(&table(&found.devices));
     }
     for p in found.problems {
         note(&format!("warning: cannot list {p}"));

@@ -12,10 +12,39 @@ use crate::render::Renderer;
 use crate::ui::{say, CliError, CmdResult, Style, EXIT_CHECK_FAILED, EXIT_OK};
 use crate::view::plan::{mode_words, plan_json, print_plan};
 
-/// Runs `flash`.
-pub fn run(args: PlanArgs, run: RunArgs) -> CmdResult {
-    let devref = args.device.require()?;
-    flash(&devref, &args.wanted(), args.json, run)
+/// Runs `flash` on the device, or the devices, named.
+pub fn run(
+    args: PlanArgs,
+    run: RunArgs,
+    fleet: super::fleet::FleetArgs,
+    monitor: bool,
+) -> CmdResult {
+    let wanted = args.wanted();
+    wanted.check()?;
+    let devices = args.device.targets(&wanted.platforms())?;
+    match devices.as_slice() {
+        [one] => {
+            let code = flash(one, &wanted, args.json, run)?;
+            if monitor && code == EXIT_OK && !run.dry_run {
+                let cancel = crate::signals::catch();
+                let mut renderer = Renderer::new(false);
+                modflash::transport::serial::monitor(
+                    one,
+                    9600,
+                    &mut std::io::stdout(),
+                    &mut renderer,
+                    &cancel,
+                )?;
+            }
+            Ok(code)
+        }
+        several if monitor => Err(CliError::usage(format!(
+            "--monitor follows one device; {} are named",
+            several.len()
+        ))
+        .with_help("name one --device, or leave out --monitor")),
+        several => super::fleet::flash(several, &wanted, args.json, run, fleet),
+    }
 }
 
 /// Plans `wanted` on the device `devref`, shows the plan, asks, flashes and verifies.
@@ -25,16 +54,17 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
     wanted.check()?;
     let mut renderer = Renderer::new(json_output);
     let mut session = Session::open(devref)?;
-    let plan = wanted
-        .plan(&mut session, &mut renderer)
+    let planned = wanted
+        .plan_from(&mut session, &mut renderer)
         .map_err(super::plan::refused)?;
+    let plan = &planned.plan;
     let label = session.label();
     if !json_output {
-        print_plan(&style, &label, &plan);
+        print_plan(&style, &label, plan);
     }
     if run.dry_run || plan.steps.is_empty() {
         if json_output {
-            let mut v = plan_json(&device, &plan);
+            let mut v = plan_json(&device, plan);
             v["executed"] = json!(false);
             say(&serde_json::to_string_pretty(&v).unwrap_or_default());
         } else if run.dry_run {
@@ -50,7 +80,8 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
     let options = FlashOptions {
         backup: !run.no_backup,
     };
-    let result = modflash::plan::flash(&mut session, &plan, options, &mut renderer, &cancel);
+    let result =
+        modflash::history::flash_recorded(&mut session, &planned, options, &mut renderer, &cancel);
     crate::signals::release();
     drop(renderer);
     // Saved whatever happened: the device's state is what it is now.
@@ -58,7 +89,10 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
     let flashed = result.map_err(|e| {
         let next = if matches!(e, modflash::Error::Interrupted { .. }) {
             // The same command finishes the job: what is written is skipped, the rest follows.
-            format!("to finish, run the same command again: {}", this_command())
+            format!(
+                "to finish, run the same command again: {}",
+                crate::ui::command_line(std::env::args())
+            )
         } else {
             format!("run `modflash doctor --device {device}` to see the device's state")
         };
@@ -67,7 +101,7 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
         err
     })?;
     if json_output {
-        let mut v = plan_json(&device, &plan);
+        let mut v = plan_json(&device, plan);
         v["executed"] = json!(true);
         v["backup"] = json!(flashed.backup.as_ref().map(|b| b.dir.display().to_string()));
         v["verified"] = json!(flashed.mismatches.is_empty());
@@ -105,21 +139,4 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
         }
     }
     Ok(EXIT_OK)
-}
-
-/// This command line, quoted for a shell where needed.
-fn this_command() -> String {
-    std::env::args()
-        .map(|a| {
-            if a.is_empty()
-                || a.chars()
-                    .any(|c| c.is_whitespace() || "'\"$`\\".contains(c))
-            {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            } else {
-                a
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }

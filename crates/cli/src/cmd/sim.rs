@@ -36,6 +36,15 @@ pub enum SimCommand {
         #[arg(long, value_name = "SECONDS")]
         hold_button: Option<f32>,
     },
+    /// Pull the plug mid-write: power is cut during the device's Nth flash operation from
+    /// now (an erase or a program), as on a bench; `sim reset` powers it on again.
+    PowerCut {
+        /// Device name.
+        name: String,
+        /// Flash operations from now (1 = the next); 0 disarms the cut.
+        #[arg(long, value_name = "N")]
+        after: u64,
+    },
     /// Delete a virtual device.
     Rm {
         /// Device name.
@@ -133,6 +142,15 @@ pub fn run(cmd: SimCommand) -> CmdResult {
             h.device.reset(ResetReason::Button, hold_button);
             h.save()?;
             print_device(&name, &h.device, false);
+            Ok(EXIT_OK)
+        }
+        SimCommand::PowerCut { name, after } => {
+            let mut h = store.open(&name)?;
+            match after {
+                0 => h.device.flash_mut().clear_fault(),
+                n => h.device.flash_mut().cut_power_after(n),
+            }
+            h.save()?;
             Ok(EXIT_OK)
         }
         SimCommand::MakeApp {

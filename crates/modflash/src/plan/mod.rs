@@ -130,7 +130,7 @@ fn gate(platform: &'static Platform, t: &Candidate, req: &Request<'_>) -> Result
         return Err(PlanError::Refused {
             file,
             reason: format!(
-                "this is a {} for the {theirs} (platform {}); the device is a {} (platform {}). Flashing it would leave the device without a working app",
+                "this is a {} for the {theirs} (platform {}), not for this device's platform, the {} (platform {}). Flashing it would leave the device without a working app",
                 t.info.slot(),
                 t.info.platform_id,
                 platform.display_name,

@@ -82,7 +82,11 @@ pub(super) fn choose_finals(
             .enumerate()
             .filter(|(_, c)| c.slot() == m.slot && c.info.version >= m.min_version)
             .min_by_key(|(id, c)| {
-                let same_release = dependent_release.is_some_and(|r| ships(model.platform, r, c));
+                let same_release = dependent_release.is_some_and(|r| match &c.origin {
+                    // A release-table image belongs to exactly one release.
+                    crate::catalog::Origin::Release { release, .. } => *release == r,
+                    _ => ships(model.platform, r, c),
+                });
                 (
                     c.origin.is_synthetic(),
                     !same_release,

@@ -54,6 +54,34 @@ pub enum AfterLeave {
     NotSeen,
 }
 
+/// A change of mode asked of a device (`modflash mode`, `modflash reset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeChange {
+    /// Restart the device as it is.
+    Reset,
+    /// The bootloader's DFU mode.
+    Dfu,
+    /// Listening mode: the serial console takes commands.
+    Listening,
+    /// Safe mode: the system runs, the application does not.
+    Safe,
+    /// The firmware, out of DFU, listening or safe mode.
+    Normal,
+}
+
+impl ModeChange {
+    /// What is asked, as a message names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ModeChange::Reset => "reset",
+            ModeChange::Dfu => "enter DFU mode",
+            ModeChange::Listening => "enter listening mode",
+            ModeChange::Safe => "enter safe mode",
+            ModeChange::Normal => "go back to its firmware",
+        }
+    }
+}
+
 /// One open device, as the executor drives it. Implemented for a virtual device
 /// ([`sim::SimLink`]), a real device over libusb ([`usb::UsbLink`]) and a real device on a
 /// serial port ([`serial::SerialLink`]); an operation a connection cannot do answers
@@ -134,6 +162,20 @@ pub trait DeviceLink {
         observer: &mut dyn Observer,
         cancel: &Cancel,
     ) -> Result<FlashReport, Error>;
+    /// Changes the device's mode as asked and leaves it there when the session ends. Returns
+    /// the mode the device is seen in afterwards (a [`Mode`] name, or "normal" on USB), when
+    /// the connection can see it.
+    fn change_mode(
+        &mut self,
+        change: ModeChange,
+        _: &mut dyn Observer,
+    ) -> Result<Option<&'static str>, Error> {
+        Err(unsupported(
+            self.reference(),
+            change.describe(),
+            "use the device's buttons (RESET; SETUP held through RESET for DFU or safe mode)",
+        ))
+    }
     /// Control transfers sent over USB so far (0 where there is no USB).
     fn control_transfers(&self) -> u64 {
         0

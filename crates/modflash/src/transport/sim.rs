@@ -16,7 +16,7 @@ use modflash_ymodem::SenderConfig;
 
 use super::dfu::{DfuInfo, DfuMemo, DfuOpError, DfuPort, DfuSession};
 use super::serial::{Console, FlashReport, Link, Verdict};
-use super::{AfterLeave, Capabilities, DeviceLink, Observation};
+use super::{AfterLeave, Capabilities, DeviceLink, ModeChange, Observation};
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::progress::{Cancel, Event, Observer};
@@ -48,6 +48,11 @@ impl<'a> SimControl<'a> {
             .device
             .dfu_control(*setup, data)
             .map_err(|_| TransferError::Stall);
+        if self.device.state.mode == Mode::Off {
+            // Power was lost during the request: the device left the bus.
+            self.connection = None;
+            return Err(TransferError::NoDevice);
+        }
         if self.device.dfu_connection() != self.connection {
             // The device answered, then reset (leave).
             self.connection = None;
@@ -367,8 +372,12 @@ impl DeviceLink for SimLink<'_> {
         Ok(read.inventory)
     }
 
+    /// An exact copy, without the faults armed on the device (a model predicts what the
+    /// device does when nothing goes wrong).
     fn twin(&mut self, _: &mut dyn Observer) -> Result<Device, Error> {
-        Ok(self.device().clone())
+        let mut twin = self.device().clone();
+        twin.flash_mut().clear_fault();
+        Ok(twin)
     }
 
     fn in_dfu_mode(&self) -> bool {
@@ -445,6 +454,56 @@ impl DeviceLink for SimLink<'_> {
         } else {
             AfterLeave::Firmware
         })
+    }
+
+    /// As the device's own requests do it: a reset, the DFU and safe-mode boot requests, the
+    /// listening-mode entry and exit, a DFU leave.
+    fn change_mode(
+        &mut self,
+        change: ModeChange,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<&'static str>, Error> {
+        let reference = self.reference.clone();
+        let mode = self.device().state.mode;
+        let wrong_mode = |help: &str| Error::WrongMode {
+            device: reference.clone(),
+            mode: mode.name().into(),
+            what: change.describe().into(),
+            help: help.into(),
+        };
+        match change {
+            ModeChange::Dfu => self.enter_dfu(observer)?,
+            ModeChange::Reset => self.device_mut().reset(ResetReason::User, None),
+            ModeChange::Safe if mode == Mode::Off => {
+                return Err(wrong_mode("power the device on (`modflash reset`)"))
+            }
+            ModeChange::Safe => self.device_mut().request_safe_mode(),
+            ModeChange::Listening => {
+                if mode == Mode::Dfu {
+                    self.device_mut().reset(ResetReason::DfuLeave, None);
+                }
+                if !self.device_mut().enter_listening() {
+                    let now = self.device().state.mode.name();
+                    return Err(Error::WrongMode {
+                        device: reference,
+                        mode: now.into(),
+                        what: change.describe().into(),
+                        help: "only running firmware has listening mode: \
+                               `modflash doctor` says why it does not run"
+                            .into(),
+                    });
+                }
+            }
+            ModeChange::Normal => match mode {
+                Mode::Dfu => self.device_mut().reset(ResetReason::DfuLeave, None),
+                Mode::Listening => self.device_mut().exit_listening(),
+                Mode::SafeMode | Mode::Off | Mode::Panic => {
+                    self.device_mut().reset(ResetReason::User, None)
+                }
+                Mode::App | Mode::NoApp => {}
+            },
+        }
+        Ok(Some(self.device().state.mode.name()))
     }
 
     fn serial_flash(

@@ -18,7 +18,7 @@ use super::dfu::{AltSetting, DfuInfo, DfuOpError, DfuPort, DfuSession, ReadBack}
 use super::serial::{
     find_device_id, find_port, Console, FlashReport, PortLink, DFU_BAUD, LISTENING_BAUD,
 };
-use super::{unsupported, AfterLeave, Capabilities, DeviceLink};
+use super::{unsupported, AfterLeave, Capabilities, DeviceLink, ModeChange};
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::progress::{Cancel, Event, Observer};
@@ -660,15 +660,7 @@ impl UsbLink {
         if self.device.mode == UsbMode::Dfu {
             return Ok(());
         }
-        let id = self.device.device_id.clone();
-        let via_port = find_port(id.as_deref())
-            .ok()
-            .filter(|p| p.device_id == id)
-            .and_then(|p| PortLink::open(&p.port, DFU_BAUD).ok());
-        match via_port {
-            Some(link) => drop(link),
-            None => set_line_coding(&self.device, DFU_BAUD)?,
-        }
+        self.baud_request(DFU_BAUD)?;
         let old = (self.device.bus, self.device.address);
         let me = self.device.clone();
         let found = wait_for(self.waits.enter_dfu, |devices| {
@@ -695,6 +687,30 @@ impl UsbLink {
                 self.waits.enter_dfu.as_secs()
             ))),
         }
+    }
+
+    /// A baud-rate request to a device in normal mode (14400 DFU, 28800 listening): through
+    /// its serial port, or a CDC SET_LINE_CODING through libusb when no port shows.
+    fn baud_request(&mut self, baud: u32) -> Result<(), UsbError> {
+        let id = self.device.device_id.clone();
+        let via_port = find_port(id.as_deref())
+            .ok()
+            .filter(|p| p.device_id == id)
+            .and_then(|p| PortLink::open(&p.port, baud).ok());
+        match via_port {
+            Some(link) => drop(link),
+            None => set_line_coding(&self.device, baud)?,
+        }
+        Ok(())
+    }
+
+    /// Where a DFU leave sends the device: the start of its first system part (the
+    /// bootloader resets whatever the address).
+    fn leave_address(&self, inventory: Option<&Inventory>) -> u32 {
+        self.platform()
+            .layout_for(inventory.and_then(Inventory::system_version))
+            .and_then(|l| l.main_bounds(ModuleRef::new(ModuleFunction::SystemPart, 1)))
+            .map_or(0, |b| b.start)
     }
 
     /// Leaves DFU mode and waits for the device to come back: `Some(mode)` with the mode it
@@ -796,11 +812,7 @@ impl DeviceLink for UsbLink {
                     ))
                 })?;
                 let inventory = self.read_back(observer)?.inventory;
-                let start = self
-                    .platform()
-                    .layout_for(inventory.system_version())
-                    .and_then(|l| l.main_bounds(ModuleRef::new(ModuleFunction::SystemPart, 1)))
-                    .map_or(0, |b| b.start);
+                let start = self.leave_address(Some(&inventory));
                 let back = self.leave_and_wait(start, observer)?;
                 observer.event(Event::note(format!(
                     "the device's serial port is not reachable, so its modules were read back \
@@ -858,6 +870,53 @@ impl DeviceLink for UsbLink {
             Some(UsbMode::Normal) => AfterLeave::Firmware,
             None => AfterLeave::NotSeen,
         })
+    }
+
+    /// DFU mode and back by the DFU requests and the 14400-baud trick, listening mode by the
+    /// 28800-baud trick; a reset or safe mode from normal mode needs Particle's control
+    /// requests.
+    fn change_mode(
+        &mut self,
+        change: ModeChange,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<&'static str>, Error> {
+        if let Some(d) = self.refresh() {
+            self.device = d;
+        }
+        let in_dfu = self.device.mode == UsbMode::Dfu;
+        let seen = |mode: Option<UsbMode>| mode.map(UsbMode::name);
+        match change {
+            ModeChange::Dfu => {
+                self.switch_to_dfu()?;
+                Ok(Some(UsbMode::Dfu.name()))
+            }
+            ModeChange::Normal | ModeChange::Reset if in_dfu => {
+                let address = self.leave_address(None);
+                Ok(seen(self.leave_and_wait(address, observer)?))
+            }
+            ModeChange::Normal => Ok(Some(UsbMode::Normal.name())),
+            ModeChange::Listening => {
+                if in_dfu {
+                    let address = self.leave_address(None);
+                    if self.leave_and_wait(address, observer)? != Some(UsbMode::Normal) {
+                        return Err(Error::WrongMode {
+                            device: self.reference(),
+                            mode: "dfu".into(),
+                            what: change.describe().into(),
+                            help: "its firmware does not run: `modflash doctor` says why".into(),
+                        });
+                    }
+                }
+                self.baud_request(LISTENING_BAUD)?;
+                Ok(None)
+            }
+            ModeChange::Reset | ModeChange::Safe => Err(unsupported(
+                self.reference(),
+                change.describe(),
+                "press RESET (for safe mode hold SETUP through RESET until the LED blinks \
+                 magenta); a device in DFU mode can be reset with `modflash reset`",
+            )),
+        }
     }
 
     fn serial_flash(

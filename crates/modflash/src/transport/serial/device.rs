@@ -10,7 +10,7 @@ use super::{Console, FlashReport, PortLink, Verdict, LISTENING_BAUD};
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::progress::{Cancel, Observer};
-use crate::transport::{unsupported, AfterLeave, Capabilities, DeviceLink};
+use crate::transport::{unsupported, AfterLeave, Capabilities, DeviceLink, ModeChange};
 
 /// How long a device may take to come back on its port after an update restart.
 const RECONNECT_WITHIN: Duration = Duration::from_secs(30);
@@ -161,6 +161,39 @@ impl DeviceLink for SerialLink {
             }
         }
         Ok(sent?)
+    }
+
+    /// The baud-rate requests: 14400 for DFU mode, 28800 for listening mode (kept when the
+    /// session ends), `x` to leave it.
+    fn change_mode(
+        &mut self,
+        change: ModeChange,
+        _: &mut dyn Observer,
+    ) -> Result<Option<&'static str>, Error> {
+        match change {
+            ModeChange::Dfu => {
+                self.listening = false;
+                self.console.enter_dfu()?;
+                Ok(None)
+            }
+            ModeChange::Listening => {
+                self.console.enter_listening()?;
+                self.console.identify()?;
+                self.listening = false;
+                Ok(Some("listening"))
+            }
+            ModeChange::Normal => {
+                self.listening = false;
+                self.console.exit_listening()?;
+                Ok(None)
+            }
+            ModeChange::Reset | ModeChange::Safe => Err(unsupported(
+                self.reference(),
+                change.describe(),
+                "a serial port can ask for DFU and listening mode only: press RESET (for safe \
+                 mode hold SETUP through RESET until the LED blinks magenta)",
+            )),
+        }
     }
 
     /// Sends the device back to what it was running.
