@@ -32,6 +32,8 @@ pub struct Device {
     pub(crate) ota_length: Option<usize>,
     /// The bootloader's USB DFU session (RAM only; reset at every boot).
     pub(crate) dfu: crate::dfuse::DfuSession,
+    /// The firmware's USB control requests (RAM only; reset at every boot).
+    pub(crate) control: crate::control::ControlSession,
 }
 
 impl Device {
@@ -59,6 +61,7 @@ impl Device {
             },
             ota_length: None,
             dfu: crate::dfuse::DfuSession::default(),
+            control: crate::control::ControlSession::default(),
         };
         let loc = device.dct_location();
         let mut id = device_id.to_vec();
@@ -97,6 +100,7 @@ impl Device {
             state,
             ota_length: None,
             dfu: crate::dfuse::DfuSession::default(),
+            control: crate::control::ControlSession::default(),
         })
     }
 
@@ -202,6 +206,17 @@ impl Device {
     pub(crate) fn set_mode(&mut self, mode: Mode, led: Led) {
         self.state.mode = mode;
         self.state.led = led;
+    }
+
+    /// The LED the current mode shows when nothing overrides it (an update in progress does).
+    pub(crate) fn mode_led(&self) -> Led {
+        match self.state.mode {
+            Mode::Dfu => Led::new(Color::Yellow, Pattern::Blinking),
+            Mode::Listening => Led::new(Color::Blue, Pattern::Blinking),
+            Mode::Panic => Led::new(Color::Red, Pattern::Sos),
+            Mode::Off => Led::new(Color::Off, Pattern::Solid),
+            mode => settled_led(mode),
+        }
     }
 
     // ---- provisioning -------------------------------------------------------------------
@@ -332,5 +347,14 @@ impl Device {
             self.settle(mode);
             self.event(DeviceEvent::ListeningLeft);
         }
+    }
+}
+
+/// The LED of a mode the system start settles in: breathing cyan for the application,
+/// breathing magenta otherwise (safe mode, no application).
+pub(crate) const fn settled_led(mode: Mode) -> Led {
+    match mode {
+        Mode::App => Led::new(Color::Cyan, Pattern::Breathing),
+        _ => Led::new(Color::Magenta, Pattern::Breathing),
     }
 }
