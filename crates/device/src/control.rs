@@ -191,6 +191,8 @@ impl Device {
         };
         self.flash_mut()
             .add_time_us(crate::dfuse::usb_time_us(data_len));
+        // The data stage is over: hooks of requests whose final reply went out run now.
+        self.run_completions();
         result
     }
 
@@ -254,7 +256,6 @@ impl Device {
             let (result, payload, hook) = self.handle(ready);
             self.control.channel.complete(id, result, payload, hook);
         }
-        self.run_completions();
         reply
     }
 
