@@ -37,6 +37,7 @@ impl Device {
     pub fn boot(&mut self, reason: ResetReason, hold_seconds: Option<f32>) {
         self.ota_length = None;
         self.dfu.reset();
+        self.control = crate::control::ControlSession::default();
         let mut reason = reason;
         let mut hold = hold_seconds;
         for _ in 0..MAX_BOOT_STEPS {
@@ -185,11 +186,7 @@ impl Device {
     }
 
     pub(crate) fn settle(&mut self, mode: Mode) -> Option<ResetReason> {
-        let led = match mode {
-            Mode::App => Led::new(Color::Cyan, Pattern::Breathing),
-            _ => Led::new(Color::Magenta, Pattern::Breathing),
-        };
-        self.set_mode(mode, led);
+        self.set_mode(mode, crate::device::settled_led(mode));
         self.state.running_mode = mode;
         None
     }

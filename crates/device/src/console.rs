@@ -710,7 +710,7 @@ pub fn identity_text(device: &Device) -> String {
             out,
             "Device Secret: {}\r\nSerial Number: {}\r\n",
             derived_code(id, b"secret", ""),
-            derived_code(id, b"serial", &serial_prefix(platform.name))
+            serial_number(device).unwrap_or_default()
         );
     }
     if cellular {
@@ -731,6 +731,18 @@ pub fn identity_text(device: &Device) -> String {
         );
     }
     out
+}
+
+/// The serial number the HAL reports (`hal_get_device_serial_number`): Gen3 and later only.
+pub fn serial_number(device: &Device) -> Option<String> {
+    let platform = device.platform();
+    platform.generation.is_some_and(|g| g >= 3).then(|| {
+        derived_code(
+            &device.state.device_id,
+            b"serial",
+            &serial_prefix(platform.name),
+        )
+    })
 }
 
 fn serial_prefix(name: &str) -> String {

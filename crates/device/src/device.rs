@@ -32,6 +32,8 @@ pub struct Device {
     pub(crate) ota_length: Option<usize>,
     /// The bootloader's USB DFU session (RAM only; reset at every boot).
     pub(crate) dfu: crate::dfuse::DfuSession,
+    /// The firmware's USB control requests (RAM only; reset at every boot).
+    pub(crate) control: crate::control::ControlSession,
 }
 
 impl Device {
@@ -60,6 +62,7 @@ impl Device {
             },
             ota_length: None,
             dfu: crate::dfuse::DfuSession::default(),
+            control: crate::control::ControlSession::default(),
         };
         let loc = device.dct_location();
         let mut id = device_id.to_vec();
@@ -99,6 +102,7 @@ impl Device {
             state,
             ota_length: None,
             dfu: crate::dfuse::DfuSession::default(),
+            control: crate::control::ControlSession::default(),
         })
     }
 
@@ -205,6 +209,17 @@ impl Device {
     pub(crate) fn set_mode(&mut self, mode: Mode, led: Led) {
         self.state.mode = mode;
         self.state.led = led;
+    }
+
+    /// The LED the current mode shows when nothing overrides it (an update in progress does).
+    pub(crate) fn mode_led(&self) -> Led {
+        match self.state.mode {
+            Mode::Dfu => Led::new(Color::Yellow, Pattern::Blinking),
+            Mode::Listening => Led::new(Color::Blue, Pattern::Blinking),
+            Mode::Panic => Led::new(Color::Red, Pattern::Sos),
+            Mode::Off => Led::new(Color::Off, Pattern::Solid),
+            mode => settled_led(mode),
+        }
     }
 
     // ---- provisioning -------------------------------------------------------------------
@@ -342,5 +357,14 @@ impl Device {
             self.settle(mode);
             self.event(DeviceEvent::ListeningLeft);
         }
+    }
+}
+
+/// The LED of a mode the system start settles in: breathing cyan for the application,
+/// breathing magenta otherwise (safe mode, no application).
+pub(crate) const fn settled_led(mode: Mode) -> Led {
+    match mode {
+        Mode::App => Led::new(Color::Cyan, Pattern::Breathing),
+        _ => Led::new(Color::Magenta, Pattern::Breathing),
     }
 }

@@ -1,7 +1,5 @@
 //! The bootloader's USB DFU mode: descriptors, DfuSe state machine and Particle quirks (spec §1).
 
-use std::fmt;
-
 use modflash_dfu::control::{
     DFUSE_ERASE, DFUSE_GET_COMMANDS, DFUSE_READ_UNPROTECT, DFUSE_SET_ADDRESS, DFU_ABORT,
     DFU_CLRSTATUS, DFU_DETACH, DFU_DNLOAD, DFU_GETSTATE, DFU_GETSTATUS, DFU_UPLOAD,
@@ -54,16 +52,7 @@ const ERR_TARGET: Status = Status::ErrTarget;
 /// The device answered a control transfer with a STALL on EP0 (the host sees `EPIPE` /
 /// `LIBUSB_ERROR_PIPE`). Also returned for every request while the device is not in DFU mode
 /// (see [`Device::dfu_connection`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Stall;
-
-impl fmt::Display for Stall {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the device stalled the control endpoint")
-    }
-}
-
-impl std::error::Error for Stall {}
+pub use modflash_control::Stall;
 
 /// Where the Particle bootloader departs from DFU 1.1 and ST's DfuSe reference code
 /// (spec §1.5 "Photon bootloader specifics"). [`DfuQuirks::particle`] (the default) switches
@@ -139,7 +128,9 @@ impl Default for DfuQuirks {
     }
 }
 
-/// The DFU-mode USB descriptors of a device, byte for byte as the bootloader serves them.
+/// The USB descriptors of a device, byte for byte as it serves them: the bootloader's in DFU
+/// mode ([`Device::usb_descriptors`]), the firmware's in normal mode
+/// ([`Device::normal_usb_descriptors`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsbDescriptors {
     /// Device descriptor (18 bytes).
@@ -159,9 +150,13 @@ impl UsbDescriptors {
         [self.device.as_slice(), self.configuration.as_slice()].concat()
     }
 
-    /// String descriptor `index`, if the device has it.
+    /// String descriptor `index`, if the device has it (an empty entry is an index it does
+    /// not answer).
     pub fn string(&self, index: u8) -> Option<&[u8]> {
-        self.strings.get(usize::from(index)).map(Vec::as_slice)
+        self.strings
+            .get(usize::from(index))
+            .filter(|s| !s.is_empty())
+            .map(Vec::as_slice)
     }
 
     /// The DFU functional descriptor (the last 9 bytes of the configuration).
@@ -335,7 +330,7 @@ fn truncated(mut reply: Vec<u8>, length: u16) -> Vec<u8> {
     reply
 }
 
-fn string_descriptor(text: &str) -> Vec<u8> {
+pub(crate) fn string_descriptor(text: &str) -> Vec<u8> {
     let units: Vec<u16> = text.encode_utf16().take(126).collect();
     let mut d = Vec::with_capacity(2 + 2 * units.len());
     d.push((2 + 2 * units.len()) as u8);
@@ -347,7 +342,7 @@ fn string_descriptor(text: &str) -> Vec<u8> {
 }
 
 /// Modelled time of one control transfer with `data_len` bytes in its data stage.
-fn usb_time_us(data_len: usize) -> u64 {
+pub(crate) fn usb_time_us(data_len: usize) -> u64 {
     USB_TRANSFER_US + USB_PACKET_US * data_len.div_ceil(usize::from(EP0_SIZE)) as u64
 }
 

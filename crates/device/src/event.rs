@@ -147,6 +147,10 @@ pub enum DeviceEvent {
         secured: bool,
     },
 
+    /// A USB control request changes the mode (the device resets).
+    UsbModeChange(UsbModeChange),
+    /// A firmware update over USB control requests was refused (or could not be installed).
+    UsbUpdateRefused(OtaError),
     /// A line of text: logged by a modflash from before events were typed, or an event this
     /// version does not know. Shown as is and never interpreted.
     Text(String),
@@ -191,7 +195,9 @@ impl DeviceEvent {
             | Self::ListeningEntered
             | Self::ListeningLeft
             | Self::DfuBaud
-            | Self::WifiSaved { .. } => Some(Origin::System),
+            | Self::WifiSaved { .. }
+            | Self::UsbModeChange(_)
+            | Self::UsbUpdateRefused(_) => Some(Origin::System),
         }
     }
 
@@ -295,8 +301,35 @@ impl fmt::Display for Message<'_> {
                 "saved {} Wi-Fi credentials for network \"{ssid}\"",
                 if *secured { "secured" } else { "unsecured" }
             ),
+            E::UsbModeChange(change) => write!(f, "USB control request: {change}"),
+            E::UsbUpdateRefused(e) => write!(f, "USB firmware update refused: {e}"),
             E::Text(line) => f.write_str(line),
         }
+    }
+}
+
+/// The mode change a USB control request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsbModeChange {
+    /// Reset (request 40, or the raw reset).
+    Reset,
+    /// Factory reset (41).
+    FactoryReset,
+    /// Reset into DFU mode (50).
+    Dfu,
+    /// Reset into safe mode (60).
+    SafeMode,
+}
+
+impl fmt::Display for UsbModeChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Reset => "resetting",
+            Self::FactoryReset => "factory reset",
+            Self::Dfu => "resetting into DFU mode",
+            Self::SafeMode => "resetting into safe mode",
+        })
     }
 }
 

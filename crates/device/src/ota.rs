@@ -3,7 +3,7 @@
 
 use modflash_module::platform::{dct, ModuleBounds};
 use modflash_module::rules::{self, OtaCode, OtaRefusal};
-use modflash_module::ModuleFunction;
+use modflash_module::{ModuleFunction, ModuleInfo};
 use serde::{Deserialize, Serialize};
 
 use crate::dct::{self as dct_store, slot_flags, ModuleSlot};
@@ -94,11 +94,32 @@ impl Device {
         Ok(())
     }
 
-    /// `HAL_FLASH_End`: validates the staged module ([`rules::ota_accepts`]: INTEGRITY |
-    /// DEPENDENCIES_FULL, user dependencies optional); a bootloader is copied at once,
-    /// anything else is queued for the bootloader. The caller resets the device afterwards.
+    /// `HAL_FLASH_End`: validates the staged module ([`Device::ota_validate`]); a bootloader
+    /// is copied at once, anything else is queued for the bootloader. The caller resets the
+    /// device afterwards.
     pub fn ota_finish(&mut self) -> Result<OtaOutcome, OtaError> {
         self.ota_length = None;
+        let (info, slot) = self.ota_staged()?;
+        self.ota_apply(info, slot)
+    }
+
+    /// `HAL_FLASH_OTA_Validate`: the system's verdict on the module received in the OTA region
+    /// ([`rules::ota_accepts`]: INTEGRITY | DEPENDENCIES_FULL, user dependencies optional).
+    /// Nothing changes; returns the module's header.
+    pub fn ota_validate(&self) -> Result<ModuleInfo, OtaError> {
+        self.ota_staged().map(|(info, _)| info)
+    }
+
+    /// Abandons an update being received (`HAL_FLASH_End` with an error): nothing is applied,
+    /// the LED shows the mode again.
+    pub fn ota_cancel(&mut self) {
+        if self.ota_length.take().is_some() {
+            self.state.led = self.mode_led();
+        }
+    }
+
+    /// The validated module in the OTA region and the copy that installs it.
+    fn ota_staged(&self) -> Result<(ModuleInfo, ModuleSlot), OtaError> {
         let ota: &'static ModuleBounds = &self.layout().ota;
         let hal = self.hal();
         let not_found = OtaError::Refused(OtaRefusal::NotFound);
@@ -133,6 +154,11 @@ impl Device {
             flags: copy_flags,
             function: info.function.to_u8(),
         };
+        Ok((info, slot))
+    }
+
+    /// Installs a validated module: a bootloader at once, anything else queued in a DCT slot.
+    fn ota_apply(&mut self, info: ModuleInfo, slot: ModuleSlot) -> Result<OtaOutcome, OtaError> {
         if info.function == ModuleFunction::Bootloader {
             match self.copy_module(&slot)? {
                 Ok(_) => {

@@ -1,14 +1,12 @@
 //! The USB/DFU/DfuSe vocabulary shared by the host engine and the device model (request codes,
-//! SETUP packets, states, status codes), and the transport boundary (control transfers, waiting).
+//! states, status codes; the SETUP packet itself is `modflash_control::usb::Setup`), and the
+//! transport boundary (control transfers, waiting).
 
 use std::fmt;
 
-/// bmRequestType of a class request to an interface, host to device (DNLOAD, CLRSTATUS, ...).
-pub const REQUEST_TYPE_CLASS_OUT: u8 = 0x21;
-/// bmRequestType of a class request to an interface, device to host (UPLOAD, GETSTATUS, ...).
-pub const REQUEST_TYPE_CLASS_IN: u8 = 0xA1;
-/// bmRequestType of a standard request to the device, device to host (GET_DESCRIPTOR).
-pub const REQUEST_TYPE_STANDARD_IN: u8 = 0x80;
+pub use modflash_control::usb::{
+    REQUEST_TYPE_CLASS_IN, REQUEST_TYPE_CLASS_OUT, REQUEST_TYPE_STANDARD_IN,
+};
 
 /// DFU_DETACH: runtime mode, ask the device to enter DFU mode (wValue = timeout in ms).
 pub const DFU_DETACH: u8 = 0;
@@ -50,87 +48,8 @@ pub const DFUSE_ERASE: u8 = 0x41;
 /// DfuSe command byte: Read Unprotect.
 pub const DFUSE_READ_UNPROTECT: u8 = 0x92;
 
-/// The 8-byte SETUP packet of a control transfer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Setup {
-    /// bmRequestType: direction (bit 7, 1 = IN), type (bits 5–6), recipient (bits 0–4).
-    pub request_type: u8,
-    /// bRequest.
-    pub request: u8,
-    /// wValue.
-    pub value: u16,
-    /// wIndex.
-    pub index: u16,
-    /// wLength: bytes in the data stage (for IN requests, the most the host accepts).
-    pub length: u16,
-}
-
-impl Setup {
-    /// Whether the data stage goes device to host (bit 7 of bmRequestType).
-    pub fn is_in(&self) -> bool {
-        self.request_type & 0x80 != 0
-    }
-
-    /// The packet as it appears on the wire (little-endian words).
-    pub fn to_bytes(&self) -> [u8; 8] {
-        let v = self.value.to_le_bytes();
-        let i = self.index.to_le_bytes();
-        let l = self.length.to_le_bytes();
-        [
-            self.request_type,
-            self.request,
-            v[0],
-            v[1],
-            i[0],
-            i[1],
-            l[0],
-            l[1],
-        ]
-    }
-
-    /// Decodes a wire SETUP packet.
-    pub fn from_bytes(b: [u8; 8]) -> Self {
-        Setup {
-            request_type: b[0],
-            request: b[1],
-            value: u16::from_le_bytes([b[2], b[3]]),
-            index: u16::from_le_bytes([b[4], b[5]]),
-            length: u16::from_le_bytes([b[6], b[7]]),
-        }
-    }
-
-    /// A DFU class request with an OUT (or no) data stage.
-    pub fn class_out(request: u8, value: u16, interface: u16, length: u16) -> Self {
-        Setup {
-            request_type: REQUEST_TYPE_CLASS_OUT,
-            request,
-            value,
-            index: interface,
-            length,
-        }
-    }
-
-    /// A DFU class request with an IN data stage.
-    pub fn class_in(request: u8, value: u16, interface: u16, length: u16) -> Self {
-        Setup {
-            request_type: REQUEST_TYPE_CLASS_IN,
-            request,
-            value,
-            index: interface,
-            length,
-        }
-    }
-}
-
-impl fmt::Display for Setup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:02x} {:02x} wValue={:04x} wIndex={:04x} wLength={}",
-            self.request_type, self.request, self.value, self.index, self.length
-        )
-    }
-}
+/// The SETUP packet, shared with the Particle control requests and the device model.
+pub use modflash_control::usb::Setup;
 
 /// Why a control transfer failed, as reported by the transport.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

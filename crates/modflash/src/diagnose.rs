@@ -188,7 +188,9 @@ fn explains_mode(event: &DeviceEvent) -> bool {
         | E::PendingUpdateRefused(_)
         | E::OtaFlagImageRefused(_)
         | E::BootloaderRefused(_)
-        | E::YmodemRefused(_) => true,
+        | E::YmodemRefused(_)
+        | E::UsbModeChange(_)
+        | E::UsbUpdateRefused(_) => true,
         E::PowerOn
         | E::PowerLost
         | E::PendingUpdateInstalled { .. }

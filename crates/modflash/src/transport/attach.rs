@@ -4,8 +4,8 @@
 //! * In DFU mode the bus shows the bootloader's descriptors (from the device model) and every
 //!   control transfer goes to the device's own DfuSe handler; SET_INTERFACE selects the alt,
 //!   USBDEVFS_RESET is a bus reset.
-//! * In normal mode (the firmware runs) it shows a CDC serial device with the platform's
-//!   normal-mode id; a SET_LINE_CODING at 14400 baud sends the device into DFU mode (28800:
+//! * In normal mode (the firmware runs) it shows the firmware's descriptors (a CDC serial
+//!   device plus the control interface, from the device model); a SET_LINE_CODING at 14400 baud sends the device into DFU mode (28800:
 //!   listening mode), as on hardware.
 //! * When the device changes mode (leaves DFU mode, resets into it again) it is unplugged and
 //!   plugged again under a new address, so clients that scan the bus see the re-enumeration.
@@ -312,41 +312,6 @@ impl Node {
     }
 }
 
-/// String descriptor bytes for `text`.
-fn string_descriptor(text: &str) -> Vec<u8> {
-    let units: Vec<u16> = text.encode_utf16().take(126).collect();
-    let mut d = vec![(2 + 2 * units.len()) as u8, 3];
-    for u in units {
-        d.extend_from_slice(&u.to_le_bytes());
-    }
-    d
-}
-
-/// Normal-mode descriptors: a CDC ACM serial port (IAD, communication + data interfaces).
-fn normal_descriptors(d: &Device) -> (Vec<u8>, Vec<u8>) {
-    let (vid, pid) = d.platform().usb.map_or((0, 0), |u| (u.vendor, u.normal));
-    let [vl, vh] = vid.to_le_bytes();
-    let [pl, ph] = pid.to_le_bytes();
-    let device = vec![
-        18, 1, 0x00, 0x02, 0xEF, 0x02, 0x01, 64, vl, vh, pl, ph, 0x50, 0x02, 1, 2, 3, 1,
-    ];
-    let mut config = vec![9, 2, 0, 0, 2, 1, 0, 0xC0, 0x32];
-    config.extend_from_slice(&[8, 0x0B, 0, 2, 2, 2, 1, 0]); // IAD
-    config.extend_from_slice(&[9, 4, 0, 0, 1, 2, 2, 1, 0]); // CDC communication
-    config.extend_from_slice(&[5, 0x24, 0x00, 0x10, 0x01]); // header
-    config.extend_from_slice(&[5, 0x24, 0x01, 0x00, 0x01]); // call management
-    config.extend_from_slice(&[4, 0x24, 0x02, 0x02]); // ACM
-    config.extend_from_slice(&[5, 0x24, 0x06, 0x00, 0x01]); // union
-    config.extend_from_slice(&[7, 5, 0x82, 0x03, 0x08, 0x00, 0xFF]); // notification
-    config.extend_from_slice(&[9, 4, 1, 0, 2, 0x0A, 0, 0, 0]); // CDC data
-    config.extend_from_slice(&[7, 5, 0x81, 0x02, 0x40, 0x00, 0x00]);
-    config.extend_from_slice(&[7, 5, 0x01, 0x02, 0x40, 0x00, 0x00]);
-    let [tl, th] = (config.len() as u16).to_le_bytes();
-    config[2] = tl;
-    config[3] = th;
-    (device, config)
-}
-
 /// Control requests to the firmware's USB device (what this emulation needs of it).
 fn normal_control(
     d: &mut Device,
@@ -357,14 +322,11 @@ fn normal_control(
     let reply = match (s.request_type, s.request) {
         (0x80, 6) => {
             let [index, kind] = s.value.to_le_bytes();
-            let (device, config) = normal_descriptors(d);
+            let descriptors = d.normal_usb_descriptors();
             match (kind, index) {
-                (1, 0) => device,
-                (2, 0) => config,
-                (3, 0) => vec![4, 3, 0x09, 0x04],
-                (3, 1) => string_descriptor("Particle"),
-                (3, 2) => string_descriptor(d.platform().display_name),
-                (3, 3) => string_descriptor(&d.state.device_id.clone()),
+                (1, 0) => descriptors.device,
+                (2, 0) => descriptors.configuration,
+                (3, i) => descriptors.string(i).ok_or(())?.to_vec(),
                 _ => return Err(()),
             }
         }
@@ -410,14 +372,13 @@ fn description(d: &Device, kind: NodeKind, devnum: u32) -> String {
             (vid, pid, u.sysfs(), product)
         }
         NodeKind::Normal => {
-            let (device, config) = normal_descriptors(d);
+            let u = d.normal_usb_descriptors();
+            let product = u
+                .string(2)
+                .and_then(|s| modflash_dfu::descriptor::parse_string_descriptor(s).ok())
+                .unwrap_or_default();
             let (vid, pid) = d.platform().usb.map_or((0, 0), |u| (u.vendor, u.normal));
-            (
-                vid,
-                pid,
-                [device, config].concat(),
-                d.platform().display_name.to_string(),
-            )
+            (vid, pid, u.sysfs(), product)
         }
     };
     let id = &d.state.device_id;
@@ -728,7 +689,8 @@ mod tests {
         assert!(normal.contains("A: idProduct=c006"), "{normal}");
         assert!(normal.contains(&format!("A: serial={}", d.state.device_id)));
         assert!(normal.contains("N: bus/usb/001/002"));
-        let (device, config) = normal_descriptors(&d);
+        let normal_usb = d.normal_usb_descriptors();
+        let (device, config) = (normal_usb.device, normal_usb.configuration);
         assert_eq!(device.len(), 18);
         assert_eq!(
             usize::from(u16::from_le_bytes([config[2], config[3]])),
