@@ -33,6 +33,8 @@ pub enum SerialVerdict {
     TooLarge,
     /// The transfer failed.
     Failed,
+    /// The transfer ended but the device did not print its success line.
+    Unconfirmed,
 }
 
 impl SerialVerdict {
@@ -44,6 +46,7 @@ impl SerialVerdict {
             Self::Refused => "refused",
             Self::TooLarge => "too_large",
             Self::Failed => "failed",
+            Self::Unconfirmed => "unconfirmed",
         }
     }
 }
@@ -135,6 +138,22 @@ pub fn serial_install(
             out.transfer = report.tasks.pop().and_then(|t| t.serial);
             out.result = verify_installed(session, &file, &info, module, observer, &mut out);
         }
+        Err(Error::Unconfirmed {
+            said,
+            help,
+            transfer,
+            ..
+        }) => {
+            out.verdict = SerialVerdict::Unconfirmed;
+            out.transfer = transfer.map(|t| *t);
+            out.reason = Some(said.clone());
+            out.result = Err(Error::Unconfirmed {
+                module: file,
+                said,
+                help,
+                transfer: None,
+            });
+        }
         Err(Error::Refused {
             code,
             verdict,
@@ -151,10 +170,11 @@ pub fn serial_install(
             let unmet = precheck(&inventory, &info)
                 .err()
                 .and_then(|p| p.unmet().cloned());
+            let said = out.transfer.as_ref().map_or("", |t| t.device_text.as_str());
             let (why, help) = if too_large {
                 (verdict, help)
             } else {
-                let why = match (detail(code, &inventory, &info), refusal_verdict(code)) {
+                let why = match (detail(code, &inventory, &info), refusal_verdict(code, said)) {
                     (Some(d), base) => format!("{base}: {d}"),
                     (None, base) => base,
                 };
@@ -218,16 +238,21 @@ fn transfer_counters(e: &Error) -> Option<FlashReport> {
         } => inner.as_ref(),
         other => other,
     };
-    match transfer {
-        Error::Serial(SerialError::Transfer { stats, .. }) => Some(FlashReport {
-            verdict: Verdict::Refused { code: None },
-            stats: *stats,
-            final_ack_missing: false,
-            elapsed_ms: 0,
-            device_text: String::new(),
-        }),
-        _ => None,
-    }
+    let stats = match transfer {
+        Error::Serial(SerialError::Transfer { stats, .. }) => *stats,
+        Error::Serial(SerialError::Deadline {
+            stats: Some(stats), ..
+        }) => **stats,
+        _ => return None,
+    };
+    Some(FlashReport {
+        verdict: Verdict::Refused { code: None },
+        stats,
+        final_ack_missing: false,
+        elapsed_ms: 0,
+        device_text: String::new(),
+        verdict_ms: 0,
+    })
 }
 
 /// Success only when the module is installed (same slot, version and, for applications,

@@ -6,11 +6,13 @@
 
 use std::borrow::Cow;
 
+use modflash_device::console::DOWNLOAD_OK;
+
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::progress::{operation, Cancel, Event, Evidence, Observer, Operation};
 use crate::session::Session;
-use crate::transport::serial::{FlashReport, SerialError, Verdict};
+use crate::transport::serial::{clip, secs, FlashReport, SerialError, Verdict};
 use crate::transport::{AfterLeave, DeviceLink};
 
 /// One DFU write.
@@ -193,12 +195,30 @@ fn interrupted(label: &str, done: usize, dfu: bool) -> Error {
 pub(crate) const NOTHING_CHANGED: &str =
     "nothing was changed on the device; check the module with `modflash inspect`";
 
-/// The device's verdict in words for a refusal with result `code` (none: it cancelled the
-/// transfer at the end without one).
-pub(crate) fn refusal_verdict(code: Option<i32>) -> String {
+/// The device's verdict in words for a refusal with result `code`; without one, what it
+/// printed (`said`), or that it cancelled the transfer at the end.
+pub(crate) fn refusal_verdict(code: Option<i32>, said: &str) -> String {
     match code {
         Some(c) => format!("{} ({c})", modflash_module::rules::OtaCode::name_of(c)),
+        None if !said.is_empty() => {
+            format!("it printed {:?} without a result code", clip(said, 200))
+        }
         None => "it cancelled the transfer at the end without giving a code".into(),
+    }
+}
+
+/// What a device that did not confirm a transfer printed instead of its success line.
+pub(crate) fn unconfirmed_words(report: &FlashReport) -> String {
+    if report.device_text.is_empty() {
+        format!(
+            "after the transfer it printed nothing in {} s, not its success line {DOWNLOAD_OK:?}",
+            secs(report.verdict_ms)
+        )
+    } else {
+        format!(
+            "after the transfer it printed {:?} instead of its success line {DOWNLOAD_OK:?}",
+            clip(&report.device_text, 200)
+        )
     }
 }
 
@@ -248,7 +268,23 @@ fn serial_step(
     };
     let (verdict, code, help) = match report.verdict {
         Verdict::Accepted { .. } => return Ok(report),
-        Verdict::Refused { code } => (refusal_verdict(code), code, NOTHING_CHANGED),
+        Verdict::Unconfirmed => {
+            return Err(Error::Unconfirmed {
+                module: name.to_string(),
+                said: unconfirmed_words(&report),
+                help: format!(
+                    "it may or may not have applied the module: see what it runs with \
+                     `modflash modules --device {}`, then send the module again",
+                    link.reference()
+                ),
+                transfer: Some(Box::new(report)),
+            })
+        }
+        Verdict::Refused { code } => (
+            refusal_verdict(code, &report.device_text),
+            code,
+            NOTHING_CHANGED,
+        ),
         Verdict::TooLarge => (
             format!(
                 "the file ({} bytes) is larger than the device's update area",
