@@ -7,9 +7,11 @@
 use std::borrow::Cow;
 
 use modflash_device::console::DOWNLOAD_OK;
+use modflash_module::ModuleFlags;
 
+use crate::catalog::{Candidate, Origin};
 use crate::error::Error;
-use crate::inventory::Inventory;
+use crate::inventory::{InstalledModule, Inventory};
 use crate::progress::{operation, Cancel, Event, Evidence, Observer, Operation};
 use crate::session::Session;
 use crate::transport::serial::{clip, secs, FlashReport, SerialError, Verdict};
@@ -301,6 +303,78 @@ fn serial_step(
         help: help.into(),
         transfer: Some(Box::new(report)),
     })
+}
+
+/// How the SHA-256 a device reports for an installed module compares with a file's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HashCheck {
+    /// The device reports the file's SHA-256: proof.
+    Same,
+    /// The device reports another one: the module installed is not the file.
+    Differs,
+    /// The device reports none (over serial, for system parts and sometimes the app).
+    NotReported,
+}
+
+/// How `installed` (the module in the slot after a write) compares with `module`, by the
+/// SHA-256 the device reports.
+pub(crate) fn hash_check(installed: Option<&InstalledModule>, module: &Candidate) -> HashCheck {
+    match installed.and_then(|m| m.sha256.as_deref()) {
+        Some(sha) if sha == module.sha_hex() => HashCheck::Same,
+        Some(_) => HashCheck::Differs,
+        None => HashCheck::NotReported,
+    }
+}
+
+/// "written, not verified": `modules` (named `subject`) were installed over serial and the
+/// device reports no SHA-256 for them; the help names the commands that can prove them.
+pub(crate) fn unproven_error(modules: &[&Candidate], subject: &str) -> Error {
+    let commands: Vec<String> = modules
+        .iter()
+        .map(|m| match readback_command(m) {
+            Some(c) => format!("`{c}`"),
+            None => format!(
+                "read {} back with `modflash dfu upload` and compare it with the file",
+                m.slot()
+            ),
+        })
+        .collect();
+    let (it, them) = if modules.len() == 1 {
+        ("it", "it")
+    } else {
+        ("them", "each")
+    };
+    Error::Unverified {
+        what: format!(
+            "written, not verified: the device reports no hash for {subject} over serial"
+        ),
+        help: format!(
+            "to verify {it}, read {them} back over USB DFU and compare: {}; or pass --no-verify \
+             to accept a write the device cannot prove",
+            commands.join("; ")
+        ),
+    }
+}
+
+/// The command that reads `module` back over USB DFU from where it is installed and compares
+/// it with its file; none for images not installed as their file's bytes (compressed, or
+/// without their header) or without a file.
+fn readback_command(module: &Candidate) -> Option<String> {
+    let flags = module.info.flags;
+    if flags.contains(ModuleFlags::DROP_MODULE_INFO) || flags.contains(ModuleFlags::COMPRESSED) {
+        return None;
+    }
+    let file = match &module.origin {
+        Origin::File(p) | Origin::Catalog(p) | Origin::Home { stored: p, .. } => p,
+        Origin::Release { .. } => return None,
+    };
+    let name = file.file_name()?.to_string_lossy();
+    Some(format!(
+        "modflash dfu upload --device usb --address {:#010x} --length {} -o {name}.readback && cmp {name}.readback {}",
+        module.info.start_address,
+        module.bytes.len(),
+        file.display()
+    ))
 }
 
 /// What is installed after a write, read as a [`Operation::Read`] operation: the evidence a
