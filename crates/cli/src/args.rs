@@ -154,6 +154,10 @@ pub struct RunArgs {
     /// `modflash backups`).
     #[arg(long)]
     pub no_backup: bool,
+    /// Succeed when a module is written but nothing proves it installed (over serial the
+    /// device reports no SHA-256 for system parts): reported "not verified".
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 /// A number in decimal or 0x-hex.

@@ -78,6 +78,7 @@ impl FleetRenderer {
             Event::Started { .. } => None,
             Event::StepFinished { step, evidence } => Some(match evidence {
                 Evidence::ReadBack => format!("step {step} verified (read back)"),
+                Evidence::Hash => format!("step {step} verified (SHA-256 reported by the device)"),
                 Evidence::DeviceAccepted => format!("step {step} accepted by the device"),
                 Evidence::None => format!("step {step} written, not verified"),
             }),

@@ -118,6 +118,9 @@ impl Renderer {
                 self.finish_bar();
                 note(&match evidence {
                     Evidence::ReadBack => format!("  step {step} verified (read back)"),
+                    Evidence::Hash => {
+                        format!("  step {step} verified (the device reports the file's SHA-256)")
+                    }
                     Evidence::DeviceAccepted => format!(
                         "  step {step} accepted by the device (its own validation; checked again \
                          after the restart)"
@@ -185,7 +188,7 @@ pub fn event_json(e: &Event) -> serde_json::Value {
         }
         Event::StepFinished { step, evidence } => {
             let name = match evidence {
-                Evidence::ReadBack => "step_verified",
+                Evidence::ReadBack | Evidence::Hash => "step_verified",
                 Evidence::DeviceAccepted => "step_accepted",
                 Evidence::None => "step_written",
             };

@@ -6,15 +6,18 @@ use std::borrow::Cow;
 
 use modflash_module::platform::platform;
 use modflash_module::rules::{self, OtaCode};
-use modflash_module::{Module, ModuleFunction, ModuleInfo};
+use modflash_module::ModuleInfo;
 
 use crate::catalog::Candidate;
 use crate::dfucheck::{plan_download, DownloadPlan};
 use crate::error::Error;
-use crate::exec::{execute, refusal_verdict, DfuWrite, Options, Task, TaskAction, NOTHING_CHANGED};
+use crate::exec::{
+    execute, hash_check, refusal_verdict, unproven_error, DfuWrite, HashCheck, Options, Task,
+    TaskAction, NOTHING_CHANGED,
+};
 use crate::inventory::{InstalledModule, Inventory};
 use crate::precheck::{fix_for, precheck, Precheck};
-use crate::progress::{operation, Cancel, Event, Observer, Operation};
+use crate::progress::{operation, Cancel, Event, Evidence, Observer, Operation};
 use crate::session::Session;
 use crate::transport::dfu::DfuOpError;
 use crate::transport::serial::{FlashReport, SerialError, Verdict};
@@ -33,6 +36,8 @@ pub enum SerialVerdict {
     TooLarge,
     /// The transfer failed.
     Failed,
+    /// The transfer ended but the device did not print its success line.
+    Unconfirmed,
 }
 
 impl SerialVerdict {
@@ -44,6 +49,7 @@ impl SerialVerdict {
             Self::Refused => "refused",
             Self::TooLarge => "too_large",
             Self::Failed => "failed",
+            Self::Unconfirmed => "unconfirmed",
         }
     }
 }
@@ -65,23 +71,41 @@ pub struct SerialInstall {
     pub reason: Option<String>,
     /// The module as the device lists it after the restart.
     pub installed: Option<InstalledModule>,
-    /// The module is installed and passes every check (None: not checked).
+    /// The module is installed, passes every check and the device reports the file's
+    /// SHA-256 for it (None: not checked).
     pub verified: Option<bool>,
+    /// What the result rests on once the module was read after the restart: the SHA-256
+    /// the device reports ([`Evidence::Hash`]), or only its acceptance and the slot and
+    /// version it lists ([`Evidence::DeviceAccepted`]: not proof).
+    pub evidence: Option<Evidence>,
     /// Success, or what went wrong.
     pub result: Result<(), Error>,
 }
 
+/// How `serial flash` sends a module.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SerialOptions {
+    /// Send it even when the pre-check says the device would refuse it or could not run it
+    /// (a module for another platform never).
+    pub force: bool,
+    /// Succeed when the module is installed and passes every check but the device reports
+    /// no SHA-256 that proves it is the file (`--no-verify`): reported "not verified".
+    pub accept_unverified: bool,
+}
+
 /// Sends `module` through `session`'s serial console: pre-checked against what the device
 /// reports (a module for another platform is never sent; one the device would refuse or
-/// could not run only with `force`), then the device's verdict, then the module as the
-/// device lists it after its restart.
+/// could not run only with `options.force`), then the device's verdict (only its success
+/// line is one), then the module as the device lists it after its restart — verified when
+/// the device reports the file's SHA-256 for it.
 pub fn serial_install(
     session: &mut Session<'_>,
     module: &Candidate,
-    force: bool,
+    options: SerialOptions,
     observer: &mut dyn Observer,
     cancel: &Cancel,
 ) -> SerialInstall {
+    let force = options.force;
     let info = module.info;
     let mut out = SerialInstall {
         module: info,
@@ -92,6 +116,7 @@ pub fn serial_install(
         reason: None,
         installed: None,
         verified: None,
+        evidence: None,
         result: Ok(()),
     };
     let file = module.origin.to_string();
@@ -125,15 +150,31 @@ pub fn serial_install(
             data: &module.bytes[..],
         },
     };
-    let options = Options {
+    let run = Options {
         verify: true,
         leave_at: None,
     };
-    match execute(session, &[task], options, observer, cancel) {
+    match execute(session, &[task], run, observer, cancel) {
         Ok(mut report) => {
             out.verdict = SerialVerdict::Accepted;
             out.transfer = report.tasks.pop().and_then(|t| t.serial);
-            out.result = verify_installed(session, &file, &info, module, observer, &mut out);
+            out.result = verify_installed(session, (&file, module), options, observer, &mut out);
+        }
+        Err(Error::Unconfirmed {
+            said,
+            help,
+            transfer,
+            ..
+        }) => {
+            out.verdict = SerialVerdict::Unconfirmed;
+            out.transfer = transfer.map(|t| *t);
+            out.reason = Some(said.clone());
+            out.result = Err(Error::Unconfirmed {
+                module: file,
+                said,
+                help,
+                transfer: None,
+            });
         }
         Err(Error::Refused {
             code,
@@ -151,10 +192,11 @@ pub fn serial_install(
             let unmet = precheck(&inventory, &info)
                 .err()
                 .and_then(|p| p.unmet().cloned());
+            let said = out.transfer.as_ref().map_or("", |t| t.device_text.as_str());
             let (why, help) = if too_large {
                 (verdict, help)
             } else {
-                let why = match (detail(code, &inventory, &info), refusal_verdict(code)) {
+                let why = match (detail(code, &inventory, &info), refusal_verdict(code, said)) {
                     (Some(d), base) => format!("{base}: {d}"),
                     (None, base) => base,
                 };
@@ -218,28 +260,34 @@ fn transfer_counters(e: &Error) -> Option<FlashReport> {
         } => inner.as_ref(),
         other => other,
     };
-    match transfer {
-        Error::Serial(SerialError::Transfer { stats, .. }) => Some(FlashReport {
-            verdict: Verdict::Refused { code: None },
-            stats: *stats,
-            final_ack_missing: false,
-            elapsed_ms: 0,
-            device_text: String::new(),
-        }),
-        _ => None,
-    }
+    let stats = match transfer {
+        Error::Serial(SerialError::Transfer { stats, .. }) => *stats,
+        Error::Serial(SerialError::Deadline {
+            stats: Some(stats), ..
+        }) => **stats,
+        _ => return None,
+    };
+    Some(FlashReport {
+        verdict: Verdict::Refused { code: None },
+        stats,
+        final_ack_missing: false,
+        elapsed_ms: 0,
+        device_text: String::new(),
+        verdict_ms: 0,
+    })
 }
 
-/// Success only when the module is installed (same slot, version and, for applications,
-/// the same SHA-256) and passes the device's checks.
+/// Success only when the module is installed (same slot and version), passes the device's
+/// checks and the device reports the file's SHA-256 for it; without a reported SHA-256, with
+/// `options.accept_unverified` only ("not verified").
 fn verify_installed(
     session: &mut Session<'_>,
-    file: &str,
-    info: &ModuleInfo,
-    module: &Candidate,
+    (file, module): (&str, &Candidate),
+    options: SerialOptions,
     observer: &mut dyn Observer,
     out: &mut SerialInstall,
 ) -> Result<(), Error> {
+    let info = &module.info;
     let after = crate::exec::read_modules(session, observer)?;
     let installed = after.main_module(info.slot()).cloned();
     out.installed = installed.clone();
@@ -254,24 +302,14 @@ fn verify_installed(
                 .into(),
         });
     };
-    let sha_ok = match (
-        &m.sha256,
-        Module::parse(&module.bytes)
-            .ok()
-            .and_then(|p| p.stored_sha256()),
-    ) {
-        (Some(dev), Some(file)) if info.function == ModuleFunction::UserPart => {
-            *dev == crate::inventory::hex(&file)
-        }
-        _ => true,
-    };
-    if m.version != info.version || !sha_ok {
+    let hash = hash_check(Some(&m), module);
+    if m.version != info.version || hash == HashCheck::Differs {
         return Err(Error::Unverified {
             what: format!(
                 "the device accepted {file} but after the restart its {} is version {}{}, not the file's version {}",
                 info.slot(),
                 m.version,
-                if sha_ok { "" } else { " with another SHA-256" },
+                if hash == HashCheck::Differs { " with another SHA-256" } else { "" },
                 info.version
             ),
             help: "the update was not applied; run the command again".into(),
@@ -298,8 +336,18 @@ fn verify_installed(
             help: "flash the missing modules (see `modflash modules --device …`)".into(),
         });
     }
-    out.verified = Some(true);
-    Ok(())
+    if hash == HashCheck::Same {
+        out.evidence = Some(Evidence::Hash);
+        out.verified = Some(true);
+        return Ok(());
+    }
+    out.evidence = Some(Evidence::DeviceAccepted);
+    if options.accept_unverified {
+        return Ok(());
+    }
+    let err = unproven_error(&[module], "this module");
+    out.reason = Some(err.to_string());
+    Err(err)
 }
 
 /// The platform's name, for messages.

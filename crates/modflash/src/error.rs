@@ -120,6 +120,20 @@ pub enum Error {
         /// The transfer that ended in the refusal, when there was one.
         transfer: Option<Box<FlashReport>>,
     },
+    /// A transfer ended but the device did not print its success line: it may or may not
+    /// have applied the module.
+    #[error("the device did not confirm {module}: {said}")]
+    #[diagnostic(code(modflash::device::unconfirmed), help("{help}"))]
+    Unconfirmed {
+        /// The module (file name or slot).
+        module: String,
+        /// What it printed instead, in words.
+        said: String,
+        /// What to do.
+        help: String,
+        /// The transfer.
+        transfer: Option<Box<FlashReport>>,
+    },
     /// The device reports something it cannot be: its platform is unknown, its modules cannot
     /// be modelled.
     #[error("{device}: {reason}")]
@@ -205,6 +219,7 @@ impl Error {
             Self::Dfu(e) => e.is_refusal(),
             Self::Usb(UsbError::Dfu(e)) => e.is_refusal(),
             Self::Refused { .. }
+            | Self::Unconfirmed { .. }
             | Self::NotInCatalog { .. }
             | Self::NotSent { .. }
             | Self::Unverified { .. }

@@ -6,11 +6,15 @@
 
 use std::borrow::Cow;
 
+use modflash_device::console::DOWNLOAD_OK;
+use modflash_module::ModuleFlags;
+
+use crate::catalog::{Candidate, Origin};
 use crate::error::Error;
-use crate::inventory::Inventory;
+use crate::inventory::{InstalledModule, Inventory};
 use crate::progress::{operation, Cancel, Event, Evidence, Observer, Operation};
 use crate::session::Session;
-use crate::transport::serial::{FlashReport, SerialError, Verdict};
+use crate::transport::serial::{clip, secs, FlashReport, SerialError, Verdict};
 use crate::transport::{AfterLeave, DeviceLink};
 
 /// One DFU write.
@@ -193,12 +197,30 @@ fn interrupted(label: &str, done: usize, dfu: bool) -> Error {
 pub(crate) const NOTHING_CHANGED: &str =
     "nothing was changed on the device; check the module with `modflash inspect`";
 
-/// The device's verdict in words for a refusal with result `code` (none: it cancelled the
-/// transfer at the end without one).
-pub(crate) fn refusal_verdict(code: Option<i32>) -> String {
+/// The device's verdict in words for a refusal with result `code`; without one, what it
+/// printed (`said`), or that it cancelled the transfer at the end.
+pub(crate) fn refusal_verdict(code: Option<i32>, said: &str) -> String {
     match code {
         Some(c) => format!("{} ({c})", modflash_module::rules::OtaCode::name_of(c)),
+        None if !said.is_empty() => {
+            format!("it printed {:?} without a result code", clip(said, 200))
+        }
         None => "it cancelled the transfer at the end without giving a code".into(),
+    }
+}
+
+/// What a device that did not confirm a transfer printed instead of its success line.
+pub(crate) fn unconfirmed_words(report: &FlashReport) -> String {
+    if report.device_text.is_empty() {
+        format!(
+            "after the transfer it printed nothing in {} s, not its success line {DOWNLOAD_OK:?}",
+            secs(report.verdict_ms)
+        )
+    } else {
+        format!(
+            "after the transfer it printed {:?} instead of its success line {DOWNLOAD_OK:?}",
+            clip(&report.device_text, 200)
+        )
     }
 }
 
@@ -248,7 +270,23 @@ fn serial_step(
     };
     let (verdict, code, help) = match report.verdict {
         Verdict::Accepted { .. } => return Ok(report),
-        Verdict::Refused { code } => (refusal_verdict(code), code, NOTHING_CHANGED),
+        Verdict::Unconfirmed => {
+            return Err(Error::Unconfirmed {
+                module: name.to_string(),
+                said: unconfirmed_words(&report),
+                help: format!(
+                    "it may or may not have applied the module: see what it runs with \
+                     `modflash modules --device {}`, then send the module again",
+                    link.reference()
+                ),
+                transfer: Some(Box::new(report)),
+            })
+        }
+        Verdict::Refused { code } => (
+            refusal_verdict(code, &report.device_text),
+            code,
+            NOTHING_CHANGED,
+        ),
         Verdict::TooLarge => (
             format!(
                 "the file ({} bytes) is larger than the device's update area",
@@ -265,6 +303,78 @@ fn serial_step(
         help: help.into(),
         transfer: Some(Box::new(report)),
     })
+}
+
+/// How the SHA-256 a device reports for an installed module compares with a file's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HashCheck {
+    /// The device reports the file's SHA-256: proof.
+    Same,
+    /// The device reports another one: the module installed is not the file.
+    Differs,
+    /// The device reports none (over serial, for system parts and sometimes the app).
+    NotReported,
+}
+
+/// How `installed` (the module in the slot after a write) compares with `module`, by the
+/// SHA-256 the device reports.
+pub(crate) fn hash_check(installed: Option<&InstalledModule>, module: &Candidate) -> HashCheck {
+    match installed.and_then(|m| m.sha256.as_deref()) {
+        Some(sha) if sha == module.sha_hex() => HashCheck::Same,
+        Some(_) => HashCheck::Differs,
+        None => HashCheck::NotReported,
+    }
+}
+
+/// "written, not verified": `modules` (named `subject`) were installed over serial and the
+/// device reports no SHA-256 for them; the help names the commands that can prove them.
+pub(crate) fn unproven_error(modules: &[&Candidate], subject: &str) -> Error {
+    let commands: Vec<String> = modules
+        .iter()
+        .map(|m| match readback_command(m) {
+            Some(c) => format!("`{c}`"),
+            None => format!(
+                "read {} back with `modflash dfu upload` and compare it with the file",
+                m.slot()
+            ),
+        })
+        .collect();
+    let (it, them) = if modules.len() == 1 {
+        ("it", "it")
+    } else {
+        ("them", "each")
+    };
+    Error::Unverified {
+        what: format!(
+            "written, not verified: the device reports no hash for {subject} over serial"
+        ),
+        help: format!(
+            "to verify {it}, read {them} back over USB DFU and compare: {}; or pass --no-verify \
+             to accept a write the device cannot prove",
+            commands.join("; ")
+        ),
+    }
+}
+
+/// The command that reads `module` back over USB DFU from where it is installed and compares
+/// it with its file; none for images not installed as their file's bytes (compressed, or
+/// without their header) or without a file.
+fn readback_command(module: &Candidate) -> Option<String> {
+    let flags = module.info.flags;
+    if flags.contains(ModuleFlags::DROP_MODULE_INFO) || flags.contains(ModuleFlags::COMPRESSED) {
+        return None;
+    }
+    let file = match &module.origin {
+        Origin::File(p) | Origin::Catalog(p) | Origin::Home { stored: p, .. } => p,
+        Origin::Release { .. } => return None,
+    };
+    let name = file.file_name()?.to_string_lossy();
+    Some(format!(
+        "modflash dfu upload --device usb --address {:#010x} --length {} -o {name}.readback && cmp {name}.readback {}",
+        module.info.start_address,
+        module.bytes.len(),
+        file.display()
+    ))
 }
 
 /// What is installed after a write, read as a [`Operation::Read`] operation: the evidence a

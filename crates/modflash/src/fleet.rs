@@ -46,7 +46,7 @@ pub struct DeviceRun {
 impl DeviceRun {
     /// The device ends as its plan predicted.
     pub fn verified(&self) -> bool {
-        matches!(&self.flashed, Some(Ok(f)) if f.mismatches.is_empty())
+        matches!(&self.flashed, Some(Ok(f)) if f.verified())
     }
 }
 

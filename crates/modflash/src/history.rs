@@ -180,7 +180,12 @@ pub fn flash_recorded(
     let started = std::time::Instant::now();
     let result = crate::plan::flash(session, &planned.plan, options, observer, cancel);
     let (after, outcome, error) = match &result {
-        Ok(f) if f.mismatches.is_empty() => (modules(&f.after), "verified", None),
+        Ok(f) if f.verified() => (modules(&f.after), "verified", None),
+        Ok(f) if f.mismatches.is_empty() => (
+            modules(&f.after),
+            "not_verified",
+            f.require_proof(&planned.plan).err().map(|e| e.to_string()),
+        ),
         Ok(f) => (
             modules(&f.after),
             "not_as_predicted",

@@ -59,21 +59,31 @@ impl fmt::Display for Operation {
 pub enum Evidence {
     /// Every written byte was read back from the device and compared.
     ReadBack,
-    /// The device validated the module itself (CRC, platform, dependencies) and accepted it;
-    /// whether it was installed is checked after the restart.
+    /// After the write (and the device's restart) the device reports, for the module in the
+    /// slot, the SHA-256 of the file that was written.
+    Hash,
+    /// The device validated the module itself (CRC, platform, dependencies) and accepted it.
+    /// That is not proof it is installed: once the device has restarted, a reported SHA-256
+    /// (`Hash`) proves it; without one it stays unproven.
     DeviceAccepted,
     /// Nothing was checked (the user asked not to verify).
     None,
 }
 
 impl Evidence {
-    /// Stable name (the `evidence` field of JSON events).
+    /// Stable name (the `evidence` field of JSON events and reports).
     pub fn name(self) -> &'static str {
         match self {
             Self::ReadBack => "read_back",
+            Self::Hash => "sha256",
             Self::DeviceAccepted => "device_accepted",
             Self::None => "none",
         }
+    }
+
+    /// The evidence proves the module written is the one installed.
+    pub fn proves(self) -> bool {
+        matches!(self, Self::ReadBack | Self::Hash)
     }
 }
 

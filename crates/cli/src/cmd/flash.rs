@@ -1,7 +1,8 @@
 //! `modflash flash`: plan, confirm, write, verify — install modules and check that the device
-//! ends as predicted.
+//! ends as predicted, each module written proven (read back, or its SHA-256 reported).
 
-use modflash::plan::FlashOptions;
+use modflash::plan::{FlashOptions, Proof};
+use modflash::progress::Evidence;
 use modflash::request::Wanted;
 use modflash::{DeviceRef, Session};
 use modflash_module::release::release_name;
@@ -104,8 +105,16 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
         let mut v = plan_json(&device, plan);
         v["executed"] = json!(true);
         v["backup"] = json!(flashed.backup.as_ref().map(|b| b.dir.display().to_string()));
-        v["verified"] = json!(flashed.mismatches.is_empty());
+        v["verified"] = json!(flashed.verified());
         v["mismatches"] = json!(flashed.mismatches);
+        v["evidence"] = json!(flashed
+            .proofs
+            .iter()
+            .map(|p| json!({
+                "step": p.step, "function": p.slot.function.name(), "index": p.slot.index,
+                "version": p.version, "evidence": p.evidence.name(),
+            }))
+            .collect::<Vec<_>>());
         v["after"] = serde_json::to_value(&flashed.after).unwrap_or(Value::Null);
         say(&serde_json::to_string_pretty(&v).unwrap_or_default());
     }
@@ -117,26 +126,60 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
         .into());
     }
     if !json_output {
-        let release = flashed
-            .after
-            .system_version()
-            .and_then(release_name)
-            .map(|r| format!(", Device OS {r}"))
-            .unwrap_or_default();
-        match &flashed.observed {
-            Some(o) => say(&format!(
-                "{} {label} {} (LED {}){release}; every module matches the plan.",
-                style.good("Verified:"),
-                mode_words(o.mode),
-                o.led
-            )),
-            None => say(&format!(
-                "{} every module read back from {label} matches the plan{release}. Its running \
-                 mode cannot be observed from here; with these modules the device model {}.",
-                style.good("Verified:"),
-                mode_words(plan.prediction.mode)
-            )),
-        }
+        say(&evidence_words(&style, &flashed.proofs));
+    }
+    if !run.no_verify {
+        flashed.require_proof(plan)?;
+    }
+    if json_output {
+        return Ok(EXIT_OK);
+    }
+    if !flashed.verified() {
+        say(&format!(
+            "{} the device is as predicted, but not every module written is proven.",
+            style.warn("Written, not verified (--no-verify):")
+        ));
+        return Ok(EXIT_OK);
+    }
+    let release = flashed
+        .after
+        .system_version()
+        .and_then(release_name)
+        .map(|r| format!(", Device OS {r}"))
+        .unwrap_or_default();
+    match &flashed.observed {
+        Some(o) => say(&format!(
+            "{} {label} {} (LED {}){release}; every module matches the plan.",
+            style.good("Verified:"),
+            mode_words(o.mode),
+            o.led
+        )),
+        None => say(&format!(
+            "{} every module read back from {label} matches the plan{release}. Its running \
+             mode cannot be observed from here; with these modules the device model {}.",
+            style.good("Verified:"),
+            mode_words(plan.prediction.mode)
+        )),
     }
     Ok(EXIT_OK)
+}
+
+/// Each module written and what proves it: "Evidence: system part 1 1502 read back; user part
+/// 1 6 by its SHA-256, reported by the device; …".
+fn evidence_words(style: &Style, proofs: &[Proof]) -> String {
+    let each: Vec<String> = proofs
+        .iter()
+        .map(|p| {
+            let how = match p.evidence {
+                Evidence::ReadBack => "read back".to_string(),
+                Evidence::Hash => "by its SHA-256, reported by the device".to_string(),
+                Evidence::DeviceAccepted => style.warn(
+                    "NOT PROVEN (accepted by the device, which reports no hash for it over serial)",
+                ),
+                Evidence::None => style.warn("NOT PROVEN (not read back)"),
+            };
+            format!("{} {} {how}", p.slot, p.version)
+        })
+        .collect();
+    format!("Evidence: {}.", each.join("; "))
 }

@@ -70,5 +70,5 @@ pub fn flash(
             EXIT_CHECK_FAILED
         });
     }
-    summary(&plans, &runs, json)
+    summary(&plans, &runs, json, run.no_verify)
 }

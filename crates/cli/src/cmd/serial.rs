@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use modflash::catalog::{Candidate, Origin};
-use modflash::direct::{platform_name, serial_install, SerialInstall};
+use modflash::direct::{platform_name, serial_install, SerialInstall, SerialOptions};
 use modflash::transport::serial::monitor;
 use modflash::Session;
 use serde_json::{json, Value};
@@ -18,7 +18,7 @@ use crate::ui::{say, CliError, CmdResult, Style, EXIT_OK};
 #[derive(Subcommand, Debug)]
 pub enum SerialCommand {
     /// Flash one module over the serial console (YMODEM in listening mode), checked before
-    /// and verified after.
+    /// and verified after (by the SHA-256 the device reports for it).
     Flash {
         /// The module file.
         file: PathBuf,
@@ -27,6 +27,10 @@ pub enum SerialCommand {
         /// Send it even when the device's modules do not meet its dependencies.
         #[arg(long)]
         force: bool,
+        /// Succeed when the module is installed but the device reports no SHA-256 that
+        /// proves it (system parts over serial): reported "not verified".
+        #[arg(long)]
+        no_verify: bool,
         /// Print a JSON report (fields documented in docs/json.md).
         #[arg(long)]
         json: bool,
@@ -48,8 +52,15 @@ pub fn run(cmd: SerialCommand) -> CmdResult {
             file,
             device,
             force,
+            no_verify,
             json,
-        } => flash(&file, &device, force, json),
+        } => {
+            let options = SerialOptions {
+                force,
+                accept_unverified: no_verify,
+            };
+            flash(&file, &device, options, json)
+        }
         SerialCommand::Monitor { device, baud } => {
             let devref = device.require()?;
             let cancel = crate::signals::catch();
@@ -66,7 +77,7 @@ pub fn run(cmd: SerialCommand) -> CmdResult {
     }
 }
 
-fn report_json(file: &str, device: &str, forced: bool, r: &SerialInstall) -> Value {
+fn report_json(file: &str, device: &str, options: SerialOptions, r: &SerialInstall) -> Value {
     let m = &r.module;
     json!({
         "file": file,
@@ -78,7 +89,7 @@ fn report_json(file: &str, device: &str, forced: bool, r: &SerialInstall) -> Val
             "version": m.version,
         },
         "precheck": r.precheck,
-        "forced": forced,
+        "forced": options.force,
         "transfer": r.transfer.as_ref().map(|t| json!({
             "bytes": t.stats.bytes_total,
             "bytes_acked": t.stats.bytes_acked,
@@ -94,11 +105,12 @@ fn report_json(file: &str, device: &str, forced: bool, r: &SerialInstall) -> Val
         "error_code": r.error_code,
         "reason": r.reason,
         "verified": r.verified,
+        "evidence": r.evidence.map(|e| e.name()),
         "installed": r.installed,
     })
 }
 
-fn flash(file: &Path, device: &DeviceArgs, force: bool, json_output: bool) -> CmdResult {
+fn flash(file: &Path, device: &DeviceArgs, options: SerialOptions, json_output: bool) -> CmdResult {
     let devref = device.require()?;
     // The same verdict as `inspect`: only a valid single module is sent, whatever --force says.
     let module = Candidate::from_file(file, Origin::File(file.to_path_buf()))
@@ -107,21 +119,29 @@ fn flash(file: &Path, device: &DeviceArgs, force: bool, json_output: bool) -> Cm
     // Progress goes to standard error in words: `--json` prints one report document.
     let mut renderer = Renderer::new(false);
     let cancel = crate::signals::catch();
-    let install = serial_install(&mut session, &module, force, &mut renderer, &cancel);
+    let install = serial_install(&mut session, &module, options, &mut renderer, &cancel);
     crate::signals::release();
     drop(renderer);
     session.save()?;
     let name = file.display().to_string();
     if json_output {
-        let report = report_json(&name, &devref.to_string(), force, &install);
+        let report = report_json(&name, &devref.to_string(), options, &install);
         say(&serde_json::to_string_pretty(&report).unwrap_or_default());
     }
     install.result.map_err(CliError::from)?;
     if !json_output {
         let m = &install.module;
+        let style = Style::stdout();
+        let (word, proof) = if install.verified == Some(true) {
+            (style.good("verified:"), " (the device reports its SHA-256)")
+        } else {
+            (
+                style.warn("not verified:"),
+                ", but the device reports no hash for it over serial (--no-verify)",
+            )
+        };
         say(&format!(
-            "{} {} version {} is installed on the {} and passes every check",
-            Style::stdout().good("verified:"),
+            "{word} {} version {} is installed on the {} and passes every check{proof}",
             m.slot(),
             m.version,
             install

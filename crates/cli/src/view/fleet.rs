@@ -54,13 +54,14 @@ struct Outcome<'a> {
     run: &'a DeviceRun,
     before: String,
     after: String,
-    /// `verified`, `nothing_to_do`, `no_plan`, `not_as_planned` or `failed`.
+    /// `verified`, `written` (not proven, with `--no-verify`), `nothing_to_do`, `no_plan`,
+    /// `not_verified`, `not_as_planned` or `failed`.
     result: &'static str,
     /// What went wrong, with what to do.
     problem: Option<String>,
 }
 
-fn outcome<'a>(p: &DevicePlan, r: &'a DeviceRun) -> Outcome<'a> {
+fn outcome<'a>(p: &DevicePlan, r: &'a DeviceRun, accept_unverified: bool) -> Outcome<'a> {
     let before = p
         .planned
         .as_ref()
@@ -68,7 +69,15 @@ fn outcome<'a>(p: &DevicePlan, r: &'a DeviceRun) -> Outcome<'a> {
     let (after, result, problem) = match (&p.planned, &r.flashed) {
         (Err(e), _) => ("-".into(), "no_plan", Some(with_help(e))),
         (Ok(_), None) => (before.clone(), "nothing_to_do", None),
-        (Ok(_), Some(Ok(f))) if f.mismatches.is_empty() => (state(&f.after), "verified", None),
+        (Ok(_), Some(Ok(f))) if f.verified() => (state(&f.after), "verified", None),
+        (Ok(_), Some(Ok(f))) if f.mismatches.is_empty() && accept_unverified => {
+            (state(&f.after), "written", None)
+        }
+        (Ok(pl), Some(Ok(f))) if f.mismatches.is_empty() => (
+            state(&f.after),
+            "not_verified",
+            f.require_proof(&pl.plan).err().map(|e| with_help(&e)),
+        ),
         (Ok(_), Some(Ok(f))) => (
             state(&f.after),
             "not_as_planned",
@@ -87,11 +96,20 @@ fn outcome<'a>(p: &DevicePlan, r: &'a DeviceRun) -> Outcome<'a> {
 
 /// The summary (a table, or with `json` one JSON object); exit 0 only when every device ends
 /// as planned.
-pub fn summary(plans: &[DevicePlan], runs: &[DeviceRun], json: bool) -> CmdResult {
-    let outcomes: Vec<Outcome> = plans.iter().zip(runs).map(|(p, r)| outcome(p, r)).collect();
+pub fn summary(
+    plans: &[DevicePlan],
+    runs: &[DeviceRun],
+    json: bool,
+    accept_unverified: bool,
+) -> CmdResult {
+    let outcomes: Vec<Outcome> = plans
+        .iter()
+        .zip(runs)
+        .map(|(p, r)| outcome(p, r, accept_unverified))
+        .collect();
     let failed: Vec<String> = outcomes
         .iter()
-        .filter(|o| !matches!(o.result, "verified" | "nothing_to_do"))
+        .filter(|o| !matches!(o.result, "verified" | "nothing_to_do" | "written"))
         .map(|o| o.run.device.clone())
         .collect();
     if json {
@@ -130,10 +148,17 @@ pub fn summary(plans: &[DevicePlan], runs: &[DeviceRun], json: bool) -> CmdResul
                 say(&format!("  {}: {problem}", o.run.label));
             }
         }
-        if failed.is_empty() {
+        let unproven = outcomes.iter().filter(|o| o.result == "written").count();
+        if failed.is_empty() && unproven == 0 {
             say(&format!(
                 "{} every device ends as planned",
                 Style::stdout().good("Verified:")
+            ));
+        } else if failed.is_empty() {
+            say(&format!(
+                "{} every device ends as planned; on {unproven} of them a module written is not \
+                 proven (--no-verify)",
+                Style::stdout().warn("Written:")
             ));
         }
     }

@@ -2,6 +2,8 @@
 //! home, and a raw tty client that sets line rates like a host opening a USB serial port.
 #![allow(dead_code)]
 
+pub mod fake;
+
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

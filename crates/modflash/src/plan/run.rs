@@ -1,5 +1,6 @@
-//! Running a plan: its steps as the executor's tasks, then the device read again and compared
-//! with the prediction.
+//! Running a plan: its steps as the executor's tasks, then the device read again, compared
+//! with the prediction, and each module written proven (read back over DFU, or by the
+//! SHA-256 the device reports after a serial update) or named as unproven.
 
 use std::borrow::Cow;
 
@@ -7,10 +8,14 @@ use modflash_device::Mode;
 use modflash_module::{ModuleFunction, ModuleRef};
 
 use super::types::{Action, Plan, Step, Via, OTA_FLAG_OFFSET};
+use crate::catalog::Candidate;
 use crate::error::Error;
-use crate::exec::{execute, read_modules, DfuWrite, Options, Report, Task, TaskAction};
-use crate::inventory::Inventory;
-use crate::progress::{Cancel, Event, Observer};
+use crate::exec::{
+    execute, hash_check, read_modules, unproven_error, DfuWrite, HashCheck, Options, Report, Task,
+    TaskAction,
+};
+use crate::inventory::{InstalledModule, Inventory};
+use crate::progress::{Cancel, Event, Evidence, Observer};
 use crate::session::Session;
 use crate::transport::{AfterLeave, Observation};
 
@@ -87,10 +92,56 @@ pub struct Flashed {
     pub after: Inventory,
     /// Its observed mode, LED and log, when it can be observed.
     pub observed: Option<Observation>,
-    /// How the device differs from the prediction (empty: verified).
+    /// How the device differs from the prediction (empty: as predicted).
     pub mismatches: Vec<String>,
     /// The backup of what the plan replaced, when one was taken.
     pub backup: Option<crate::backup::Backup>,
+    /// What proves each module the plan wrote, in step order (the last write to each slot;
+    /// earlier ones were intermediate).
+    pub proofs: Vec<Proof>,
+}
+
+/// What proves one module a plan wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proof {
+    /// The step (from 1) that wrote it last.
+    pub step: usize,
+    /// Its slot.
+    pub slot: ModuleRef,
+    /// The version written.
+    pub version: u16,
+    /// Read back over DFU, the SHA-256 the device reports after a serial update, or only
+    /// the device's acceptance (no SHA-256 reported: unproven).
+    pub evidence: Evidence,
+}
+
+impl Flashed {
+    /// The modules written that nothing proves installed.
+    pub fn unproven(&self) -> impl Iterator<Item = &Proof> {
+        self.proofs.iter().filter(|p| !p.evidence.proves())
+    }
+
+    /// The device is as predicted and every module written is proven.
+    pub fn verified(&self) -> bool {
+        self.mismatches.is_empty() && self.unproven().next().is_none()
+    }
+
+    /// "written, not verified" when a module written is not proven, naming each and the
+    /// command that can prove it.
+    pub fn require_proof(&self, plan: &Plan) -> Result<(), Error> {
+        let (names, modules): (Vec<String>, Vec<&Candidate>) = self
+            .unproven()
+            .filter_map(|p| {
+                let step = plan.steps.get(p.step.checked_sub(1)?)?;
+                let name = format!("{} version {} (step {})", p.slot, p.version, p.step);
+                Some((name, &step.module))
+            })
+            .unzip();
+        if modules.is_empty() {
+            return Ok(());
+        }
+        Err(unproven_error(&modules, &names.join(", ")))
+    }
 }
 
 /// How to run a plan.
@@ -206,13 +257,75 @@ pub fn flash(
             "the device came back in DFU mode after the reset: its firmware is not valid".into(),
         );
     }
+    let proofs = proofs(plan, &report, &after);
     Ok(Flashed {
         report,
         after,
         observed,
         mismatches,
         backup,
+        proofs,
     })
+}
+
+/// The step that writes a slot last is the one whose module the device should end with.
+fn last_write(plan: &Plan, index: usize) -> bool {
+    let Some(step) = plan.steps.get(index) else {
+        return false;
+    };
+    let slot = step.module.slot();
+    written(step)
+        && !plan
+            .steps
+            .iter()
+            .skip(index + 1)
+            .any(|s| written(s) && s.module.slot() == slot)
+}
+
+/// The step writes its module (rather than erasing a page for it).
+fn written(step: &Step) -> bool {
+    !matches!(step.action, Action::DfuErase { .. })
+}
+
+/// The module the device ends with in `step`'s slot (the factory slot for a factory plan).
+fn installed_for<'a>(
+    plan: &Plan,
+    after: &'a Inventory,
+    step: &Step,
+) -> Option<&'a InstalledModule> {
+    let slot = step.module.slot();
+    if plan.factory && step.module.info.function == ModuleFunction::UserPart {
+        after
+            .modules
+            .iter()
+            .find(|m| m.slot() == slot && !m.is_main())
+    } else {
+        after.main_module(slot)
+    }
+}
+
+/// What proves each module the plan wrote last: a DFU write's read-back, or, for a serial
+/// update the device accepted, the SHA-256 it reports now.
+fn proofs(plan: &Plan, report: &Report, after: &Inventory) -> Vec<Proof> {
+    plan.steps
+        .iter()
+        .zip(&report.tasks)
+        .enumerate()
+        .filter(|(i, _)| last_write(plan, *i))
+        .map(|(i, (step, task))| {
+            let hash = hash_check(installed_for(plan, after, step), &step.module);
+            let evidence = match task.evidence {
+                Evidence::DeviceAccepted if hash == HashCheck::Same => Evidence::Hash,
+                other => other,
+            };
+            Proof {
+                step: i + 1,
+                slot: step.module.slot(),
+                version: step.module.info.version,
+                evidence,
+            }
+        })
+        .collect()
 }
 
 /// Differences between the predicted and the actual final state.
@@ -248,24 +361,19 @@ pub fn compare(plan: &Plan, after: &Inventory, mode: Option<Mode>) -> Vec<String
             None => out.push(format!("{slot} is missing, predicted version {version}")),
         }
     }
-    for step in &plan.steps {
-        let slot = step.module.slot();
-        let written = !matches!(step.action, Action::DfuErase { .. });
-        if step.requested && written && step.module.info.function == ModuleFunction::UserPart {
-            let installed = if plan.factory {
-                after
-                    .modules
-                    .iter()
-                    .find(|m| m.slot() == slot && !m.is_main())
-            } else {
-                after.main_module(slot)
-            };
-            let sha = installed.and_then(|m| m.sha256.clone());
-            if sha.is_some_and(|s| s != step.module.sha_hex()) {
-                out.push(format!(
-                    "the {slot} on the device is not the file that was flashed"
-                ));
-            }
+    // The file's SHA-256 where the device reports one: for a requested application, and for
+    // every module a serial update installed last.
+    for (i, step) in plan.steps.iter().enumerate() {
+        let requested_app = step.requested && step.module.info.function == ModuleFunction::UserPart;
+        let serial = step.action == Action::Serial && last_write(plan, i);
+        if written(step)
+            && (requested_app || serial)
+            && hash_check(installed_for(plan, after, step), &step.module) == HashCheck::Differs
+        {
+            out.push(format!(
+                "the {} on the device is not the file that was flashed",
+                step.module.slot()
+            ));
         }
     }
     out

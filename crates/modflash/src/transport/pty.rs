@@ -6,10 +6,12 @@
 //! coding on a real device: 28800 baud enters listening mode, 14400 baud resets into DFU
 //! mode. The pty master learns about every termios change of the slave in packet mode
 //! (TIOCPKT with EXTPROC set on the slave: a TIOCPKT_IOCTL status), also when a client sets
-//! the same rate again on opening the port; a periodic check of the rate backs that up. A
-//! change is acted on once the settings have been stable for a few milliseconds (opening a
-//! port sets them in several steps), and input that arrives meanwhile waits, so a key written
-//! right after opening at 28800 reaches the console in listening mode.
+//! the same rate again on opening the port; a periodic check of the rate backs that up (a
+//! client that clears every local mode, EXTPROC included — a raw terminal program — turns the
+//! notices off: then, as on a real device, only a rate that changes is seen). A change is
+//! acted on once the settings have been stable for a few milliseconds (opening a port sets
+//! them in several steps), and input that arrives meanwhile waits, so a key written right
+//! after opening at 28800 reaches the console in listening mode.
 
 use std::ffi::CStr;
 use std::io::{self, Write};

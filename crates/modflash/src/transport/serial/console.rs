@@ -5,10 +5,12 @@
 use std::io;
 use std::time::Duration;
 
-use modflash_device::console::{RESTARTING, TOO_BIG, VALIDATION_FAILED, YMODEM_PROMPT};
+use modflash_device::console::{
+    DOWNLOAD_OK, RESTARTING, TOO_BIG, VALIDATION_FAILED, YMODEM_PROMPT,
+};
 use modflash_ymodem::{File, SendError, SendStage, SendStatus, SenderConfig, SenderStats, CAN};
 
-use super::{send_ymodem, Link, SerialError, DFU_BAUD, LISTENING_BAUD};
+use super::{secs, send_ymodem, Link, SerialError, DFU_BAUD, LISTENING_BAUD};
 use crate::inventory::Inventory;
 use crate::progress::{Cancel, Observer};
 
@@ -16,6 +18,16 @@ use crate::progress::{Cancel, Observer};
 const MAX_DESCRIBE: usize = 256 * 1024;
 /// Longest text kept while waiting for a line.
 const MAX_TEXT: usize = 64 * 1024;
+/// A line rate with no meaning to the device: set before 28800 so that 28800 is a change
+/// (a device hears a new line coding, not the same one set again).
+const NEUTRAL_BAUD: u32 = 9_600;
+/// How long each rate is held when listening mode is asked for again: a device (or `sim
+/// serve`, which checks the rate every 100 ms when it is not told) must see both.
+const RATE_HOLD_MS: u64 = 250;
+/// What to do when the console keeps talking but never answers.
+const CONSOLE_HELP: &str = "the device is not answering as its listening-mode console should: \
+     reset it, put it in listening mode (hold SETUP until the LED blinks blue) and run the \
+     command again; make sure no other program writes to the port";
 
 /// The device's identity from `i`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +58,11 @@ pub enum Verdict {
     },
     /// Refused at the header: larger than the OTA region.
     TooLarge,
+    /// The transfer ended but the device did not print its success line
+    /// (`Downloaded file successfully!`): it printed something else — a failure line such as
+    /// `Failed to receive the file!` or `Aborted by user.`, other text — or nothing
+    /// ([`FlashReport::device_text`] holds it). Whether it applied anything is unknown.
+    Unconfirmed,
 }
 
 /// The result of [`Console::flash`].
@@ -61,6 +78,8 @@ pub struct FlashReport {
     pub elapsed_ms: u64,
     /// Text the device printed after the transfer.
     pub device_text: String,
+    /// Milliseconds spent reading that text (the verdict), on the link's clock.
+    pub verdict_ms: u64,
 }
 
 /// Timeouts of the console protocol.
@@ -70,23 +89,36 @@ pub struct Timeouts {
     pub reply_ms: u64,
     /// Silence that ends the variable-length `i` answer after its first line.
     pub quiet_ms: u64,
-    /// Wait for the YMODEM prompt after `f`.
+    /// The whole of an answer to a key (`s`, `i`, `v`, `m`): a device that keeps printing
+    /// something else (a log line a second) is given up on here.
+    pub answer_ms: u64,
+    /// The whole wait for the YMODEM prompt after `f`.
     pub prompt_ms: u64,
-    /// Wait for the verdict text after the transfer (validation plus the 1 s pause before
-    /// "Restarting system").
+    /// The whole wait for the verdict text after the transfer (validation plus the 1 s
+    /// pause before "Restarting system").
     pub verdict_ms: u64,
 }
 
 impl Default for Timeouts {
-    /// 3 s replies, 200 ms quiet, 10 s prompt (Xenon needs more than 5 s), 10 s verdict.
+    /// 3 s replies, 200 ms quiet, 10 s for a whole answer, 10 s prompt (Xenon needs more
+    /// than 5 s), 10 s verdict.
     fn default() -> Self {
         Timeouts {
             reply_ms: 3_000,
             quiet_ms: 200,
+            answer_ms: 10_000,
             prompt_ms: 10_000,
             verdict_ms: 10_000,
         }
     }
+}
+
+/// How long an answer may take: until its first byte, the silence inside it, and all of it.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    first_ms: u64,
+    gap_ms: u64,
+    total_ms: u64,
 }
 
 /// The listening-mode console protocol over a [`Link`].
@@ -148,14 +180,14 @@ impl<L: Link> Console<L> {
         r.map_err(self.io("cannot write to"))
     }
 
-    /// Reads into `acc` until `done(acc)` says where the answer ends, the first byte not
-    /// arriving within `first_ms` or a gap longer than `gap_ms` failing the read.
+    /// Reads into `acc` until `done(acc)` says where the answer ends: the first byte not
+    /// arriving within `limits.first_ms`, a gap longer than `limits.gap_ms` or the whole
+    /// taking longer than `limits.total_ms` fails the read.
     fn read_answer(
         &mut self,
         command: char,
         acc: &mut Vec<u8>,
-        first_ms: u64,
-        gap_ms: u64,
+        limits: Limits,
         limit: usize,
         mut done: impl FnMut(&[u8]) -> bool,
     ) -> Result<(), SerialError> {
@@ -168,27 +200,37 @@ impl<L: Link> Console<L> {
             }
             let now = self.link.now_ms();
             let wait_until = if acc.is_empty() {
-                start.saturating_add(first_ms)
+                start.saturating_add(limits.first_ms)
             } else {
-                last.saturating_add(gap_ms)
+                last.saturating_add(limits.gap_ms)
             };
-            if now >= wait_until {
-                return Err(if acc.is_empty() {
-                    SerialError::NoReply {
-                        command,
-                        link: self.link.name(),
-                        waited_ms: first_ms,
-                    }
-                } else {
-                    SerialError::BadReply {
-                        command,
-                        link: self.link.name(),
-                        reason: format!("the answer stopped after {} bytes", acc.len()),
-                        excerpt: excerpt(acc),
-                    }
+            let end = start.saturating_add(limits.total_ms);
+            if now >= wait_until && acc.is_empty() {
+                return Err(SerialError::NoReply {
+                    command,
+                    link: self.link.name(),
+                    waited_ms: limits.first_ms,
                 });
             }
-            let wait = Duration::from_millis((wait_until - now).min(100));
+            if now >= wait_until {
+                return Err(SerialError::BadReply {
+                    command,
+                    link: self.link.name(),
+                    reason: format!("the answer stopped after {} bytes", acc.len()),
+                    excerpt: excerpt(acc),
+                });
+            }
+            if now >= end {
+                return Err(SerialError::Deadline {
+                    step: format!("the answer to `{command}`"),
+                    link: self.link.name(),
+                    limit_ms: limits.total_ms,
+                    last: last_words(acc, now.saturating_sub(last)),
+                    help: CONSOLE_HELP,
+                    stats: None,
+                });
+            }
+            let wait = Duration::from_millis((wait_until.min(end) - now).min(100));
             let r = self.link.read(&mut buf, wait);
             let n = r.map_err(self.io("cannot read from"))?;
             if n > 0 {
@@ -211,8 +253,8 @@ impl<L: Link> Console<L> {
         self.send_key(b's')?;
         let mut acc = Vec::new();
         let mut scan = JsonScan::default();
-        let t = self.timeouts.reply_ms;
-        self.read_answer('s', &mut acc, t, t, MAX_DESCRIBE, |acc| scan.feed(acc))?;
+        let limits = self.answer_limits();
+        self.read_answer('s', &mut acc, limits, MAX_DESCRIBE, |acc| scan.feed(acc))?;
         let (start, end) = scan.span().unwrap_or((0, acc.len()));
         let doc = acc.get(start..end).unwrap_or(&[]);
         String::from_utf8(doc.to_vec()).map_err(|_| SerialError::BadReply {
@@ -232,38 +274,78 @@ impl<L: Link> Console<L> {
         })
     }
 
-    /// Listening mode, then `s`: a device needs a moment to switch (a key sent before goes to
-    /// the application), so a silent first attempt is repeated once.
+    /// Listening mode, then `s`. A silent first attempt is repeated once after
+    /// [`reassert_listening`](Console::reassert_listening): the port may have been at 28800
+    /// already (left so by another program, or kept across the device's restart), and a
+    /// device only hears a rate that changes; it also needs a moment to switch (a key sent
+    /// before goes to the application).
     pub fn listening_inventory(&mut self) -> Result<Inventory, SerialError> {
         self.enter_listening()?;
         match self.inventory() {
             Err(SerialError::NoReply { .. }) => {
-                std::thread::sleep(Duration::from_millis(100));
-                self.enter_listening()?;
+                self.reassert_listening()?;
                 self.inventory()
             }
             other => other,
         }
     }
 
+    /// Asks for listening mode whatever rate the port had: a neutral rate, then 28800, each
+    /// held for a moment, so the device sees 28800 as a change (setting the rate a port
+    /// already has reaches no device).
+    pub fn reassert_listening(&mut self) -> Result<(), SerialError> {
+        let r = self.link.set_baud(NEUTRAL_BAUD);
+        r.map_err(self.io("cannot set 9600 baud on"))?;
+        self.pause(RATE_HOLD_MS)?;
+        self.enter_listening()?;
+        self.pause(RATE_HOLD_MS)
+    }
+
+    /// Lets `ms` pass on the link's clock, dropping what arrives.
+    fn pause(&mut self, ms: u64) -> Result<(), SerialError> {
+        let until = self.link.now_ms().saturating_add(ms);
+        let mut buf = [0u8; 256];
+        loop {
+            let now = self.link.now_ms();
+            if now >= until {
+                return Ok(());
+            }
+            let wait = Duration::from_millis((until - now).min(100));
+            let r = self.link.read(&mut buf, wait);
+            r.map_err(self.io("cannot read from"))?;
+        }
+    }
+
+    /// The limits of an answer to a key.
+    fn answer_limits(&self) -> Limits {
+        Limits {
+            first_ms: self.timeouts.reply_ms,
+            gap_ms: self.timeouts.reply_ms,
+            total_ms: self.timeouts.answer_ms,
+        }
+    }
+
     /// `i`: the device id (both answer forms), and any further `Name: value` lines.
     pub fn identify(&mut self) -> Result<Identity, SerialError> {
         self.send_key(b'i')?;
+        let start = self.link.now_ms();
         let mut acc = Vec::new();
-        let t = self.timeouts.reply_ms;
-        self.read_answer('i', &mut acc, t, t, MAX_TEXT, |acc| {
+        let limits = self.answer_limits();
+        self.read_answer('i', &mut acc, limits, MAX_TEXT, |acc| {
             String::from_utf8_lossy(acc)
                 .split_inclusive('\n')
                 .any(|l| l.ends_with('\n') && find_device_id(l).is_some())
         })?;
-        // The key/value form goes on for a few lines: take what follows until a short quiet.
+        // The key/value form goes on for a few lines: take what follows until a short quiet
+        // (or the end of the time an answer may take).
         if String::from_utf8_lossy(&acc).contains("Device ID:") {
             let q = self.timeouts.quiet_ms;
+            let end = start.saturating_add(self.timeouts.answer_ms);
             let mut buf = [0u8; 512];
             loop {
                 let r = self.link.read(&mut buf, Duration::from_millis(q));
                 let n = r.map_err(self.io("cannot read from"))?;
-                if n == 0 || acc.len() > MAX_TEXT {
+                if n == 0 || acc.len() > MAX_TEXT || self.link.now_ms() >= end {
                     break;
                 }
                 acc.extend_from_slice(&buf[..n]);
@@ -283,8 +365,8 @@ impl<L: Link> Console<L> {
         const PREFIX: &str = "system firmware version: ";
         self.send_key(b'v')?;
         let mut acc = Vec::new();
-        let t = self.timeouts.reply_ms;
-        self.read_answer('v', &mut acc, t, t, MAX_TEXT, |acc| {
+        let limits = self.answer_limits();
+        self.read_answer('v', &mut acc, limits, MAX_TEXT, |acc| {
             let text = String::from_utf8_lossy(acc);
             text.find(PREFIX).is_some_and(|i| text[i..].contains('\n'))
         })?;
@@ -304,8 +386,8 @@ impl<L: Link> Console<L> {
     pub fn mac(&mut self) -> Result<String, SerialError> {
         self.send_key(b'm')?;
         let mut acc = Vec::new();
-        let t = self.timeouts.reply_ms;
-        self.read_answer('m', &mut acc, t, t, MAX_TEXT, |acc| {
+        let limits = self.answer_limits();
+        self.read_answer('m', &mut acc, limits, MAX_TEXT, |acc| {
             find_mac(&String::from_utf8_lossy(acc)).is_some()
         })?;
         find_mac(&String::from_utf8_lossy(&acc)).ok_or_else(|| SerialError::BadReply {
@@ -345,6 +427,9 @@ impl<L: Link> Console<L> {
     /// `f` and a YMODEM transfer of `data` (one module) named `name`, then the device's
     /// verdict. `config` is usually [`SenderConfig::device_os`]. Acknowledged bytes are
     /// reported to `observer`; `cancel` stops the transfer (CAN CAN: nothing is applied).
+    ///
+    /// Only the device's own success line is an acceptance: a transfer acknowledged to the
+    /// end and followed by anything else, or by nothing, is [`Verdict::Unconfirmed`].
     pub fn flash(
         &mut self,
         name: &str,
@@ -358,7 +443,12 @@ impl<L: Link> Console<L> {
         // The prompt line (or a `C`) says the receiver runs.
         let mut acc = Vec::new();
         let t = self.timeouts.prompt_ms;
-        self.read_answer('f', &mut acc, t, t, MAX_TEXT, |acc| {
+        let prompt = Limits {
+            first_ms: t,
+            gap_ms: t,
+            total_ms: t,
+        };
+        self.read_answer('f', &mut acc, prompt, MAX_TEXT, |acc| {
             let text = String::from_utf8_lossy(acc);
             text.contains(YMODEM_PROMPT) && text.contains('\n')
                 || acc.contains(&b'C')
@@ -367,7 +457,12 @@ impl<L: Link> Console<L> {
         if acc.windows(2).any(|w| w == [CAN, CAN]) {
             // Device OS 6: 4×CAN and "Serial/YModem flashing is no longer supported".
             let mut more = acc.clone();
-            let _ = self.read_answer('f', &mut more, 500, 200, MAX_TEXT, |a| a.ends_with(b"\n"));
+            let rest = Limits {
+                first_ms: 500,
+                gap_ms: 200,
+                total_ms: 2_000,
+            };
+            let _ = self.read_answer('f', &mut more, rest, MAX_TEXT, |a| a.ends_with(b"\n"));
             return Err(SerialError::Unsupported {
                 link: self.link.name(),
                 text: printable(&more),
@@ -375,76 +470,53 @@ impl<L: Link> Console<L> {
         }
         let files = [File::new(name, data)];
         let sent = send_ymodem(&mut self.link, &files, config, observer, cancel)?;
-        let trailing = sent.trailing;
         let stats = sent.stats;
-        let status = sent.status;
-        let verdict_ms = self.timeouts.verdict_ms;
-        let gap = self.timeouts.reply_ms.max(1_500);
-        match status {
+        match sent.status {
             SendStatus::Done { warnings } => {
-                // ACKed: read "Downloaded file successfully!" … "Restarting system …".
-                let mut text = trailing;
-                let _ = self.read_answer('f', &mut text, verdict_ms, gap, MAX_TEXT, |a| {
-                    let t = String::from_utf8_lossy(a);
-                    t.contains(RESTARTING) || t.contains(VALIDATION_FAILED) && t.ends_with('\n')
+                // Acknowledged to the end: "Downloaded file successfully!" … "Restarting
+                // system …" is the success; anything else is what the device said instead.
+                let (printed, verdict_ms) = self.read_verdict(sent.trailing, |t| {
+                    t.contains(RESTARTING) || names_a_failure(t) && t.ends_with('\n')
                 });
-                let printed = printable(&text);
-                let verdict = if let Some(code) = validation_code(&printed) {
-                    Verdict::Refused { code: Some(code) }
-                } else {
-                    parse_accepted(&printed)
-                };
                 Ok(FlashReport {
-                    verdict,
+                    verdict: verdict_after_end(&printed),
                     stats,
                     final_ack_missing: warnings.final_ack_missing,
                     elapsed_ms: self.link.now_ms().saturating_sub(started),
                     device_text: printed,
+                    verdict_ms,
                 })
             }
             SendStatus::Failed(SendError::CancelledByReceiver { stage, .. }) => {
-                let mut text = trailing;
-                let _ = self.read_answer('f', &mut text, verdict_ms, gap, MAX_TEXT, |a| {
-                    let t = String::from_utf8_lossy(a);
-                    (t.contains(VALIDATION_FAILED)
-                        || t.contains(TOO_BIG)
-                        || t.contains("Aborted")
-                        || t.contains("Failed"))
-                        && t.ends_with('\n')
-                });
-                let printed = printable(&text);
-                let elapsed_ms = self.link.now_ms().saturating_sub(started);
-                let report = |verdict| {
-                    Ok(FlashReport {
-                        verdict,
-                        stats,
-                        final_ack_missing: false,
-                        elapsed_ms,
-                        device_text: printed.clone(),
-                    })
+                let (printed, verdict_ms) =
+                    self.read_verdict(sent.trailing, |t| names_a_failure(t) && t.ends_with('\n'));
+                let verdict = match refusal(&printed) {
+                    Some(v) => v,
+                    None if stage == SendStage::EndOfBatch => Verdict::Refused { code: None },
+                    None => {
+                        let said = if printed.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; the device said: {printed:?}")
+                        };
+                        return Err(SerialError::Transfer {
+                            link: self.link.name(),
+                            reason: format!(
+                                "{}{said}",
+                                SendError::CancelledByReceiver { file: 0, stage }
+                            ),
+                            stats,
+                            cancelled: false,
+                        });
+                    }
                 };
-                if let Some(code) = validation_code(&printed) {
-                    return report(Verdict::Refused { code: Some(code) });
-                }
-                if printed.contains(TOO_BIG) {
-                    return report(Verdict::TooLarge);
-                }
-                if stage == SendStage::EndOfBatch {
-                    return report(Verdict::Refused { code: None });
-                }
-                let said = if printed.is_empty() {
-                    String::new()
-                } else {
-                    format!("; the device said: {printed:?}")
-                };
-                Err(SerialError::Transfer {
-                    link: self.link.name(),
-                    reason: format!(
-                        "{}{said}",
-                        SendError::CancelledByReceiver { file: 0, stage }
-                    ),
+                Ok(FlashReport {
+                    verdict,
                     stats,
-                    cancelled: false,
+                    final_ack_missing: false,
+                    elapsed_ms: self.link.now_ms().saturating_sub(started),
+                    device_text: printed,
+                    verdict_ms,
                 })
             }
             SendStatus::Failed(e) => Err(SerialError::Transfer {
@@ -460,6 +532,29 @@ impl<L: Link> Console<L> {
                 cancelled: false,
             }),
         }
+    }
+
+    /// Reads what the device prints after a transfer, starting with `trailing` (what came
+    /// with its last answer), until `done` or [`Timeouts::verdict_ms`] in all: the text
+    /// (protocol bytes and blank lines removed) and how long it took.
+    fn read_verdict(
+        &mut self,
+        trailing: Vec<u8>,
+        mut done: impl FnMut(&str) -> bool,
+    ) -> (String, u64) {
+        let start = self.link.now_ms();
+        let mut text = trailing;
+        let v = self.timeouts.verdict_ms;
+        let limits = Limits {
+            first_ms: v,
+            gap_ms: self.timeouts.reply_ms.max(1_500),
+            total_ms: v,
+        };
+        let _ = self.read_answer('f', &mut text, limits, MAX_TEXT, |a| {
+            done(&String::from_utf8_lossy(a))
+        });
+        let waited = self.link.now_ms().saturating_sub(start);
+        (printable(&text), waited)
     }
 }
 
@@ -537,14 +632,85 @@ fn printable(bytes: &[u8]) -> String {
         .join("\n")
 }
 
+/// The device's failure words, without the trailing space (lines are trimmed).
+fn validation_failed() -> &'static str {
+    VALIDATION_FAILED.trim_end()
+}
+
+/// `text` names a failure the device prints after a transfer (a refusal, the file too
+/// large, an abort, a failed receive).
+fn names_a_failure(text: &str) -> bool {
+    text.contains(validation_failed())
+        || text.contains(TOO_BIG)
+        || text.contains("Aborted")
+        || text.contains("Failed")
+}
+
+/// A refusal in the device's words: `Validation failed: <code>` (with or without the
+/// code), or the file too large for its update area.
+fn refusal(printed: &str) -> Option<Verdict> {
+    if printed.contains(validation_failed()) {
+        Some(Verdict::Refused {
+            code: validation_code(printed),
+        })
+    } else if printed.contains(TOO_BIG) {
+        Some(Verdict::TooLarge)
+    } else {
+        None
+    }
+}
+
+/// The verdict on a transfer the device acknowledged to the end: accepted only on its own
+/// success line with no failure beside it; a refusal in its words; otherwise unconfirmed.
+fn verdict_after_end(printed: &str) -> Verdict {
+    if let Some(refused) = refusal(printed) {
+        return refused;
+    }
+    if printed.lines().any(|l| l == DOWNLOAD_OK) && !names_a_failure(printed) {
+        return parse_accepted(printed);
+    }
+    Verdict::Unconfirmed
+}
+
 fn validation_code(text: &str) -> Option<i32> {
-    let i = text.find(VALIDATION_FAILED)?;
-    let rest = &text[i + VALIDATION_FAILED.len()..];
+    let marker = validation_failed();
+    let i = text.find(marker)?;
+    let rest = text.get(i + marker.len()..)?.trim_start();
     let num: String = rest
         .chars()
         .take_while(|c| *c == '-' || c.is_ascii_digit())
         .collect();
     num.parse().ok()
+}
+
+/// What the device last did, from what it printed while an answer was awaited: `since_ms`
+/// is the time since its last byte.
+fn last_words(printed: &[u8], since_ms: u64) -> String {
+    if printed.is_empty() {
+        return "the device said nothing".into();
+    }
+    let text = printable(printed);
+    match text.lines().last() {
+        Some(line) => format!(
+            "the device printed {} bytes but no answer, the last {} s before: {:?}",
+            printed.len(),
+            secs(since_ms),
+            clip(line, 120)
+        ),
+        None => format!(
+            "the device sent {} bytes but no text, the last {} s before",
+            printed.len(),
+            secs(since_ms)
+        ),
+    }
+}
+
+/// At most `max` characters of `text`, an ellipsis marking a cut.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
 }
 
 fn parse_accepted(text: &str) -> Verdict {
@@ -621,6 +787,111 @@ fn find_mac(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device on a virtual clock that prints `line` every `every_ms` and answers nothing.
+    struct Chatter {
+        now: u64,
+        next: u64,
+        every_ms: u64,
+        line: &'static [u8],
+    }
+
+    impl Link for Chatter {
+        fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+            let end = self.now + u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            if self.next > end {
+                self.now = end;
+                return Ok(0);
+            }
+            self.now = self.next;
+            self.next += self.every_ms;
+            let n = self.line.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.line[..n]);
+            Ok(n)
+        }
+        fn write_all(&mut self, _: &[u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn set_baud(&mut self, _: u32) -> io::Result<()> {
+            Ok(())
+        }
+        fn clear_input(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn now_ms(&self) -> u64 {
+            self.now
+        }
+        fn name(&self) -> String {
+            "chatter".into()
+        }
+    }
+
+    #[test]
+    fn an_answer_drowned_in_log_lines_stops_at_its_limit() {
+        let mut console = Console::new(Chatter {
+            now: 0,
+            next: 500,
+            every_ms: 1_000,
+            line: b"[log] tick\r\n",
+        });
+        let err = console.describe().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SerialError::Deadline {
+                    limit_ms: 10_000,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            console.link_ref().now <= 10_100,
+            "{}",
+            console.link_ref().now
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("the answer to `s` did not end within its time limit of 10.0 s on the chatter; the device printed 120 bytes but no answer, the last"),
+            "{msg}"
+        );
+        assert!(msg.ends_with(": \"[log] tick\""), "{msg}");
+    }
+
+    #[test]
+    fn only_the_success_line_accepts() {
+        let ok = "Downloaded file successfully!\nName: binary\nSize: 3952 bytes\nRestarting system to apply firmware update...";
+        assert_eq!(
+            verdict_after_end(ok),
+            Verdict::Accepted {
+                name: "binary".into(),
+                size: 3952,
+                restarting: true
+            }
+        );
+        for (text, verdict) in [
+            ("", Verdict::Unconfirmed),
+            ("Failed to receive the file!", Verdict::Unconfirmed),
+            ("Aborted by user.", Verdict::Unconfirmed),
+            ("zq#%!", Verdict::Unconfirmed),
+            (
+                "Restarting system to apply firmware update...",
+                Verdict::Unconfirmed,
+            ),
+            ("Validation failed:", Verdict::Refused { code: None }),
+            (
+                "Validation failed: -1330",
+                Verdict::Refused { code: Some(-1330) },
+            ),
+            (TOO_BIG, Verdict::TooLarge),
+            (
+                "Downloaded file successfully!\nFailed to receive the file!",
+                Verdict::Unconfirmed,
+            ),
+        ] {
+            assert_eq!(verdict_after_end(text), verdict, "{text:?}");
+        }
+    }
 
     #[test]
     fn json_scan_closes_on_the_outer_brace() {

@@ -12,7 +12,7 @@ use crate::inventory::Inventory;
 use crate::progress::{Cancel, Observer};
 use crate::transport::{unsupported, AfterLeave, Capabilities, DeviceLink, ModeChange};
 
-/// How long a device may take to come back on its port after an update restart.
+/// How long a device may take to come back on its port after an update restart, in all.
 const RECONNECT_WITHIN: Duration = Duration::from_secs(30);
 
 /// What to do instead of DFU on a serial port.
@@ -148,10 +148,13 @@ impl DeviceLink for SerialLink {
         match &sent {
             Ok(r) if matches!(r.verdict, Verdict::Accepted { .. }) => {
                 // The device restarts: its USB serial port goes away and comes back.
-                // Opening the port at 28800 baud asks for listening mode again.
+                // Opening the port at 28800 baud asks for listening mode again — unless the
+                // port kept that rate across the restart (the same port, or a saved line
+                // setting), when only a change away and back reaches the device.
                 self.console
                     .link()
                     .reopen(LISTENING_BAUD, RECONNECT_WITHIN)?;
+                self.console.reassert_listening()?;
             }
             Ok(_) => {
                 let _ = self.console.wait_quiet(300);

@@ -90,7 +90,8 @@ impl PortLink {
     }
 
     /// Closes the port and opens it again at `baud` once the device is back (after a reset
-    /// the USB device goes away and comes back), trying for up to `within`. The port is
+    /// the USB device goes away and comes back), trying for up to `within` in all, then
+    /// failing with [`SerialError::Deadline`] and the last attempt's reason. The port is
     /// closed first, so the device can come back under the same name.
     pub fn reopen(&mut self, baud: u32, within: Duration) -> Result<(), SerialError> {
         self.port = None;
@@ -122,7 +123,19 @@ impl PortLink {
                 },
             };
             if Instant::now() >= until {
-                return Err(last);
+                let reason = match last {
+                    SerialError::Open { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                return Err(SerialError::Deadline {
+                    step: "opening the port again after the device's restart".into(),
+                    link: self.name(),
+                    limit_ms: u64::try_from(within.as_millis()).unwrap_or(u64::MAX),
+                    last: format!("the last attempt failed: {reason}"),
+                    help: "the device did not come back on its port: see whether it is \
+                           listed by `modflash devices`, reset it and run the command again",
+                    stats: None,
+                });
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_millis(1_000));

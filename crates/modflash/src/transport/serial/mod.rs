@@ -20,6 +20,7 @@ mod link;
 mod monitor;
 mod ymodem;
 
+pub(crate) use console::clip;
 pub use console::{find_device_id, Console, FlashReport, Identity, Timeouts, Verdict};
 pub use device::SerialLink;
 pub use discover::{discover, find_port, ParticlePort};
@@ -122,6 +123,25 @@ pub enum SerialError {
         /// modflash cancelled it (the user asked to stop); sending again will not help.
         cancelled: bool,
     },
+    /// A step of the conversation did not end within its time limit: a device that keeps
+    /// printing without answering, a transfer that crawls or stops, a device that does not
+    /// come back after its restart.
+    #[error("{step} did not end within its time limit of {} s on the {link}; {last}", secs(*.limit_ms))]
+    #[diagnostic(code(modflash::serial::deadline), help("{help}"))]
+    Deadline {
+        /// The step, in words ("the answer to `s`", "the YMODEM transfer of 3952 bytes").
+        step: String,
+        /// The link.
+        link: String,
+        /// How long it was given (and waited).
+        limit_ms: u64,
+        /// What the device last did, in words.
+        last: String,
+        /// What to do.
+        help: &'static str,
+        /// The sender's counters, when the step was a transfer.
+        stats: Option<Box<SenderStats>>,
+    },
     /// Discovery found no usable port.
     #[error("{0}")]
     #[diagnostic(
@@ -129,4 +149,9 @@ pub enum SerialError {
         help("connect the device over USB, or name the port: --device serial:/dev/ttyACM0")
     )]
     Discovery(String),
+}
+
+/// Milliseconds as seconds with one decimal, for messages ("10.0").
+pub(crate) fn secs(ms: u64) -> String {
+    format!("{}.{}", ms / 1000, ms % 1000 / 100)
 }
