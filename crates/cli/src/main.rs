@@ -142,6 +142,14 @@ enum Command {
     /// Serial console: flash a module by YMODEM, monitor the port.
     #[command(subcommand)]
     Serial(cmd::serial::SerialCommand),
+    /// Print what the device writes to its serial port (`serial monitor`).
+    Monitor {
+        #[command(flatten)]
+        device: args::DeviceArgs,
+        /// Line rate (28800 puts a running device in listening mode, 14400 in DFU mode).
+        #[arg(long, default_value_t = 9600)]
+        baud: u32,
+    },
     /// Virtual devices: create, show, reset, remove.
     #[command(subcommand)]
     Sim(cmd::sim::SimCommand),
@@ -193,6 +201,9 @@ fn main() -> ExitCode {
         Command::Catalog(c) => cmd::catalog::run(c),
         Command::Modules { device, json } => cmd::modules::run(&device, json),
         Command::Serial(c) => cmd::serial::run(c),
+        Command::Monitor { device, baud } => {
+            cmd::serial::run(cmd::serial::SerialCommand::Monitor { device, baud })
+        }
         Command::Devices { json } => cmd::devices::run(json),
         Command::Dfu(c) => cmd::dfu::run(c),
         Command::Udev { install, rules_dir } => cmd::udev::run(install, rules_dir),

@@ -23,15 +23,15 @@ const NO_IMAGE: u32 = u32::MAX;
 pub enum SimError {
     /// No device of that name.
     #[error("there is no virtual device named `{name}` (looked in {dir})")]
-    #[diagnostic(
-        code(modflash::sim::not_found),
-        help("create it with `modflash sim create {name} --platform photon --device-os 1.5.0`, or list them with `modflash sim list`")
-    )]
+    #[diagnostic(code(modflash::sim::not_found))]
     NotFound {
         /// Device name.
         name: String,
         /// Where it was looked for.
         dir: PathBuf,
+        /// The device probably meant (a similar name), or how to create it.
+        #[help]
+        help: String,
     },
     /// A device of that name exists already.
     #[error("a virtual device named `{0}` already exists")]
@@ -77,6 +77,9 @@ pub enum SimError {
         file: Option<String>,
         /// What did not fit.
         source: DeviceError,
+        /// The release probably meant, when a release was not known.
+        #[help]
+        help: Option<String>,
     },
     /// A file operation failed.
     #[error("{action} {path}: {source}")]
@@ -133,14 +136,33 @@ pub struct Provision {
     pub factory_app: Option<Vec<u8>>,
 }
 
+/// For a release the platform does not have, the releases it does have that start with what
+/// was typed (`1.5` → 1.5.0, 1.5.2).
+fn release_meant(error: &DeviceError) -> Option<String> {
+    let DeviceError::UnknownRelease { release, platform } = error else {
+        return None;
+    };
+    let prefix = format!("{}.", release.trim_end_matches('.'));
+    let close: Vec<&str> = modflash_module::release::platform_releases(platform)
+        .map(|r| r.release)
+        .filter(|r| r.starts_with(&prefix))
+        .collect();
+    Some(match close.as_slice() {
+        [] => "give a full release number, one of those listed".to_string(),
+        [one] => format!("did you mean --device-os {one}?"),
+        several => format!("did you mean one of {}?", several.join(", ")),
+    })
+}
+
 impl Provision {
     /// Builds the device named `name` and boots it once.
     pub fn build(&self, name: &str) -> Result<Device, SimError> {
         let fail = |file: Option<&str>| {
             let file = file.map(str::to_string);
-            move |source| SimError::Build {
+            move |source: DeviceError| SimError::Build {
                 name: name.to_string(),
                 file,
+                help: release_meant(&source),
                 source,
             }
         };
@@ -331,12 +353,7 @@ impl SimStore {
         let path = self.image_path(name);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(SimError::NotFound {
-                    name: name.to_string(),
-                    dir: self.dir.clone(),
-                })
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.not_found(name)),
             Err(e) => return Err(io_err("cannot read", &path)(e)),
         };
         decode(&bytes).map_err(|reason| SimError::Corrupt {
@@ -344,6 +361,34 @@ impl SimStore {
             path: path.clone(),
             reason,
         })
+    }
+
+    /// The error for a device `name` that does not exist: the similar name probably meant, or
+    /// how to create it.
+    fn not_found(&self, name: &str) -> SimError {
+        let names = self.list().unwrap_or_default();
+        let similar = names
+            .iter()
+            .map(|n| (strsim::jaro_winkler(name, n), n))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, n)| n.clone());
+        let help = match similar {
+            Some(n) => format!("did you mean sim:{n}? (`modflash sim list` lists them)"),
+            None => format!(
+                "create it with `modflash sim create {name} --platform photon --device-os 1.5.0`{}",
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!("; the virtual devices here: {}", names.join(", "))
+                }
+            ),
+        };
+        SimError::NotFound {
+            name: name.to_string(),
+            dir: self.dir.clone(),
+            help,
+        }
     }
 
     /// Deletes a device (waiting for nobody: fails if it is in use).
@@ -355,10 +400,7 @@ impl SimStore {
                 let _ = fs::remove_file(self.lock_path(name));
                 Ok(())
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SimError::NotFound {
-                name: name.to_string(),
-                dir: self.dir.clone(),
-            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.not_found(name)),
             Err(e) => Err(io_err("cannot remove", &path)(e)),
         }
     }

@@ -412,6 +412,8 @@ pub enum Problem {
         stored: [u8; 32],
         /// Hash computed over `[0, len − 38)`.
         computed: [u8; 32],
+        /// The CRC matches: the content changed and the CRC was recomputed to hide it.
+        crc_matches: bool,
     },
     /// The region check failed.
     Region(RegionCheck),
@@ -460,11 +462,20 @@ impl fmt::Display for Problem {
                 "CRC-32 mismatch: stored {:08x}, computed {:08x} (the file is corrupt)",
                 c.stored, c.computed
             ),
-            Self::Sha { stored, computed } => write!(
+            Self::Sha {
+                stored,
+                computed,
+                crc_matches,
+            } => write!(
                 f,
-                "SHA-256 mismatch: stored {}, computed {} (the CRC was recomputed after the content changed)",
+                "SHA-256 mismatch: stored {}, computed {} ({})",
                 Hex(stored),
-                Hex(computed)
+                Hex(computed),
+                if *crc_matches {
+                    "the CRC was recomputed after the content changed"
+                } else {
+                    "the content changed after the module was built"
+                }
             ),
             Self::Region(RegionCheck::NoMemoryMap) => f.write_str("no memory map is known for this platform"),
             Self::Region(RegionCheck::FunctionNotAllowed) => {
@@ -676,6 +687,7 @@ impl<'a> Module<'a> {
             ) => Some(Problem::Sha {
                 stored: s.sha256,
                 computed: whole,
+                crc_matches: self.crc.is_some_and(|c| c.ok()),
             }),
             _ => None,
         };

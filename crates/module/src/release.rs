@@ -125,6 +125,22 @@ pub fn release_for_module(info: &ModuleInfo) -> Option<&'static str> {
     }
 }
 
+/// The releases of `platform` that install exactly this module version, oldest first (a
+/// bootloader or radio stack is shared by several releases; a system part names one).
+pub fn releases_installing(
+    platform: &Platform,
+    function: ModuleFunction,
+    index: u8,
+    version: u16,
+) -> impl Iterator<Item = &'static str> + '_ {
+    platform_releases(platform)
+        .filter(move |r| {
+            r.modules_for(platform)
+                .any(|m| m.function == function && m.index == index && m.version == version)
+        })
+        .map(|r| r.release)
+}
+
 /// One module a release installs, as its real header describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReleaseModule {

@@ -33,6 +33,13 @@ pub fn serve(store: &SimStore, name: &str, link: &Path) -> CmdResult {
 /// its output to standard output, until end of input or Ctrl-C.
 pub fn serial(store: &SimStore, name: &str) -> CmdResult {
     let mut handle = store.open(name)?;
+    crate::ui::note(&format!(
+        "sim:{name}: its listening-mode console ({}, LED {}). Keys: i device id, m MAC address, \
+         s modules (JSON), v version, f flash a module (YMODEM), w Wi-Fi, x leave listening \
+         mode. Ctrl-C ends.",
+        handle.device.state.mode.name(),
+        handle.device.state.led
+    ));
     let cancel = crate::signals::catch();
     let _mode = CharMode::enter();
     serve_terminal(&mut handle, libc::STDIN_FILENO, &mut io::stdout(), &cancel)?;
