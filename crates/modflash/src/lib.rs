@@ -4,7 +4,8 @@
 //!
 //! Layers (see `docs/ARCHITECTURE.md`): [`transport`] reaches devices (virtual, USB, serial);
 //! [`session`] opens one; [`plan`] finds and proves plans; [`exec`] runs them; [`inventory`],
-//! [`catalog`], [`twin`], [`precheck`] and [`dfucheck`] hold the facts they use.
+//! [`catalog`], [`twin`], [`precheck`] and [`dfucheck`] hold the facts they use; [`files`]
+//! reads what the user names, [`home`] keeps modflash's own files.
 
 pub mod backup;
 pub mod catalog;
@@ -15,6 +16,7 @@ pub mod diagnose;
 pub mod direct;
 pub mod error;
 pub mod exec;
+pub mod files;
 pub mod fleet;
 pub mod history;
 pub mod home;

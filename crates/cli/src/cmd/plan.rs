@@ -51,7 +51,7 @@ pub fn run(args: PlanArgs, inventories: Option<PathBuf>) -> CmdResult {
 
 fn run_inventories(args: &PlanArgs, dir: &Path) -> CmdResult {
     let wanted = args.wanted();
-    let mut catalog = Catalog::load_home();
+    let mut catalog = Catalog::load_home(&mut Renderer::new(false));
     for d in &args.catalog {
         let (c, _) = Catalog::load_dir(d).map_err(modflash::Error::from)?;
         catalog.extend(c);
