@@ -9,6 +9,7 @@
 
 pub mod backup;
 pub mod catalog;
+pub mod describe;
 pub mod devices;
 pub mod devref;
 pub mod dfucheck;
@@ -21,6 +22,7 @@ pub mod fleet;
 pub mod history;
 pub mod home;
 pub mod inventory;
+pub mod offline;
 pub mod plan;
 pub mod precheck;
 pub mod progress;

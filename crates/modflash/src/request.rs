@@ -87,14 +87,27 @@ impl Wanted {
         catalog: &Catalog,
         platform: &'static Platform,
     ) -> Result<Vec<Candidate>, Error> {
-        let mut targets = Vec::new();
-        for path in &self.files {
-            targets.push(Candidate::from_file(path, Origin::File(path.clone()))?);
-        }
+        self.targets_with(self.read_files()?, catalog, platform)
+    }
+
+    /// The files asked for, read.
+    pub fn read_files(&self) -> Result<Vec<Candidate>, Error> {
+        let read = |path: &PathBuf| Candidate::from_file(path, Origin::File(path.clone()));
+        Ok(self.files.iter().map(read).collect::<Result<_, _>>()?)
+    }
+
+    /// `files` (the files asked for, read), then the release's system modules from
+    /// `catalog`.
+    pub fn targets_with(
+        &self,
+        mut files: Vec<Candidate>,
+        catalog: &Catalog,
+        platform: &'static Platform,
+    ) -> Result<Vec<Candidate>, Error> {
         if let Some(release) = &self.device_os {
-            targets.extend(release_targets(catalog, platform, release)?);
+            files.extend(release_targets(catalog, platform, release)?);
         }
-        Ok(targets)
+        Ok(files)
     }
 
     /// The platforms the named files are built for (files that are not modules count for
