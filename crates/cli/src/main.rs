@@ -42,6 +42,10 @@ enum Command {
         /// Plan for every describe JSON file in this directory instead of a device (JSON lines).
         #[arg(long, value_name = "DIR", conflicts_with = "device")]
         inventories: Option<PathBuf>,
+        /// The platform of describe files that name none (Device OS 0.4.x printed no "p");
+        /// without it, the one their module table fits.
+        #[arg(long, value_name = "NAME", requires = "inventories")]
+        platform: Option<String>,
     },
     /// Plan, confirm, write, verify: install modules and check the device ends as predicted.
     Flash {
@@ -176,7 +180,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect { files, json } => cmd::inspect::run(&files, json),
-        Command::Plan { args, inventories } => cmd::plan::run(args, inventories),
+        Command::Plan {
+            args,
+            inventories,
+            platform,
+        } => cmd::plan::run(args, inventories, platform),
         Command::Flash {
             args,
             run,

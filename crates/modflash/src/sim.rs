@@ -1,5 +1,6 @@
 //! Persistence of virtual devices (`sim:NAME`): one image file per device in the modflash home,
-//! written atomically (temp file + rename) and locked while a process uses it.
+//! written atomically (temp file + rename) and locked while a process uses it. In a home the
+//! user cannot write, devices open read-only: what only reads them works.
 //!
 //! File format: `MODFLASH-SIM 1\n`, then three length-prefixed (u32 LE) blocks: the state as
 //! JSON, the internal flash image, the external flash image (length 0xFFFFFFFF = none). The
@@ -7,13 +8,15 @@
 //! saved before events were typed hold an array of lines, which open as text events
 //! ([`modflash_device::DeviceEvent::Text`]).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::fs;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use modflash_device::{Device, DeviceError, DeviceState};
 use modflash_module::Platform;
+
+use crate::files::{self, Expected, FileError};
+use crate::home::{self, FileOpError, Lock, LockError};
 
 const MAGIC: &[u8] = b"MODFLASH-SIM 1\n";
 const NO_IMAGE: u32 = u32::MAX;
@@ -81,6 +84,10 @@ pub enum SimError {
         #[help]
         help: Option<String>,
     },
+    /// The image is not a file modflash reads (a FIFO, a directory, far too large).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    File(#[from] FileError),
     /// A file operation failed.
     #[error("{action} {path}: {source}")]
     #[diagnostic(code(modflash::sim::io))]
@@ -92,6 +99,16 @@ pub enum SimError {
         /// The OS error.
         source: io::Error,
     },
+}
+
+impl From<FileOpError> for SimError {
+    fn from(e: FileOpError) -> Self {
+        Self::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SimError + 'a {
@@ -287,34 +304,27 @@ impl SimStore {
         self.image_path(name).exists()
     }
 
-    fn lock(&self, name: &str) -> Result<File, SimError> {
+    /// Locks device `name`; for a change (`write`), fails when the home cannot be written.
+    fn lock(&self, name: &str, write: bool) -> Result<Lock, SimError> {
         if !valid_name(name) {
             return Err(SimError::BadName(name.to_string()));
         }
-        fs::create_dir_all(&self.dir).map_err(io_err("cannot create", &self.dir))?;
-        let path = self.lock_path(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("cannot open", &path))?;
-        // SAFETY: flock on a file descriptor we own; no memory is shared.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = io::Error::last_os_error();
-            return Err(if err.kind() == io::ErrorKind::WouldBlock {
-                SimError::Busy(name.to_string())
-            } else {
-                io_err("cannot lock", &path)(err)
-            });
+        if write {
+            home::create_dir(&self.dir)?;
+        } else if !self.dir.is_dir() {
+            return Err(self.not_found(name));
         }
-        Ok(file)
+        let lock = match Lock::try_take(&self.lock_path(name)) {
+            Ok(lock) => lock,
+            Err(LockError::Busy) => return Err(SimError::Busy(name.to_string())),
+            Err(LockError::File(e)) => return Err(e.into()),
+        };
+        Ok(if write { lock.writable()? } else { lock })
     }
 
     /// Creates a new device file holding `device` (fails if the name is taken).
     pub fn create(&self, name: &str, device: Device) -> Result<SimHandle, SimError> {
-        let lock = self.lock(name)?;
+        let lock = self.lock(name, true)?;
         if self.exists(name) {
             return Err(SimError::Exists(name.to_string()));
         }
@@ -322,20 +332,28 @@ impl SimStore {
             name: name.to_string(),
             path: self.image_path(name),
             _lock: lock,
+            as_loaded: None,
             device,
         };
         handle.save()?;
         Ok(handle)
     }
 
-    /// Locks and loads a device.
+    /// Locks and loads a device. In a home the user cannot write it opens read-only: see
+    /// [`SimHandle::save`].
     pub fn open(&self, name: &str) -> Result<SimHandle, SimError> {
-        let lock = self.lock(name)?;
+        let lock = self.lock(name, false)?;
         let device = self.load(name)?;
+        // Encoded again, not as read: an image in an older format re-encodes differently.
+        let as_loaded = lock.is_read_only().then(|| Loaded {
+            counters: Counters::of(&device),
+            image: encode(&device),
+        });
         Ok(SimHandle {
             name: name.to_string(),
             path: self.image_path(name),
             _lock: lock,
+            as_loaded,
             device,
         })
     }
@@ -351,10 +369,17 @@ impl SimStore {
             return Err(SimError::BadName(name.to_string()));
         }
         let path = self.image_path(name);
-        let bytes = match fs::read(&path) {
+        let bytes = match files::read(&path, Expected::VirtualDevice) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.not_found(name)),
-            Err(e) => return Err(io_err("cannot read", &path)(e)),
+            Err(FileError::Unreadable { source, .. })
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                return Err(self.not_found(name))
+            }
+            Err(FileError::Unreadable { source, .. }) => {
+                return Err(io_err("cannot read", &path)(source))
+            }
+            Err(e) => return Err(e.into()),
         };
         decode(&bytes).map_err(|reason| SimError::Corrupt {
             name: name.to_string(),
@@ -393,7 +418,7 @@ impl SimStore {
 
     /// Deletes a device (waiting for nobody: fails if it is in use).
     pub fn remove(&self, name: &str) -> Result<(), SimError> {
-        let _lock = self.lock(name)?;
+        let _lock = self.lock(name, true)?;
         let path = self.image_path(name);
         match fs::remove_file(&path) {
             Ok(()) => {
@@ -411,9 +436,35 @@ impl SimStore {
 pub struct SimHandle {
     name: String,
     path: PathBuf,
-    _lock: File,
+    _lock: Lock,
+    /// The image as read, for a device opened in a home the user cannot write.
+    as_loaded: Option<Loaded>,
     /// The device.
     pub device: Device,
+}
+
+/// A virtual device's image as it was read (encoded), and its counters then.
+#[derive(Debug)]
+struct Loaded {
+    image: Vec<u8>,
+    counters: Counters,
+}
+
+/// What reading a device changes besides the device itself: the control transfers it
+/// counted and its flash statistics (with its modelled clock).
+#[derive(Clone, Copy, Debug)]
+struct Counters {
+    control_transfers: u64,
+    flash: modflash_device::FlashStats,
+}
+
+impl Counters {
+    fn of(device: &Device) -> Self {
+        Self {
+            control_transfers: device.state.control_transfers,
+            flash: device.flash().stats(),
+        }
+    }
 }
 
 impl SimHandle {
@@ -423,28 +474,36 @@ impl SimHandle {
     }
 
     /// Writes the device atomically: a temporary file in the same directory, flushed, then
-    /// renamed over the old image. A crash leaves either the old or the new image.
+    /// renamed over the old image. A crash leaves either the old or the new image, and
+    /// temporary files of processes killed meanwhile are removed here.
+    ///
+    /// A device opened read-only (the home cannot be written) is not written: when only its
+    /// counters moved (a read over DFU counts transfers and time) there is nothing to keep;
+    /// any other change fails, saying what could not be created.
     pub fn save(&mut self) -> Result<(), SimError> {
-        let bytes = encode(&self.device);
-        let tmp = self
-            .path
-            .with_extension(format!("sim.tmp-{}", std::process::id()));
-        let mut file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
-        file.write_all(&bytes)
-            .map_err(io_err("cannot write", &tmp))?;
-        file.sync_all().map_err(io_err("cannot flush", &tmp))?;
-        drop(file);
-        fs::rename(&tmp, &self.path).map_err(io_err("cannot replace", &self.path))?;
-        Ok(())
+        if let Some(loaded) = &self.as_loaded {
+            let (mut state, internal, external) = self.device.snapshot();
+            state.control_transfers = loaded.counters.control_transfers;
+            state.flash_stats = loaded.counters.flash;
+            if encode_parts(&state, &internal, external.as_deref()) == loaded.image {
+                return Ok(());
+            }
+        }
+        home::remove_stale_temporaries(&self.path);
+        Ok(home::write_atomically(&self.path, &encode(&self.device))?)
     }
 }
 
 fn encode(device: &Device) -> Vec<u8> {
     let (state, internal, external) = device.snapshot();
-    let json = serde_json::to_vec(&state).unwrap_or_default();
+    encode_parts(&state, &internal, external.as_deref())
+}
+
+fn encode_parts(state: &DeviceState, internal: &[u8], external: Option<&[u8]>) -> Vec<u8> {
+    let json = serde_json::to_vec(state).unwrap_or_default();
     let mut out = Vec::with_capacity(MAGIC.len() + 12 + json.len() + internal.len());
     out.extend_from_slice(MAGIC);
-    for block in [Some(&json), Some(&internal), external.as_ref()] {
+    for block in [Some(json.as_slice()), Some(internal), external] {
         match block {
             Some(b) => {
                 out.extend_from_slice(&(b.len() as u32).to_le_bytes());

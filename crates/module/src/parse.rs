@@ -17,8 +17,6 @@ pub const PRODUCT_SUFFIX_SIZE: usize = 40;
 pub const COMPRESSION_HEADER_SIZE: usize = 8;
 /// How far the fallback scan looks for a header (as binary-version-reader does).
 pub const SCAN_LIMIT: usize = 8 * 1024;
-/// The most modules a combined chain may hold before we stop walking it.
-pub const MAX_CHAIN: usize = 16;
 /// Deflate cannot expand data by more than about 1032:1.
 const MAX_DEFLATE_RATIO: u64 = 1032;
 
@@ -779,12 +777,11 @@ impl<'a> Module<'a> {
         }
     }
 
-    /// The module that follows in a combined chain, if the COMBINED flag says one does.
+    /// The module that follows in a combined chain, if the COMBINED flag says one does. A
+    /// complete module is never shorter than its header, suffix and CRC, so a walk along the
+    /// chain ends within the file: every module is checked, however many there are.
     pub fn next_in_chain(&self) -> Option<Result<Module<'a>, NotAModule>> {
-        if !self.info.flags.contains(ModuleFlags::COMBINED)
-            || self.size != SizeCheck::Exact
-            || self.chain_position + 1 >= MAX_CHAIN
-        {
+        if !self.info.flags.contains(ModuleFlags::COMBINED) || self.size != SizeCheck::Exact {
             return None;
         }
         let next = self.file_offset + self.bytes.len();

@@ -564,8 +564,9 @@ static CORE_RELEASES: &[PlatformRelease] = &[
     ),
 ];
 
-/// First and last system version each platform supports, where it differs from its family.
-fn supported_range(platform: &Platform) -> (u16, u16) {
+/// First and last system version a platform supports (the whole range unless it differs from
+/// its family's).
+pub fn supported_range(platform: &Platform) -> (u16, u16) {
     match platform.id {
         0 => (0, 1406),          // Core: last release 1.4.4
         6 | 8 | 10 => (0, 3302), // Photon, P1, Electron: last release 3.3.1

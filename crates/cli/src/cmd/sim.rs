@@ -1,6 +1,6 @@
 //! `modflash sim ...`: create, inspect, reset and remove virtual devices.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use modflash::sim::{Provision, SimStore};
@@ -120,10 +120,8 @@ pub struct CreateArgs {
     pub factory_app: Option<PathBuf>,
 }
 
-fn read_file(path: &PathBuf) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| {
-        CliError::usage(format!("cannot read {}: {e}", path.display())).with_help("check the path")
-    })
+fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    modflash::files::read_module_file(path).map_err(|e| modflash::Error::from(e).into())
 }
 
 /// Runs a `sim` subcommand.
@@ -208,8 +206,8 @@ fn create(store: &SimStore, args: CreateArgs) -> CmdResult {
         platform,
         release: args.device_os.clone(),
         modules,
-        user_app: args.user_app.as_ref().map(read_file).transpose()?,
-        factory_app: args.factory_app.as_ref().map(read_file).transpose()?,
+        user_app: args.user_app.as_deref().map(read_file).transpose()?,
+        factory_app: args.factory_app.as_deref().map(read_file).transpose()?,
     };
     let device = provision.build(&args.name)?;
     let handle = store.create(&args.name, device)?;

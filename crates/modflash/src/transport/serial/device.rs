@@ -33,7 +33,8 @@ impl SerialLink {
     /// platform.
     pub fn open(link: PortLink) -> Result<Self, Error> {
         let port = link.path().to_string();
-        let mut console = Console::new(link);
+        let usb_id = link.usb_id();
+        let mut console = Console::new(link).with_usb_id(usb_id);
         let known = console
             .listening_inventory()
             .map_err(Error::from)
