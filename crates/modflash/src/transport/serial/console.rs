@@ -153,7 +153,7 @@ impl<L: Link> Console<L> {
         self.link
     }
 
-    fn io(&self, action: &'static str) -> impl FnOnce(io::Error) -> SerialError + '_ {
+    pub(super) fn io(&self, action: &'static str) -> impl FnOnce(io::Error) -> SerialError + '_ {
         move |source| SerialError::Io {
             action,
             link: self.link.name(),
@@ -173,7 +173,7 @@ impl<L: Link> Console<L> {
         r.map_err(self.io("cannot set 14400 baud on"))
     }
 
-    fn send_key(&mut self, key: u8) -> Result<(), SerialError> {
+    pub(super) fn send_key(&mut self, key: u8) -> Result<(), SerialError> {
         let r = self.link.clear_input();
         r.map_err(self.io("cannot flush"))?;
         let r = self.link.write_all(&[key]);
