@@ -142,6 +142,10 @@ enum Command {
     /// Serial console: flash a module by YMODEM, monitor the port.
     #[command(subcommand)]
     Serial(cmd::serial::SerialCommand),
+    /// Give a device Wi-Fi credentials through its listening-mode console, as `particle
+    /// serial wifi` does (the password is asked without echo, or read from a file), or clear
+    /// them.
+    Wifi(cmd::wifi::WifiArgs),
     /// Virtual devices: create, show, reset, remove.
     #[command(subcommand)]
     Sim(cmd::sim::SimCommand),
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
         Command::Devices { json } => cmd::devices::run(json),
         Command::Dfu(c) => cmd::dfu::run(c),
         Command::Udev { install, rules_dir } => cmd::udev::run(install, rules_dir),
+        Command::Wifi(args) => cmd::wifi::run(args),
         Command::Sim(sim) => cmd::sim::run(sim),
     };
     match result {

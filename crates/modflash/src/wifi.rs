@@ -3,8 +3,12 @@
 //! as particle-cli's `serial wifi` gives them, or cleared the way a user clears them. The
 //! password is a [`Password`]: it is sent once and never printed, logged or reported.
 
+use std::io::Read;
+use std::path::Path;
+
 use modflash_device::wifi::{check, MAX_PASSWORD, MAX_SSID};
 use modflash_module::Platform;
+use zeroize::Zeroize;
 
 pub use crate::transport::serial::{Question, WifiVerdict};
 pub use crate::transport::CLEAR_WIFI_BY_HAND;
@@ -36,8 +40,62 @@ pub struct Configured {
     pub asked: Vec<Question>,
 }
 
-/// The refusal for a platform without Wi-Fi.
-fn require_wifi(session: &Session<'_>, what: &str) -> Result<&'static Platform, Error> {
+/// A security as particle-cli's credentials file spells it (`WPA2_AES`, `WPA_TKIP`,
+/// `WPA2_AES+TKIP`, `WEP`, `NONE`; any case, `-` for `_`), or a plain `none`, `wep`, `wpa`,
+/// `wpa2`. The cipher is AES unless one is named; only WPA and WPA2 name one.
+pub fn parse_security(text: &str) -> Option<(Security, Cipher)> {
+    let t = text.trim().to_ascii_lowercase().replace('-', "_");
+    let (kind, cipher) = t.split_once('_').unwrap_or((&t, ""));
+    let security = match kind {
+        "none" | "open" | "unsecured" => Security::Unsecured,
+        "wep" => Security::Wep,
+        "wpa" => Security::Wpa,
+        "wpa2" => Security::Wpa2,
+        _ => return None,
+    };
+    let cipher = match cipher {
+        "" => None,
+        "aes" => Some(Cipher::Aes),
+        "tkip" => Some(Cipher::Tkip),
+        "aes+tkip" | "tkip+aes" => Some(Cipher::AesTkip),
+        _ => return None,
+    };
+    if cipher.is_some() && !matches!(security, Security::Wpa | Security::Wpa2) {
+        return None;
+    }
+    Some((security, cipher.unwrap_or(Cipher::Aes)))
+}
+
+/// The password in the first line of `path` (`-`: standard input), without its line end:
+/// a password file keeps it off the command line and out of the shell's history.
+pub fn read_password(path: &Path) -> Result<Password, Error> {
+    let mut bytes = Vec::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin().read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes))
+    };
+    let result = read
+        .map(|_| {
+            let end = bytes
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(bytes.len());
+            let line = &bytes[..end];
+            Password::new(line.strip_suffix(b"\r").unwrap_or(line))
+        })
+        .map_err(|source| Error::Io {
+            action: "read the password from",
+            path: path.display().to_string(),
+            source,
+        });
+    bytes.zeroize();
+    result
+}
+
+/// The refusal for a platform without Wi-Fi (`what` is what was asked: "take Wi-Fi
+/// credentials"), before anything is sent.
+pub fn require_wifi(session: &Session<'_>, what: &str) -> Result<&'static Platform, Error> {
     let platform = session.platform();
     if platform.has_wifi() {
         return Ok(platform);
@@ -185,6 +243,45 @@ mod tests {
             cipher: Cipher::Aes,
             password: Password::new(password),
         }
+    }
+
+    #[test]
+    fn security_as_particle_cli_spells_it() {
+        assert_eq!(
+            parse_security("WPA2_AES"),
+            Some((Security::Wpa2, Cipher::Aes))
+        );
+        assert_eq!(parse_security("wpa2"), Some((Security::Wpa2, Cipher::Aes)));
+        assert_eq!(
+            parse_security("WPA_TKIP"),
+            Some((Security::Wpa, Cipher::Tkip))
+        );
+        assert_eq!(
+            parse_security("wpa2-aes+tkip"),
+            Some((Security::Wpa2, Cipher::AesTkip))
+        );
+        assert_eq!(
+            parse_security("NONE").map(|s| s.0),
+            Some(Security::Unsecured)
+        );
+        assert_eq!(parse_security("wep").map(|s| s.0), Some(Security::Wep));
+        for bad in ["wpa3", "wep_tkip", "none_aes", "wpa2_xyz", ""] {
+            assert_eq!(parse_security(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_password_is_the_first_line_of_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "correct horse\r\nsecond line\n").unwrap();
+        assert_eq!(read_password(&file).unwrap().expose(), b"correct horse");
+        let err = read_password(&dir.path().join("missing")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot read the password from "),
+            "{err}"
+        );
     }
 
     #[test]
