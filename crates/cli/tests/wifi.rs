@@ -70,7 +70,7 @@ fn wifi_over_a_served_pty_stores_them_and_the_password_shows_nowhere() {
     );
     assert!(serve.stop().success());
     let log = std::fs::read(home.path().join("w1.serve.log")).unwrap();
-    assert!(log.len() > 0 && !contains(&log, PASSWORD));
+    assert!(!log.is_empty() && !contains(&log, PASSWORD));
 
     let shown = home.show("w1");
     assert_eq!(
