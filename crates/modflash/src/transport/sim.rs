@@ -15,9 +15,7 @@ use modflash_module::{ModuleRef, Platform};
 use modflash_ymodem::SenderConfig;
 
 use super::dfu::{DfuInfo, DfuMemo, DfuOpError, DfuPort, DfuSession};
-use super::serial::{
-    Console, FlashReport, Link, Verdict, WifiAnswers, WifiExchange, WifiVerdict,
-};
+use super::serial::{Console, FlashReport, Link, Verdict, WifiAnswers, WifiExchange, WifiVerdict};
 use super::{AfterLeave, Capabilities, DeviceLink, ModeChange, Observation};
 use crate::error::Error;
 use crate::inventory::Inventory;

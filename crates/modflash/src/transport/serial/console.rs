@@ -25,7 +25,8 @@ const NEUTRAL_BAUD: u32 = 9_600;
 /// serve`, which checks the rate every 100 ms when it is not told) must see both.
 const RATE_HOLD_MS: u64 = 250;
 /// What to do when the console keeps talking but never answers.
-const CONSOLE_HELP: &str = "the device is not answering as its listening-mode console should: \
+pub(super) const CONSOLE_HELP: &str =
+    "the device is not answering as its listening-mode console should: \
      reset it, put it in listening mode (hold SETUP until the LED blinks blue) and run the \
      command again; make sure no other program writes to the port";
 

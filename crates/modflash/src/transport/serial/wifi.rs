@@ -19,6 +19,7 @@ use modflash_device::wifi::dialogue::{
 use modflash_device::wifi::{Cipher, Password, Security};
 use zeroize::Zeroize;
 
+use super::console::CONSOLE_HELP;
 use super::{Console, Link, SerialError};
 
 /// Waits for the next question: the device may scan for the network first (seconds on a
@@ -180,6 +181,9 @@ impl<L: Link> Console<L> {
     }
 
     /// Reads until a question or a verdict is in `text`; what follows it stays in `text`.
+    /// The first byte may take `first_ms`, a silence inside the text as long, and the whole
+    /// wait `first_ms` and [`Timeouts::answer_ms`](super::Timeouts) more: a device that keeps
+    /// printing something else is given up on. Errors never quote the device's text.
     fn wait_for_question(
         &mut self,
         text: &mut Vec<u8>,
@@ -199,6 +203,17 @@ impl<L: Link> Console<L> {
             } else {
                 last.saturating_add(first_ms.max(self.timeouts.reply_ms))
             };
+            let limit_ms = first_ms.saturating_add(self.timeouts.answer_ms);
+            if now >= start.saturating_add(limit_ms) {
+                return Err(SerialError::Deadline {
+                    step: "the device's next question of the Wi-Fi setup".into(),
+                    link: self.link_ref().name(),
+                    limit_ms,
+                    last: format!("it printed {} bytes, none of them a question", text.len()),
+                    help: CONSOLE_HELP,
+                    stats: None,
+                });
+            }
             if now >= until || text.len() > MAX_TEXT {
                 return Err(self.dialogue_error(format!(
                     "no question from the device within {} ms",
@@ -256,6 +271,74 @@ impl<L: Link> Console<L> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
+
+    /// A device that asks for the SSID, echoes the answer, then prints a log line every
+    /// 500 ms and never asks again (virtual clock).
+    struct Chatty {
+        now: u64,
+        out: Vec<u8>,
+        answered: bool,
+    }
+
+    impl Link for Chatty {
+        fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+            if self.out.is_empty() {
+                self.now += timeout.as_millis() as u64;
+                if self.answered {
+                    self.out.extend_from_slice(b"0000123 [app] INFO: tick\r\n");
+                }
+            }
+            let n = buf.len().min(self.out.len());
+            buf[..n].copy_from_slice(&self.out[..n]);
+            self.out.drain(..n);
+            Ok(n)
+        }
+        fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+            match bytes {
+                b"w" => self.out.extend_from_slice(b"SSID: "),
+                _ => {
+                    self.answered = true;
+                    self.out.extend_from_slice(&bytes[..bytes.len() - 1]);
+                    self.out.extend_from_slice(b"\r\n");
+                }
+            }
+            Ok(())
+        }
+        fn set_baud(&mut self, _: u32) -> io::Result<()> {
+            Ok(())
+        }
+        fn clear_input(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn now_ms(&self) -> u64 {
+            self.now
+        }
+        fn name(&self) -> String {
+            "test link".into()
+        }
+    }
+
+    #[test]
+    fn a_device_that_keeps_printing_is_given_up_on_in_time() {
+        let mut c = Console::new(Chatty {
+            now: 0,
+            out: Vec::new(),
+            answered: false,
+        });
+        let none = Password::default();
+        let answers = WifiAnswers {
+            ssid: "home",
+            security: Security::Unsecured,
+            cipher: Cipher::Aes,
+            password: &none,
+        };
+        let err = c.configure_wifi(&answers).unwrap_err();
+        assert!(matches!(err, SerialError::Deadline { .. }), "{err}");
+        let limit = QUESTION_MS + c.timeouts.answer_ms;
+        assert!(c.link_ref().now <= limit + 1_000, "{}", c.link_ref().now);
+        assert!(!err.to_string().contains("tick"), "{err}");
+    }
 
     #[test]
     fn questions_are_heard_in_full_and_in_order() {
