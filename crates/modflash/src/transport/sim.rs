@@ -560,6 +560,17 @@ impl DeviceLink for SimLink<'_> {
 
     fn wifi_configure(&mut self, answers: &WifiAnswers<'_>) -> Result<WifiExchange, Error> {
         let reference = self.reference.clone();
+        let platform = self.platform();
+        if !modflash_device::wifi::models_credentials(platform) {
+            return Err(super::unsupported(
+                reference,
+                &format!(
+                    "take Wi-Fi credentials: the virtual {} does not model them (a real one keeps them in its Wi-Fi module)",
+                    platform.display_name
+                ),
+                "use a virtual Photon, P1, Argon, P2 or M-SoM",
+            ));
+        }
         let device = self.device_mut();
         if !device.enter_listening() {
             return Err(listening_refused(
