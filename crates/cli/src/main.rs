@@ -154,6 +154,10 @@ enum Command {
         #[arg(long, default_value_t = 9600)]
         baud: u32,
     },
+    /// Give a device Wi-Fi credentials through its listening-mode console, as `particle
+    /// serial wifi` does (the password is asked without echo, or read from a file), or clear
+    /// them.
+    Wifi(cmd::wifi::WifiArgs),
     /// Virtual devices: create, show, reset, remove.
     #[command(subcommand)]
     Sim(cmd::sim::SimCommand),
@@ -215,6 +219,7 @@ fn main() -> ExitCode {
         Command::Devices { json } => cmd::devices::run(json),
         Command::Dfu(c) => cmd::dfu::run(c),
         Command::Udev { install, rules_dir } => cmd::udev::run(install, rules_dir),
+        Command::Wifi(args) => cmd::wifi::run(args),
         Command::Sim(sim) => cmd::sim::run(sim),
     };
     match result {

@@ -55,6 +55,7 @@ impl Device {
                 events: Vec::new(),
                 factory_reset_requested: false,
                 boot_request: None,
+                settings_reset_requested: false,
                 watchdog_retries: 0,
                 control_transfers: 0,
                 flash_stats: FlashStats::default(),

@@ -203,6 +203,8 @@ fn explains_mode(event: &DeviceEvent) -> bool {
         | E::ListeningEntered
         | E::ListeningLeft
         | E::WifiSaved { .. }
+        | E::WifiNotSaved { .. }
+        | E::WifiCleared(_)
         | E::Text(_) => false,
     }
 }

@@ -31,6 +31,7 @@ pub mod session;
 pub mod sim;
 pub mod transport;
 pub mod twin;
+pub mod wifi;
 
 pub use devref::DeviceRef;
 pub use error::{Error, Result};

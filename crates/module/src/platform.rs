@@ -697,6 +697,18 @@ impl Layout {
 }
 
 impl Platform {
+    /// The platform joins Wi-Fi networks with credentials a user gives it: its Device OS
+    /// builds the Wi-Fi setup console, whose listening-mode key `w` takes an SSID, a
+    /// security type and a password (`system/src/system_setup.cpp`). That is every platform
+    /// with `HAL_PLATFORM_WIFI` but not `HAL_PLATFORM_WIFI_SCAN_ONLY`
+    /// (`hal/src/*/hal_platform_config.h`, `system/src/system_listening_mode.cpp` [v6.2.0]),
+    /// and the Core, whose CC3000 firmware has the same key. The Tracker and Tracker-M scan
+    /// for Wi-Fi networks only (geolocation); cellular platforms have no Wi-Fi.
+    pub fn has_wifi(&self) -> bool {
+        // core, photon, p1, argon, asom, p2, msom
+        matches!(self.id, 0 | 6 | 8 | 12 | 22 | 32 | 35)
+    }
+
     /// Every memory map this platform has had, oldest first (empty when unknown).
     pub fn layouts(&self) -> &'static [Layout] {
         match (self.family, self.id) {
@@ -1186,6 +1198,8 @@ pub mod dct {
     pub const OTA_UPDATE_FLAG: usize = 1753;
     /// Value of [`OTA_UPDATE_FLAG`] that requests the update.
     pub const OTA_UPDATE_PENDING: u8 = 0xA5;
+    /// WICED country code (4 bytes: two letters and a revision digit).
+    pub const COUNTRY_CODE: usize = 1758;
     /// Claim code (63 bytes).
     pub const CLAIM_CODE: usize = 1762;
     /// Version string (32 bytes).

@@ -22,6 +22,7 @@ pub fn device_json(name: &str, d: &Device) -> Value {
         "reset_reason": d.state.reset_reason,
         "device_os": d.device_os(),
         "describe": serde_json::from_str::<Value>(&describe(d)).unwrap_or(Value::Null),
+        "wifi": d.wifi_networks(),
         "events": d.state.events.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "stats": {
             "control_transfers": d.state.control_transfers,
@@ -78,6 +79,25 @@ pub fn print_device(name: &str, d: &Device, json_output: bool) {
             info.slot(),
             info.version
         );
+    }
+    if let Some(networks) = d.wifi_networks() {
+        let list: Vec<String> = networks
+            .iter()
+            .map(|n| {
+                let security = match n.security {
+                    "none" => "open".to_string(),
+                    s => s.to_uppercase().replace('_', "/"),
+                };
+                let cipher = n.cipher.map(|c| format!(" {c}")).unwrap_or_default();
+                format!("\"{}\" ({security}{cipher})", n.ssid)
+            })
+            .collect();
+        let list = if list.is_empty() {
+            "no networks".to_string()
+        } else {
+            list.join(", ")
+        };
+        println!("  wifi     {list}");
     }
     let recent: Vec<_> = d.state.events.iter().rev().take(6).collect();
     for (i, e) in recent.iter().rev().enumerate() {

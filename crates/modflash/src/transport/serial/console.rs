@@ -26,7 +26,8 @@ const NEUTRAL_BAUD: u32 = 9_600;
 /// serve`, which checks the rate every 100 ms when it is not told) must see both.
 const RATE_HOLD_MS: u64 = 250;
 /// What to do when the console keeps talking but never answers.
-const CONSOLE_HELP: &str = "the device is not answering as its listening-mode console should: \
+pub(super) const CONSOLE_HELP: &str =
+    "the device is not answering as its listening-mode console should: \
      reset it, put it in listening mode (hold SETUP until the LED blinks blue) and run the \
      command again; make sure no other program writes to the port";
 
@@ -164,7 +165,7 @@ impl<L: Link> Console<L> {
         self.link
     }
 
-    fn io(&self, action: &'static str) -> impl FnOnce(io::Error) -> SerialError + '_ {
+    pub(super) fn io(&self, action: &'static str) -> impl FnOnce(io::Error) -> SerialError + '_ {
         move |source| SerialError::Io {
             action,
             link: self.link.name(),
@@ -184,7 +185,7 @@ impl<L: Link> Console<L> {
         r.map_err(self.io("cannot set 14400 baud on"))
     }
 
-    fn send_key(&mut self, key: u8) -> Result<(), SerialError> {
+    pub(super) fn send_key(&mut self, key: u8) -> Result<(), SerialError> {
         let r = self.link.clear_input();
         r.map_err(self.io("cannot flush"))?;
         let r = self.link.write_all(&[key]);

@@ -6,7 +6,9 @@ use std::time::Duration;
 use modflash_module::Platform;
 use modflash_ymodem::SenderConfig;
 
-use super::{Console, FlashReport, PortLink, Verdict, LISTENING_BAUD};
+use super::{
+    Console, FlashReport, PortLink, Verdict, WifiAnswers, WifiExchange, WifiVerdict, LISTENING_BAUD,
+};
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::progress::{Cancel, Observer};
@@ -198,6 +200,21 @@ impl DeviceLink for SerialLink {
                  mode hold SETUP through RESET until the LED blinks magenta)",
             )),
         }
+    }
+
+    fn wifi_configure(&mut self, answers: &WifiAnswers<'_>) -> Result<WifiExchange, Error> {
+        self.console.enter_listening()?;
+        self.listening = true;
+        let exchange = self.console.configure_wifi(answers);
+        match &exchange {
+            // Saved: the device left listening mode to connect; an `x` now would go to the
+            // application.
+            Ok(e) if e.verdict == WifiVerdict::Saved => self.listening = false,
+            _ => {
+                let _ = self.console.wait_quiet(300);
+            }
+        }
+        Ok(exchange?)
     }
 
     /// Sends the device back to what it was running.
