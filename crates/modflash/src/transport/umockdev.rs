@@ -62,6 +62,13 @@ struct Api {
 #[error("{0}")]
 pub struct UmockdevError(String);
 
+impl UmockdevError {
+    /// An error saying `what` went wrong with the test bed.
+    pub fn new(what: impl Into<String>) -> Self {
+        Self(what.into())
+    }
+}
+
 /// The loaded umockdev library.
 pub struct Umockdev {
     api: Api,
