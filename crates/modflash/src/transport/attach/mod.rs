@@ -119,6 +119,16 @@ impl Port {
             device.elapse(step.min(due.saturating_sub(now)));
         }
     }
+
+    /// Lets a pending mode change happen now (the command has ended; the device acts after
+    /// its delay whether or not a host is still there).
+    fn settle(&self) {
+        let mut device = lock(&self.device);
+        if let Some(due) = device.control_deadline() {
+            let now = device.flash().stats().modelled_us;
+            device.elapse(due.saturating_sub(now));
+        }
+    }
 }
 
 /// Options of [`attach`].
@@ -302,6 +312,9 @@ pub fn attach(
         }),
         Err(_) => 1,
     };
+    for port in &ports {
+        port.settle();
+    }
     let devices = ports.iter().map(|p| lock(&p.device).clone()).collect();
     Ok(Attached {
         devices,
@@ -391,6 +404,25 @@ mod tests {
             "the wait counts exactly once on the modelled clock"
         );
         assert!(d.control_deadline().is_none());
+    }
+
+    #[test]
+    fn a_mode_change_still_pending_at_the_end_happens() {
+        let mut d = device(6).release("1.5.0").powered_on();
+        let service = |request: u8, index: u16| modflash_dfu::Setup {
+            request_type: 0xC0,
+            request,
+            value: 0,
+            index,
+            length: 64,
+        };
+        // Safe mode (type 60), asked for just before the command ends.
+        let init = d.control(service(1, 60), &[]).unwrap();
+        let id = u16::from_le_bytes([init[6], init[7]]);
+        d.control(service(2, id), &[]).unwrap();
+        let p = port(d);
+        p.settle();
+        assert_eq!(lock(&p.device).state.mode, modflash_device::Mode::SafeMode);
     }
 
     #[test]
