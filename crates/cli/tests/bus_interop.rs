@@ -1,7 +1,8 @@
 //! Several virtual devices on one emulated USB bus (`modflash sim attach A B C -- …`, umockdev),
 //! seen by modflash's own libusb transport as hardware on a desk: `devices` lists each under its
 //! own id and port, `flash --device all` flashes every one, and without `--device` a terminal is
-//! asked which device while a script is told the `--device` values.
+//! asked which device while a script is told the `--device` values. Each device's serial port
+//! is on the bus too, and `sim serve` beside `sim attach` links to it.
 //!
 //! Skipped with a loud notice when umockdev is missing, unless `MODFLASH_REQUIRE_INTEROP=1`,
 //! which makes that a failure.
@@ -153,5 +154,50 @@ fn without_device_a_terminal_is_asked_and_a_script_is_told_the_choices() {
     assert!(
         screen.contains("system part 2"),
         "no modules shown:\n{screen}"
+    );
+}
+
+#[test]
+fn the_serial_port_is_on_the_bus_and_sim_serve_links_to_it() {
+    if !bus("the_serial_port_is_on_the_bus_and_sim_serve_links_to_it") {
+        return;
+    }
+    let h = home();
+    h.create("d", "photon", "2.2.0");
+    let id = device_id(&h, "d");
+    // On the bus: the CDC port as /dev/ttyACM0, with the device's USB ids and serial number.
+    let (code, listing, err) = on_bus(&h, &["d"], &["devices"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("serial:/dev/ttyACM0 ")
+                && l.contains(" photon ")
+                && l.contains(&id)),
+        "{listing}"
+    );
+    let (code, out, err) = on_bus(&h, &["d"], &["modules", "--device", "serial:/dev/ttyACM0"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("system part 2"), "{out}");
+
+    // Beside the attach, `sim serve` links to the port the attach serves.
+    let link = h.file("d.tty");
+    let script = format!(
+        "{BIN} sim serve d --serial-link {link} & serve=$!; \
+         for i in $(seq 100); do [ -e {link} ] && break; sleep 0.05; done; \
+         {BIN} modules --device serial:{link}; code=$?; kill $serve; wait $serve; exit $code",
+        link = path_arg(&link)
+    );
+    let (code, out, err) = h.run_text(&["sim", "attach", "d", "--", "sh", "-c", &script]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("every module passes every check"), "{out}");
+    assert!(
+        out.contains("sim:d is on an emulated USB bus (sim attach), which serves its serial port"),
+        "{out}"
+    );
+    assert!(!link.exists(), "sim serve removes its link");
+    assert!(
+        !h.path().join("sims/d.tty").exists(),
+        "sim attach removes the port it published"
     );
 }

@@ -44,7 +44,7 @@ pub enum SimError {
     #[error("virtual device `{0}` is in use by another modflash process")]
     #[diagnostic(
         code(modflash::sim::busy),
-        help("wait for the other command (e.g. `sim serve` or `sim attach`) to finish")
+        help("wait for the other command (e.g. `sim serve` or `sim attach`) to finish; `sim serve` can run beside `sim attach` when the attach starts first (it links to the serial port the attach serves)")
     )]
     Busy(String),
     /// A name pattern that is not one.
@@ -287,6 +287,12 @@ impl SimStore {
             .into_iter()
             .filter(|n| matcher.matches(n))
             .collect())
+    }
+
+    /// Where `sim attach` links the serial port of device `name` while the device is on an
+    /// emulated bus; `sim serve` links to it there instead of opening the device.
+    pub fn attached_serial_port(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.tty"))
     }
 
     /// True when a device of that name exists.

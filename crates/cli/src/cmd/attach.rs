@@ -43,9 +43,22 @@ pub fn run(store: &SimStore, specs: &[String], command: &[OsString], trace: bool
     };
     let mut handles = open_all(store, specs)?;
     let devices = handles.iter().map(|h| h.device.clone()).collect();
+    // Each serial port is published in the store, where `sim serve NAME` finds it.
+    let serial_links = handles
+        .iter()
+        .map(|h| store.attached_serial_port(h.name()))
+        .collect();
     // Ctrl-C reaches the command; modflash stays to save the devices.
     let _cancel = crate::signals::catch();
-    let result = attach(devices, program, args, &AttachOptions { trace });
+    let result = attach(
+        devices,
+        program,
+        args,
+        &AttachOptions {
+            trace,
+            serial_links,
+        },
+    );
     crate::signals::release();
     let attached = result
         .map_err(modflash::Error::from)

@@ -24,10 +24,12 @@
 mod bus;
 mod control;
 mod node;
+mod serial;
 mod uevent;
 mod wake;
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -136,6 +138,9 @@ impl Port {
 pub struct AttachOptions {
     /// Print every ioctl, control transfer and replug on standard error.
     pub trace: bool,
+    /// Where to link each device's serial port (in the order of the devices) while attached,
+    /// for programs outside the bus (`sim serve` links to it); a shorter list links fewer.
+    pub serial_links: Vec<PathBuf>,
 }
 
 /// What happened while attached.
@@ -252,7 +257,7 @@ pub fn attach(
             })
         })
         .collect();
-    let mut bus = Bus::new(testbed, ports.len(), options.trace);
+    let mut bus = Bus::new(testbed, ports.len(), &options.serial_links, options.trace);
     for port in &ports {
         bus.replug(port).map_err(AttachError::Bus)?;
     }
