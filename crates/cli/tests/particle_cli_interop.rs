@@ -2,7 +2,8 @@
 //! (`modflash sim attach`): virtual Photons (Device OS 1.5.0 and 2.2.0) and an Argon (2.2.0)
 //! answer its control requests as hardware does — `usb list` in normal and DFU mode, the mode
 //! commands, `flash --local` of an app from normal mode (into DFU mode and back) and of a Gen3
-//! bootloader (control requests 250–253).
+//! bootloader (control requests 250–253), and `serial identify`, which finds the serial port
+//! (udevadm) and asks over control requests.
 //!
 //! Skipped with a loud notice when particle-cli, node 22 or umockdev are missing, unless
 //! `MODFLASH_REQUIRE_INTEROP=1`, which makes that a failure (`.ci/run` installs them).
@@ -15,7 +16,7 @@ use std::time::Duration;
 use common::{home, user_version};
 use modflash_module::release::platform_release;
 use modflash_module::ModuleFunction;
-use modflash_testkit::interop::{particle_cli, skip, ParticleCli};
+use modflash_testkit::interop::{particle_cli, skip, tools, ParticleCli};
 use modflash_testkit::process::output_within;
 use modflash_testkit::{fixture_path, path_arg, text, Home};
 use serde_json::Value;
@@ -301,4 +302,29 @@ fn request_types_are_read_from_the_trace() {
                  [attach] port 1: 40 03 wValue=0000 wIndex=0001 wLength=16 -> ok\n\
                  [attach] port 1: c0 01 wValue=0400 wIndex=00fd wLength=64 -> 8 bytes\n";
     assert_eq!(request_types(trace), [250, 253]);
+}
+
+#[test]
+fn serial_identify_finds_the_port_and_asks_over_control_requests() {
+    let test = "serial_identify_finds_the_port_and_asks_over_control_requests";
+    let Some(cli) = peers(test) else {
+        return;
+    };
+    if tools(test, &["udevadm"], "apt-get install udev").is_none() {
+        return;
+    }
+    let h = home();
+    h.create("photon", "photon", "2.2.0");
+    let id = device_id(&h, "photon");
+    let out = particle_ok(&h, &cli, &["photon"], &["serial", "list"]);
+    assert!(
+        out.contains(&format!("/dev/ttyACM0 - Photon - {id}")),
+        "{out}"
+    );
+    let out = particle_ok(&h, &cli, &["photon"], &["serial", "identify"]);
+    assert!(out.contains(&format!("Your device id is {id}")), "{out}");
+    assert!(
+        out.contains("Your system firmware version is 2.2.0"),
+        "{out}"
+    );
 }
