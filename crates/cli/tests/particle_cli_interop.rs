@@ -262,38 +262,71 @@ fn request_types(trace: &str) -> Vec<u16> {
         .collect()
 }
 
+/// The DFU data blocks a trace shows written: DNLOADs with a block number ≥ 2 and data (block 0
+/// carries DfuSe commands such as the leave's address; an empty one is the leave itself).
+fn dfu_data_blocks(trace: &str) -> usize {
+    trace
+        .lines()
+        .filter_map(|l| l.split(": 21 01 wValue=").nth(1))
+        .filter(|rest| {
+            let block = rest.get(..4).and_then(|v| u16::from_str_radix(v, 16).ok());
+            let length = rest
+                .split("wLength=")
+                .nth(1)
+                .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok());
+            block.is_some_and(|b| b >= 2) && length.is_some_and(|n| n > 0)
+        })
+        .count()
+}
+
 #[test]
 fn flash_local_of_a_gen3_bootloader_goes_through_control_requests() {
     let Some(cli) = peers("flash_local_of_a_gen3_bootloader_goes_through_control_requests") else {
         return;
     };
     let h = home();
-    h.create("argon", "argon", "2.2.0");
-    assert_eq!(bootloader_version(&h.show("argon")), Some(1006));
     let file = argon_bootloader_310(&h);
-    let out = particle(
-        &h,
-        &cli,
-        &["argon"],
-        true,
-        &["flash", "--local", path_arg(&file)],
-    );
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(
-        out.status.success() && stdout.contains("Flash success!"),
-        "{stdout}\n{stderr}"
-    );
-    let types = request_types(&stderr);
-    for (ty, what) in [(250, "START"), (253, "DATA"), (251, "FINISH")] {
-        assert!(types.contains(&ty), "no {what} ({ty}) in {types:?}");
+    // From normal mode; and from DFU mode, where particle-cli resets the device into its
+    // firmware and waits for it to come back on the bus (a long-lived libusb client: it sees
+    // the DFU node go and the normal one appear through udev's hotplug messages).
+    for start_in_dfu in [false, true] {
+        let name = if start_in_dfu { "argon-dfu" } else { "argon" };
+        h.create(name, "argon", "2.2.0");
+        if start_in_dfu {
+            h.hold_into_dfu(name);
+        }
+        assert_eq!(bootloader_version(&h.show(name)), Some(1006));
+        let out = particle(
+            &h,
+            &cli,
+            &[name],
+            true,
+            &["flash", "--local", path_arg(&file)],
+        );
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.success() && stdout.contains("Flash success!"),
+            "{name}: {stdout}\n{stderr}"
+        );
+        if start_in_dfu {
+            assert!(
+                stdout.contains("Switching device to normal mode"),
+                "{stdout}"
+            );
+        }
+        let types = request_types(&stderr);
+        for (ty, what) in [(250, "START"), (253, "DATA"), (251, "FINISH")] {
+            assert!(types.contains(&ty), "{name}: no {what} ({ty}) in {types:?}");
+        }
+        assert_eq!(
+            dfu_data_blocks(&stderr),
+            0,
+            "{name}: the bootloader went over DFU:\n{stderr}"
+        );
+        let after = h.show(name);
+        assert_eq!(bootloader_version(&after), Some(1100), "{after:#}");
+        assert_eq!(after["mode"], "app", "{after:#}");
     }
-    assert!(
-        !stderr.contains("(Dfu mode"),
-        "the bootloader went over DFU:\n{stderr}"
-    );
-    let after = h.show("argon");
-    assert_eq!(bootloader_version(&after), Some(1100), "{after:#}");
-    assert_eq!(after["mode"], "app", "{after:#}");
 }
 
 #[test]
@@ -302,6 +335,10 @@ fn request_types_are_read_from_the_trace() {
                  [attach] port 1: 40 03 wValue=0000 wIndex=0001 wLength=16 -> ok\n\
                  [attach] port 1: c0 01 wValue=0400 wIndex=00fd wLength=64 -> 8 bytes\n";
     assert_eq!(request_types(trace), [250, 253]);
+    let dfu = "[attach] port 1: 21 01 wValue=0000 wIndex=0000 wLength=5 -> ok\n\
+               [attach] port 1: 21 01 wValue=0002 wIndex=0000 wLength=4096 -> ok\n\
+               [attach] port 1: 21 01 wValue=0002 wIndex=0000 wLength=0 -> ok\n";
+    assert_eq!(dfu_data_blocks(dfu), 1);
 }
 
 #[test]
