@@ -16,13 +16,16 @@ fn main() {
     };
     let result = (|| -> Result<(), String> {
         let p = platform_by_name(platform).ok_or(format!("unknown platform {platform}"))?;
-        let r = platform_release(p, release)
-            .ok_or(format!("{platform} has no Device OS {release} in the release table"))?;
+        let r = platform_release(p, release).ok_or(format!(
+            "{platform} has no Device OS {release} in the release table"
+        ))?;
         let names: Vec<&str> = r.modules_for(p).map(|m| m.file_name).collect();
         let module = r
             .modules_for(p)
             .find(|m| m.file_name == name.as_str())
-            .ok_or(format!("Device OS {release} has no {name} (it has {names:?})"))?;
+            .ok_or(format!(
+                "Device OS {release} has no {name} (it has {names:?})"
+            ))?;
         std::fs::write(output, synth::synthesize(p, &module))
             .map_err(|e| format!("cannot write {output}: {e}"))
     })();
