@@ -1,8 +1,13 @@
 //! The catalogue: Device OS module files the user has (a `--catalog DIR`, the modflash home
-//! catalogue kept by `modflash catalog add`, in [`store`]), and for virtual devices the
+//! catalogue kept by `modflash catalog add`, in [`store`], filled from files, folders, zip
+//! archives and particle-cli's folders by [`add`] and [`sources`], listed by release in
+//! [`releases`]), and for virtual devices the
 //! synthetic modules of the release table. Indexed by platform, function, index, version and
 //! SHA-256.
 
+pub mod add;
+pub mod releases;
+pub mod sources;
 pub mod store;
 
 use std::fmt;

@@ -317,6 +317,7 @@ pub fn release_targets(
                         m.file_name,
                         platform.display_name
                     ),
+                    page: crate::catalog::releases::release_page(release),
                 })
             }
         }
