@@ -181,6 +181,24 @@ fn a_plan_names_the_files_as_they_were_in_the_archive() {
         out.contains(&format!("{PART2} (modflash catalogue)")),
         "{out}"
     );
+
+    // `--catalog DIR` reads the archives in a folder too, and names entries where they are.
+    let other = home();
+    let dir = other.file("release");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(&zip, dir.join("photon.zip")).unwrap();
+    other.create("d", "photon", "0.5.2");
+    let out = other.ok(&[
+        "plan",
+        "--device-os",
+        "1.5.0",
+        "--device",
+        "sim:d",
+        "--catalog",
+        path_arg(&dir),
+    ]);
+    let entry = format!("{}: a/{PART1}", dir.join("photon.zip").display());
+    assert!(out.contains(&entry), "{out}");
 }
 
 #[test]

@@ -76,8 +76,7 @@ impl Wanted {
     pub fn user_catalog(&self, observer: &mut dyn Observer) -> Result<Catalog, Error> {
         let mut catalog = Catalog::load_home(observer);
         for dir in &self.catalogs {
-            let (c, _skipped) = Catalog::load_dir(dir)?;
-            catalog.extend(c);
+            catalog.extend(Catalog::load_dir(dir)?);
         }
         Ok(catalog)
     }
