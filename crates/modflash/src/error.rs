@@ -12,6 +12,7 @@ use crate::inventory::InventoryError;
 use crate::plan::PlanError;
 use crate::sim::SimError;
 use crate::transport::attach::AttachError;
+use crate::transport::control::ControlError;
 use crate::transport::dfu::DfuOpError;
 use crate::transport::serial::{FlashReport, SerialError};
 use crate::transport::usb::UsbError;
@@ -38,6 +39,10 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Dfu(#[from] DfuOpError),
+    /// A Particle control request failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Control(#[from] ControlError),
     /// The emulated USB bus could not run.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -226,6 +231,7 @@ impl Error {
             | Self::NotAsPredicted { .. } => true,
             Self::Sim(_)
             | Self::Serial(_)
+            | Self::Control(_)
             | Self::Usb(_)
             | Self::Attach(_)
             | Self::Inventory(_)

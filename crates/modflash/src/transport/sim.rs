@@ -1,19 +1,25 @@
 //! A virtual device as a connection, in-process: its DfuSe handler as a control pipe
-//! ([`SimControl`]), its listening-mode console as a serial link on a virtual clock
-//! ([`ConsoleLink`]), and [`SimLink`], the device as the executor drives it — a stored
-//! `sim:NAME` (saved when closed) or a device borrowed from the caller (a planner's twin).
+//! ([`SimControl`]), its firmware's EP0 for Particle's vendor requests ([`SimVendor`]), its
+//! listening-mode console as a serial link on a virtual clock ([`ConsoleLink`]), and
+//! [`SimLink`], the device as the executor drives it — a stored `sim:NAME` (saved when
+//! closed) or a device borrowed from the caller (a planner's twin).
 
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
+use modflash_control::proto::{
+    DfuModeRequest, SafeModeRequest, StartListeningModeRequest, StopListeningModeRequest,
+    SystemResetRequest,
+};
 use modflash_device::console::{Console as DeviceConsole, ConsoleConfig};
-use modflash_device::{Device, Mode, ResetReason};
+use modflash_device::{ControlProtocol, Device, Mode, ResetReason};
 use modflash_dfu::descriptor::ConfigDescriptor;
 use modflash_dfu::{Control, Setup, TransferError};
 use modflash_module::{ModuleRef, Platform};
 use modflash_ymodem::SenderConfig;
 
+use super::control::{ControlClient, ControlError, UpdateVerdict, VendorPipe};
 use super::dfu::{DfuInfo, DfuMemo, DfuOpError, DfuPort, DfuSession};
 use super::serial::{Console, FlashReport, Link, Verdict};
 use super::{AfterLeave, Capabilities, DeviceLink, ModeChange, Observation};
@@ -98,6 +104,63 @@ impl DfuPort for SimControl<'_> {
         self.device
             .dfu_set_alt(alt)
             .map_err(|_| TransferError::Stall)
+    }
+}
+
+/// A virtual device's EP0 for Particle's vendor requests while its firmware runs
+/// ([`Device::control`]), in-process, on its modelled clock: waiting lets modelled time pass
+/// ([`Device::elapse`]), so a mode change requested over USB happens as on the device.
+pub struct SimVendor<'a> {
+    device: &'a mut Device,
+}
+
+impl<'a> SimVendor<'a> {
+    /// The vendor pipe of `device`.
+    pub fn new(device: &'a mut Device) -> Self {
+        Self { device }
+    }
+
+    /// The device behind the pipe.
+    pub fn device(&mut self) -> &mut Device {
+        self.device
+    }
+
+    /// Lets modelled time pass until a mode change the device has scheduled (a reset, DFU or
+    /// safe mode asked for over USB) has happened.
+    pub fn settle(&mut self) {
+        if let Some(at) = self.device.control_deadline() {
+            let now = self.device.flash_stats().modelled_us;
+            self.device.elapse(at.saturating_sub(now));
+        }
+    }
+}
+
+impl VendorPipe for SimVendor<'_> {
+    /// A stall is the firmware's answer; a device in DFU mode, off or crash-looping has no
+    /// normal-mode USB device to talk to.
+    fn transfer(
+        &mut self,
+        setup: &Setup,
+        data: &[u8],
+        _timeout_ms: u32,
+    ) -> Result<Vec<u8>, TransferError> {
+        if matches!(self.device.state.mode, Mode::Dfu | Mode::Off | Mode::Panic) {
+            return Err(TransferError::NoDevice);
+        }
+        let mut reply = self
+            .device
+            .control(*setup, data)
+            .map_err(|_| TransferError::Stall)?;
+        reply.truncate(usize::from(setup.length));
+        Ok(reply)
+    }
+
+    fn wait(&mut self, ms: u32) {
+        self.device.elapse(u64::from(ms) * 1000);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.device.flash_stats().modelled_us / 1000
     }
 }
 
@@ -259,7 +322,7 @@ pub struct SimLink<'d> {
     backing: Backing<'d>,
     /// The DFU session between operations, with the connection it belongs to.
     dfu: Option<(Option<u64>, DfuMemo)>,
-    /// Control transfers of DFU sessions that ended.
+    /// Control transfers of DFU sessions that ended, and of control requests.
     transfers: u64,
 }
 
@@ -299,6 +362,27 @@ impl<'d> SimLink<'d> {
             Backing::Stored(h) => &mut h.device,
             Backing::Borrowed(d) => d,
         }
+    }
+
+    /// Runs `f` with a control-request client on the device's vendor pipe, counting its
+    /// transfers; then lets a mode change it asked for happen.
+    fn with_control<T>(
+        &mut self,
+        f: impl FnOnce(&mut ControlClient<'_>) -> Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
+        let mut pipe = SimVendor::new(self.device_mut());
+        let mut client = ControlClient::new(&mut pipe);
+        let result = f(&mut client);
+        let sent = client.transfers();
+        pipe.settle();
+        self.transfers += sent;
+        result
+    }
+
+    /// The firmware answers Particle's service requests now.
+    fn speaks_control_requests(&self) -> bool {
+        let d = self.device();
+        d.control_protocol() == ControlProtocol::Service
     }
 
     /// Runs `f` on a DFU session with the device, resuming the previous one while the device
@@ -354,6 +438,7 @@ impl DeviceLink for SimLink<'_> {
         Capabilities {
             dfu: true,
             serial: true,
+            usb: true,
             synthetic_modules: true,
         }
     }
@@ -456,8 +541,10 @@ impl DeviceLink for SimLink<'_> {
         })
     }
 
-    /// As the device's own requests do it: a reset, the DFU and safe-mode boot requests, the
-    /// listening-mode entry and exit, a DFU leave.
+    /// As a host asks it over USB when the firmware answers Particle's control requests
+    /// (reset 40, DFU 50, safe mode 60, listening mode 70 / 71, each acted on as the device
+    /// does: a mode change 1 s of modelled time after the reply); otherwise as the device's
+    /// own requests do it (the baud-rate tricks, a reset, a DFU leave).
     fn change_mode(
         &mut self,
         change: ModeChange,
@@ -465,6 +552,28 @@ impl DeviceLink for SimLink<'_> {
     ) -> Result<Option<&'static str>, Error> {
         let reference = self.reference.clone();
         let mode = self.device().state.mode;
+        if self.speaks_control_requests() {
+            let asked = match (change, mode) {
+                (ModeChange::Reset, _) | (ModeChange::Normal, Mode::SafeMode) => {
+                    Some(self.with_control(|c| c.command(&SystemResetRequest {})))
+                }
+                (ModeChange::Dfu, _) => Some(self.with_control(|c| c.command(&DfuModeRequest {}))),
+                (ModeChange::Safe, _) => {
+                    Some(self.with_control(|c| c.command(&SafeModeRequest {})))
+                }
+                (ModeChange::Listening, _) => {
+                    Some(self.with_control(|c| c.command(&StartListeningModeRequest {})))
+                }
+                (ModeChange::Normal, Mode::Listening) => {
+                    Some(self.with_control(|c| c.command(&StopListeningModeRequest {})))
+                }
+                (ModeChange::Normal, _) => None,
+            };
+            if let Some(asked) = asked {
+                asked?;
+                return Ok(Some(self.device().state.mode.name()));
+            }
+        }
         let wrong_mode = |help: &str| Error::WrongMode {
             device: reference.clone(),
             mode: mode.name().into(),
@@ -504,6 +613,35 @@ impl DeviceLink for SimLink<'_> {
             },
         }
         Ok(Some(self.device().state.mode.name()))
+    }
+
+    /// Through the firmware's own control-request handlers on the modelled clock: the same
+    /// transfers a host sends over USB, validated by the device's OTA path.
+    fn usb_flash(
+        &mut self,
+        data: &[u8],
+        observer: &mut dyn Observer,
+        cancel: &Cancel,
+    ) -> Result<UpdateVerdict, Error> {
+        let mode = self.device().state.mode;
+        if !self.speaks_control_requests() {
+            let help = match self.device().control_protocol() {
+                ControlProtocol::None if mode == Mode::Dfu => {
+                    "leave DFU mode first (`modflash mode normal`), or use --via dfu"
+                }
+                ControlProtocol::None if matches!(mode, Mode::Off | Mode::Panic) => {
+                    "its firmware does not run: `modflash doctor` says why; use --via dfu"
+                }
+                _ => "its Device OS answers control requests from 0.8.0 on: use --via dfu or --via serial",
+            };
+            return Err(Error::WrongMode {
+                device: self.reference.clone(),
+                mode: mode.name().into(),
+                what: "take a module through USB control requests".into(),
+                help: help.into(),
+            });
+        }
+        Ok(self.with_control(|c| c.firmware_update(data, observer, cancel))?)
     }
 
     fn serial_flash(

@@ -776,6 +776,7 @@ impl DeviceLink for UsbLink {
         Capabilities {
             dfu: true,
             serial: false,
+            usb: true,
             synthetic_modules: false,
         }
     }
