@@ -106,6 +106,7 @@ fn plan_one(
         targets,
         catalog,
         via: wanted.via.unwrap_or(Via::Dfu),
+        also: Vec::new(),
         alternative: None,
         force: modflash::plan::Force::default(),
         factory: wanted.factory,

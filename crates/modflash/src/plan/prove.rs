@@ -6,17 +6,12 @@ use modflash_device::{Device, Mode};
 use modflash_module::platform::Store;
 use modflash_module::ModuleFunction;
 
-use super::types::{Force, PlanError, Prediction, Step, Via};
+use super::types::{Force, PlanError, Prediction, Step};
 
 /// Replays the plan on a copy of the twin exactly as the executor will run it on a virtual
 /// device, and returns the final state. Any refusal or a final state without the app running
 /// (unless forced) disproves the plan.
-pub(super) fn prove(
-    twin: &Device,
-    steps: &[Step],
-    via: Via,
-    force: Force,
-) -> Result<Prediction, PlanError> {
+pub(super) fn prove(twin: &Device, steps: &[Step], force: Force) -> Result<Prediction, PlanError> {
     if twin.state.mode == Mode::Off {
         return Err(PlanError::DeviceOff);
     }
@@ -25,7 +20,6 @@ pub(super) fn prove(
     super::run::run_steps(
         &mut session,
         steps,
-        via,
         &mut crate::progress::Quiet,
         &crate::progress::Cancel::new(),
     )

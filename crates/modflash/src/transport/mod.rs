@@ -108,13 +108,14 @@ pub trait DeviceLink {
     /// What is installed, read from the device now.
     fn inventory(&mut self, observer: &mut dyn Observer) -> Result<Inventory, Error>;
     /// A model of the device to plan on: an exact copy for a virtual device, otherwise
-    /// rebuilt from the inventory.
+    /// rebuilt from the inventory (in DFU mode when the device is).
     fn twin(&mut self, observer: &mut dyn Observer) -> Result<Device, Error> {
         let inventory = self.inventory(observer)?;
-        Ok(crate::twin::twin_from_inventory(
-            self.platform(),
-            &inventory,
-        )?)
+        let mut twin = crate::twin::twin_from_inventory(self.platform(), &inventory)?;
+        if self.in_dfu_mode() {
+            twin.request_dfu();
+        }
+        Ok(twin)
     }
     /// The device's observed state, when it can be observed directly.
     fn observe(&self) -> Option<Observation> {

@@ -480,8 +480,7 @@ impl DeviceLink for SimLink<'_> {
 
     fn enter_dfu(&mut self, observer: &mut dyn Observer) -> Result<(), Error> {
         let reference = self.reference.clone();
-        let device = self.device_mut();
-        match device.state.mode {
+        match self.device().state.mode {
             Mode::Dfu => Ok(()),
             Mode::Off => Err(Error::WrongMode {
                 device: reference,
@@ -496,12 +495,17 @@ impl DeviceLink for SimLink<'_> {
                     "{reference} crashes at start (red SOS): holding its button for 3 s to \
                      enter DFU mode, as you would on a real device"
                 )));
-                device.reset(ResetReason::Button, Some(3.0));
+                self.device_mut().reset(ResetReason::Button, Some(3.0));
                 Ok(())
             }
-            // Running firmware: the 14400-baud request.
+            // Running firmware: the DFU-mode control request (50) when it answers them, as a
+            // host does over USB; the 14400-baud request otherwise.
             _ => {
-                device.request_dfu();
+                if self.speaks_control_requests() {
+                    self.with_control(|c| c.command(&DfuModeRequest {}))?;
+                } else {
+                    self.device_mut().request_dfu();
+                }
                 Ok(())
             }
         }

@@ -1,8 +1,10 @@
 //! USB through libusb (the `rusb` crate): discovery of Particle devices in normal and DFU mode
 //! by the catalogue's vendor/product ids (device id = USB serial number), a DFU control pipe
-//! ([`UsbPort`]), and [`UsbLink`], a real device as the executor drives it: inventory read
-//! back over DFU, the 14400-baud switch into DFU mode, verified writes, leave and the wait for
-//! the device to come back.
+//! ([`UsbPort`]), a vendor pipe for Particle's control requests ([`UsbVendor`]), and
+//! [`UsbLink`], a real device as the executor drives it: in normal mode the module table,
+//! mode changes and firmware updates over control requests (the serial port, a DFU read-back
+//! and the 14400/28800-baud tricks for firmware that stalls them); in DFU mode the modules
+//! read back, verified writes, leave; every re-enumeration waited for within a bound.
 //!
 //! libusb is used (rather than a pure-Rust stack) so that `modflash sim attach` — an emulated
 //! USB bus built with umockdev — drives exactly this code path, as it drives dfu-util.
@@ -14,6 +16,12 @@ use modflash_dfu::{Control, FunctionalDescriptor, Setup, TransferError};
 use modflash_module::platform::{platform_by_usb, Platform};
 use modflash_module::{ModuleFunction, ModuleRef};
 
+use modflash_control::proto::{
+    DfuModeRequest, SafeModeRequest, StartListeningModeRequest, StopListeningModeRequest,
+    SystemResetRequest,
+};
+
+use super::control::{ControlClient, ControlError, ModuleTable, UpdateVerdict, VendorPipe};
 use super::dfu::{AltSetting, DfuInfo, DfuOpError, DfuPort, DfuSession, ReadBack};
 use super::serial::{
     find_device_id, find_port, Console, FlashReport, PortLink, DFU_BAUD, LISTENING_BAUD,
@@ -185,6 +193,13 @@ pub enum UsbError {
     #[error("{0}")]
     #[diagnostic(code(modflash::usb::no_dfu), help("{}", DFU_BUTTON_STEPS))]
     NoDfu(String),
+    /// After a reset the device did not show up again in time.
+    #[error("{0}")]
+    #[diagnostic(
+        code(modflash::usb::not_back),
+        help("check that it runs (its LED), replug it if it does not show up in `modflash devices`, then look at it with `modflash modules --device usb`")
+    )]
+    NotBack(String),
     /// A DFU operation failed.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -477,6 +492,82 @@ impl DfuPort for UsbPort {
     }
 }
 
+/// The vendor control pipe of a device in normal mode, for Particle's control requests (EP0:
+/// no interface is claimed, so a program holding the serial port is not disturbed).
+pub struct UsbVendor {
+    handle: rusb::DeviceHandle<rusb::Context>,
+    opened: Instant,
+}
+
+impl UsbVendor {
+    /// Opens `device` (in normal mode).
+    pub fn open(device: &UsbDevice) -> Result<Self, UsbError> {
+        let node = device.node();
+        let what = device.to_string();
+        let context = rusb::Context::new().map_err(UsbError::Init)?;
+        let list = rusb::UsbContext::devices(&context).map_err(UsbError::Init)?;
+        let dev = list
+            .iter()
+            .find(|d| d.bus_number() == device.bus && d.address() == device.address)
+            .ok_or_else(|| UsbError::NotFound(format!("{what} is no longer attached")))?;
+        let handle = dev
+            .open()
+            .map_err(|e| usb_err("cannot open", &node, &what, e))?;
+        Ok(Self {
+            handle,
+            opened: Instant::now(),
+        })
+    }
+}
+
+impl VendorPipe for UsbVendor {
+    fn transfer(
+        &mut self,
+        setup: &Setup,
+        data: &[u8],
+        timeout_ms: u32,
+    ) -> Result<Vec<u8>, TransferError> {
+        let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
+        if setup.is_in() {
+            let mut buf = vec![0u8; usize::from(setup.length)];
+            let n = self
+                .handle
+                .read_control(
+                    setup.request_type,
+                    setup.request,
+                    setup.value,
+                    setup.index,
+                    &mut buf,
+                    timeout,
+                )
+                .map_err(transfer_err)?;
+            buf.truncate(n);
+            Ok(buf)
+        } else {
+            let data = data.get(..usize::from(setup.length)).unwrap_or(data);
+            self.handle
+                .write_control(
+                    setup.request_type,
+                    setup.request,
+                    setup.value,
+                    setup.index,
+                    data,
+                    timeout,
+                )
+                .map_err(transfer_err)?;
+            Ok(Vec::new())
+        }
+    }
+
+    fn wait(&mut self, ms: u32) {
+        std::thread::sleep(Duration::from_millis(u64::from(ms)));
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 /// Opens a DFU session on a device in DFU mode.
 pub fn open_session(device: &UsbDevice) -> Result<DfuSession<UsbPort>, UsbError> {
     let (port, info) = UsbPort::open(device)?;
@@ -490,6 +581,9 @@ pub struct Waits {
     pub enter_dfu: Duration,
     /// For a device that left DFU mode to show up again.
     pub leave: Duration,
+    /// For a device that restarts (a reset or safe-mode request, an applied update) to show
+    /// up again: Device OS acts 1 s after its reply, then boots.
+    pub restart: Duration,
 }
 
 impl Default for Waits {
@@ -497,6 +591,7 @@ impl Default for Waits {
         Self {
             enter_dfu: Duration::from_secs(10),
             leave: Duration::from_secs(10),
+            restart: Duration::from_secs(15),
         }
     }
 }
@@ -572,6 +667,8 @@ pub struct UsbLink {
     session: Option<DfuSession<UsbPort>>,
     waits: Waits,
     control_transfers: u64,
+    /// Whether the firmware answers Particle's control requests, once known.
+    answers_control: Option<bool>,
 }
 
 impl UsbLink {
@@ -586,13 +683,93 @@ impl UsbLink {
                 });
             }
         }
-        Ok(Self {
+        let mut link = Self {
             selector: devref.clone(),
             device,
             session: None,
             waits: Waits::default(),
             control_transfers: 0,
-        })
+            answers_control: None,
+        };
+        // No id in the serial number (an emulated bus, a permission problem): ask the device.
+        if link.device.device_id.is_none() && link.device.mode == UsbMode::Normal {
+            link.device.device_id = link.control(|c| c.device_id()).ok();
+        }
+        Ok(link)
+    }
+
+    /// Runs `f` with a control-request client on the device's vendor pipe (the device must be
+    /// in normal mode), counting its transfers and learning whether the firmware answers.
+    fn control<T>(
+        &mut self,
+        f: impl FnOnce(&mut ControlClient<'_>) -> Result<T, ControlError>,
+    ) -> Result<T, Error> {
+        if self.device.mode != UsbMode::Normal {
+            return Err(Error::WrongMode {
+                device: self.reference(),
+                mode: "dfu".into(),
+                what: "answer control requests".into(),
+                help: "leave DFU mode first (`modflash mode normal`)".into(),
+            });
+        }
+        let mut pipe = UsbVendor::open(&self.device)?;
+        let mut client = ControlClient::new(&mut pipe);
+        let result = f(&mut client);
+        self.control_transfers += client.transfers();
+        match &result {
+            Ok(_) => self.answers_control = Some(true),
+            Err(e) if e.is_not_spoken() => self.answers_control = Some(false),
+            Err(_) => {}
+        }
+        Ok(result?)
+    }
+
+    /// The firmware may answer control requests (not known to stall them).
+    fn may_answer_control(&self) -> bool {
+        self.answers_control != Some(false)
+    }
+
+    /// Waits until the device has re-enumerated (another address than now) in `want` mode,
+    /// within `within`; `after` says what started it, for the message when it does not come.
+    fn wait_back(&mut self, want: UsbMode, within: Duration, after: &str) -> Result<(), UsbError> {
+        let old = (self.device.bus, self.device.address);
+        let me = self.device.clone();
+        let found = wait_for(within, |devices| {
+            devices
+                .iter()
+                .find(|d| {
+                    d.mode == want
+                        && (d.bus, d.address) != old
+                        && match (&me.device_id, &d.device_id) {
+                            (Some(a), Some(b)) => a == b,
+                            _ => d.platform.id == me.platform.id,
+                        }
+                })
+                .cloned()
+        });
+        match found {
+            Some(d) => {
+                self.device = d;
+                Ok(())
+            }
+            None => {
+                let text = format!(
+                    "{} did not show up in {} mode within {} s after {after}",
+                    self.device,
+                    if want == UsbMode::Dfu {
+                        "DFU"
+                    } else {
+                        "normal"
+                    },
+                    within.as_secs()
+                );
+                Err(if want == UsbMode::Dfu {
+                    UsbError::NoDfu(text)
+                } else {
+                    UsbError::NotBack(text)
+                })
+            }
+        }
     }
 
     /// The device as last seen.
@@ -650,43 +827,33 @@ impl UsbLink {
         devices.into_iter().find(|d| self.matches(d))
     }
 
-    /// Switches a device in normal mode to DFU mode: 14400 baud on its serial port (or a CDC
-    /// SET_LINE_CODING through libusb when no serial port shows), then waits for it to
-    /// re-enumerate in DFU mode.
-    pub fn switch_to_dfu(&mut self) -> Result<(), UsbError> {
+    /// Switches a device in normal mode to DFU mode: the DFU-mode control request (50), or for
+    /// firmware that stalls it 14400 baud on its serial port (a CDC SET_LINE_CODING through
+    /// libusb when no serial port shows); then waits for it to re-enumerate in DFU mode.
+    pub fn switch_to_dfu(&mut self) -> Result<(), Error> {
         if let Some(d) = self.refresh() {
             self.device = d;
         }
         if self.device.mode == UsbMode::Dfu {
             return Ok(());
         }
-        self.baud_request(DFU_BAUD)?;
-        let old = (self.device.bus, self.device.address);
-        let me = self.device.clone();
-        let found = wait_for(self.waits.enter_dfu, |devices| {
-            devices
-                .iter()
-                .find(|d| {
-                    d.mode == UsbMode::Dfu
-                        && (d.bus, d.address) != old
-                        && match (&me.device_id, &d.device_id) {
-                            (Some(a), Some(b)) => a == b,
-                            _ => d.platform.id == me.platform.id,
-                        }
-                })
-                .cloned()
-        });
-        match found {
-            Some(d) => {
-                self.device = d;
-                Ok(())
+        let mut asked = None;
+        if self.may_answer_control() {
+            match self.control(|c| c.command(&DfuModeRequest {})) {
+                Ok(()) => asked = Some("the DFU-mode control request (50)"),
+                Err(Error::Control(e)) if e.is_not_spoken() => {}
+                Err(e) => return Err(e),
             }
-            None => Err(UsbError::NoDfu(format!(
-                "{} did not show up in DFU mode within {} s after the 14400-baud request",
-                self.device,
-                self.waits.enter_dfu.as_secs()
-            ))),
         }
+        let asked = match asked {
+            Some(a) => a,
+            None => {
+                self.baud_request(DFU_BAUD)?;
+                "the 14400-baud request"
+            }
+        };
+        let within = self.waits.enter_dfu;
+        Ok(self.wait_back(UsbMode::Dfu, within, asked)?)
     }
 
     /// A baud-rate request to a device in normal mode (14400 DFU, 28800 listening): through
@@ -776,7 +943,7 @@ impl DeviceLink for UsbLink {
         Capabilities {
             dfu: true,
             serial: false,
-            usb: true,
+            usb: self.may_answer_control(),
             synthetic_modules: false,
         }
     }
@@ -789,6 +956,9 @@ impl DeviceLink for UsbLink {
         self.device.mode == UsbMode::Dfu
     }
 
+    /// In DFU mode the modules read back; in normal mode the module table the firmware sends
+    /// over control requests (no serial port needed), or for firmware that stalls them (Device
+    /// OS before 0.8) the serial port's `s`, else a read-back through DFU mode.
     fn inventory(&mut self, observer: &mut dyn Observer) -> Result<Inventory, Error> {
         if let Some(d) = self.refresh() {
             if (d.bus, d.address) != (self.device.bus, self.device.address) {
@@ -798,6 +968,22 @@ impl DeviceLink for UsbLink {
         }
         if self.device.mode == UsbMode::Dfu {
             return Ok(self.read_back(observer)?.inventory);
+        }
+        if self.may_answer_control() {
+            match self.control(|c| c.modules()) {
+                Ok(ModuleTable::Entries(entries)) => {
+                    return Ok(Inventory::from_module_info(self.platform(), &entries))
+                }
+                Ok(ModuleTable::Describe(json)) => return Ok(Inventory::from_describe(&json)?),
+                Err(Error::Control(e)) if e.is_not_spoken() => {
+                    observer.event(Event::note(format!(
+                        "{} does not answer USB control requests (Device OS before 0.8): \
+                         reading its modules another way",
+                        self.reference()
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
         }
         match serial_inventory(self.device.device_id.as_deref()) {
             Ok(inv) => Ok(inv),
@@ -829,7 +1015,7 @@ impl DeviceLink for UsbLink {
     }
 
     fn enter_dfu(&mut self, _: &mut dyn Observer) -> Result<(), Error> {
-        Ok(self.switch_to_dfu()?)
+        self.switch_to_dfu()
     }
 
     fn dfu_alt_name(&mut self, alt: u8) -> Result<String, Error> {
@@ -873,9 +1059,10 @@ impl DeviceLink for UsbLink {
         })
     }
 
-    /// DFU mode and back by the DFU requests and the 14400-baud trick, listening mode by the
-    /// 28800-baud trick; a reset or safe mode from normal mode needs Particle's control
-    /// requests.
+    /// In normal mode by Particle's control requests (reset 40, DFU 50, safe mode 60,
+    /// listening mode 70 / 71), waiting for each re-enumeration within a bound; for firmware
+    /// that stalls them, DFU and listening mode by the 14400- and 28800-baud tricks. Out of
+    /// DFU mode by the DFU leave.
     fn change_mode(
         &mut self,
         change: ModeChange,
@@ -886,18 +1073,14 @@ impl DeviceLink for UsbLink {
         }
         let in_dfu = self.device.mode == UsbMode::Dfu;
         let seen = |mode: Option<UsbMode>| mode.map(UsbMode::name);
-        match change {
-            ModeChange::Dfu => {
-                self.switch_to_dfu()?;
-                Ok(Some(UsbMode::Dfu.name()))
-            }
-            ModeChange::Normal | ModeChange::Reset if in_dfu => {
-                let address = self.leave_address(None);
-                Ok(seen(self.leave_and_wait(address, observer)?))
-            }
-            ModeChange::Normal => Ok(Some(UsbMode::Normal.name())),
-            ModeChange::Listening => {
-                if in_dfu {
+        if in_dfu {
+            return match change {
+                ModeChange::Dfu => Ok(Some(UsbMode::Dfu.name())),
+                ModeChange::Normal | ModeChange::Reset => {
+                    let address = self.leave_address(None);
+                    Ok(seen(self.leave_and_wait(address, observer)?))
+                }
+                ModeChange::Listening | ModeChange::Safe => {
                     let address = self.leave_address(None);
                     if self.leave_and_wait(address, observer)? != Some(UsbMode::Normal) {
                         return Err(Error::WrongMode {
@@ -907,17 +1090,88 @@ impl DeviceLink for UsbLink {
                             help: "its firmware does not run: `modflash doctor` says why".into(),
                         });
                     }
+                    self.change_mode(change, observer)
                 }
+            };
+        }
+        if change == ModeChange::Dfu {
+            self.switch_to_dfu()?;
+            return Ok(Some(UsbMode::Dfu.name()));
+        }
+        if self.may_answer_control() {
+            let asked = match change {
+                ModeChange::Reset => self.control(|c| c.command(&SystemResetRequest {})),
+                ModeChange::Safe => self.control(|c| c.command(&SafeModeRequest {})),
+                ModeChange::Listening => self.control(|c| c.command(&StartListeningModeRequest {})),
+                ModeChange::Normal => self.control(|c| {
+                    if c.listening()? {
+                        c.command(&StopListeningModeRequest {})?;
+                    }
+                    Ok(())
+                }),
+                ModeChange::Dfu => Ok(()),
+            };
+            match asked {
+                Ok(()) => {
+                    return match change {
+                        ModeChange::Reset | ModeChange::Safe => {
+                            let within = self.waits.restart;
+                            let what = if change == ModeChange::Reset {
+                                "the reset request (40)"
+                            } else {
+                                "the safe-mode request (60)"
+                            };
+                            self.wait_back(UsbMode::Normal, within, what)?;
+                            // Safe mode looks like normal mode on USB.
+                            Ok((change == ModeChange::Reset).then_some(UsbMode::Normal.name()))
+                        }
+                        _ => {
+                            let listening = self.control(|c| c.listening())?;
+                            Ok(Some(if listening {
+                                "listening"
+                            } else {
+                                UsbMode::Normal.name()
+                            }))
+                        }
+                    };
+                }
+                Err(Error::Control(e)) if e.is_not_spoken() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match change {
+            ModeChange::Normal => Ok(Some(UsbMode::Normal.name())),
+            ModeChange::Listening => {
                 self.baud_request(LISTENING_BAUD)?;
                 Ok(None)
             }
-            ModeChange::Reset | ModeChange::Safe => Err(unsupported(
+            ModeChange::Reset | ModeChange::Safe | ModeChange::Dfu => Err(unsupported(
                 self.reference(),
                 change.describe(),
-                "press RESET (for safe mode hold SETUP through RESET until the LED blinks \
+                "its firmware does not answer USB control requests (Device OS before 0.8): \
+                 press RESET (for safe mode hold SETUP through RESET until the LED blinks \
                  magenta); a device in DFU mode can be reset with `modflash reset`",
             )),
         }
+    }
+
+    /// START, DATA, FINISH over control requests; once the device accepted the module it
+    /// applies it and restarts, and this waits for it to come back.
+    fn usb_flash(
+        &mut self,
+        data: &[u8],
+        observer: &mut dyn Observer,
+        cancel: &Cancel,
+    ) -> Result<UpdateVerdict, Error> {
+        if let Some(d) = self.refresh() {
+            self.device = d;
+        }
+        let verdict = self.control(|c| c.firmware_update(data, observer, cancel))?;
+        if verdict == UpdateVerdict::Accepted {
+            let within = self.waits.restart;
+            self.wait_back(UsbMode::Normal, within, "the firmware update")?;
+        }
+        Ok(verdict)
     }
 
     fn serial_flash(
