@@ -398,6 +398,13 @@ impl Device {
         self.in_dfu_mode().then_some(self.dfu.connection)
     }
 
+    /// Identifies the device's current USB enumeration in either mode: `None` when it shows
+    /// nothing on USB (off, crash-looping), otherwise a number that changes whenever the
+    /// device resets (a host sees a new bus address).
+    pub fn usb_connection(&self) -> Option<u64> {
+        (self.in_dfu_mode() || self.answers_usb()).then_some(self.dfu.connection)
+    }
+
     /// The DfuSe quirk switches in force.
     pub fn dfu_quirks(&self) -> DfuQuirks {
         self.dfu.quirks

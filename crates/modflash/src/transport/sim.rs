@@ -2,10 +2,14 @@
 //! ([`SimControl`]), its firmware's EP0 for Particle's vendor requests ([`SimVendor`]), its
 //! listening-mode console as a serial link on a virtual clock ([`ConsoleLink`]), and
 //! [`SimLink`], the device as the executor drives it — a stored `sim:NAME` (saved when
-//! closed) or a device borrowed from the caller (a planner's twin).
+//! closed) or a device borrowed from the caller (a planner's twin). [`SimBus`] puts a virtual
+//! device on a USB bus of its own, so [`crate::transport::usb::UsbLink`] drives it exactly as
+//! it drives a real one, on the device's modelled clock.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
+use std::rc::Rc;
 use std::time::Duration;
 
 use modflash_control::proto::{
@@ -21,7 +25,8 @@ use modflash_ymodem::SenderConfig;
 
 use super::control::{ControlClient, ControlError, UpdateVerdict, VendorPipe};
 use super::dfu::{DfuInfo, DfuMemo, DfuOpError, DfuPort, DfuSession};
-use super::serial::{Console, FlashReport, Link, Verdict};
+use super::serial::{Console, FlashReport, Link, SerialError, Verdict, DFU_BAUD, LISTENING_BAUD};
+use super::usb::{UsbBus, UsbDevice, UsbError, UsbMode};
 use super::{AfterLeave, Capabilities, DeviceLink, ModeChange, Observation};
 use crate::error::Error;
 use crate::inventory::Inventory;
@@ -184,6 +189,201 @@ fn dfu_info(device: &Device) -> Result<DfuInfo, DfuOpError> {
 pub fn sim_session(device: &mut Device) -> Result<DfuSession<SimControl<'_>>, DfuOpError> {
     let info = dfu_info(device)?;
     Ok(DfuSession::new(SimControl::new(device), info))
+}
+
+/// A virtual device shared by the pipes of a [`SimBus`].
+type Shared<'d> = Rc<RefCell<&'d mut Device>>;
+
+/// A virtual device alone on a USB bus, in-process: it shows up (with its platform's USB ids,
+/// a new address at every reset, its device id as the serial number) in DFU mode or while its
+/// firmware runs; its DFU interface is its own DfuSe handler, its vendor pipe its own
+/// control-request handlers; waiting lets its modelled time pass. What
+/// [`crate::transport::usb::UsbLink`] does on this bus is what it does on a real one, counted
+/// in the device's own statistics.
+pub struct SimBus<'d> {
+    device: Shared<'d>,
+    serial_port: bool,
+}
+
+impl<'d> SimBus<'d> {
+    /// A bus with `device` on it; its serial port shows (it can be read in listening mode).
+    pub fn new(device: &'d mut Device) -> Self {
+        Self {
+            device: Rc::new(RefCell::new(device)),
+            serial_port: true,
+        }
+    }
+
+    /// Hides the device's serial port, as on an emulated bus or without the cdc_acm driver.
+    pub fn without_serial_port(mut self) -> Self {
+        self.serial_port = false;
+        self
+    }
+}
+
+impl<'d> UsbBus for SimBus<'d> {
+    type Dfu = SimBusPort<'d>;
+
+    fn devices(&mut self) -> Result<Vec<UsbDevice>, UsbError> {
+        let d = self.device.borrow();
+        let Some(connection) = d.usb_connection() else {
+            return Ok(Vec::new());
+        };
+        let platform = d.platform();
+        let dfu = d.in_dfu_mode();
+        let (vendor, product) = platform.usb.map_or((0, 0), |u| {
+            (
+                u.vendor,
+                if dfu {
+                    u.dfu.unwrap_or(u.normal)
+                } else {
+                    u.normal
+                },
+            )
+        });
+        Ok(vec![UsbDevice {
+            bus: 1,
+            address: u8::try_from(connection % 126 + 2).unwrap_or(2),
+            port_path: "1-1".into(),
+            vendor,
+            product,
+            platform,
+            mode: if dfu { UsbMode::Dfu } else { UsbMode::Normal },
+            device_id: Some(d.state.device_id.to_ascii_lowercase()),
+            access_error: None,
+        }])
+    }
+
+    fn open_dfu(&mut self, _: &UsbDevice) -> Result<(SimBusPort<'d>, DfuInfo), UsbError> {
+        let d = self.device.borrow();
+        let info = dfu_info(&d)?;
+        let port = SimBusPort {
+            device: Rc::clone(&self.device),
+            connection: d.dfu_connection(),
+        };
+        Ok((port, info))
+    }
+
+    fn open_vendor(&mut self, _: &UsbDevice) -> Result<Box<dyn VendorPipe + '_>, UsbError> {
+        Ok(Box::new(SimBusVendor {
+            device: Rc::clone(&self.device),
+        }))
+    }
+
+    /// What the firmware does with a line-rate change (through the serial port, or a
+    /// SET_LINE_CODING on an emulated bus).
+    fn baud_request(&mut self, _: &UsbDevice, baud: u32) -> Result<(), UsbError> {
+        let mut d = self.device.borrow_mut();
+        let running = matches!(
+            d.state.mode,
+            Mode::App | Mode::NoApp | Mode::SafeMode | Mode::Listening
+        );
+        if running && baud == DFU_BAUD {
+            d.request_dfu();
+        } else if running && baud == LISTENING_BAUD {
+            d.enter_listening();
+        }
+        Ok(())
+    }
+
+    fn console_inventory(&mut self, _: &UsbDevice) -> Result<Inventory, Error> {
+        if !self.serial_port {
+            return Err(SerialError::Discovery(
+                "no Particle device found on a USB serial port".into(),
+            )
+            .into());
+        }
+        let mut d = self.device.borrow_mut();
+        let name = format!("virtual device {}", d.state.device_id);
+        let mut console = Console::new(ConsoleLink::new(&mut d, ConsoleConfig::device(), name));
+        let inventory = console.listening_inventory();
+        let _ = console.exit_listening();
+        Ok(inventory?)
+    }
+
+    fn sleep(&mut self, time: Duration) {
+        let us = u64::try_from(time.as_micros()).unwrap_or(u64::MAX);
+        self.device.borrow_mut().elapse(us);
+    }
+
+    fn elapsed(&self) -> Duration {
+        Duration::from_micros(self.device.borrow().flash_stats().modelled_us)
+    }
+}
+
+/// The DFU interface of a [`SimBus`]'s device: its DfuSe handler, one transfer at a time.
+pub struct SimBusPort<'d> {
+    device: Shared<'d>,
+    connection: Option<u64>,
+}
+
+impl SimBusPort<'_> {
+    /// Runs `f` on a [`SimControl`] of the device for this connection.
+    fn with<T>(&mut self, f: impl FnOnce(&mut SimControl<'_>) -> T) -> T {
+        let mut d = self.device.borrow_mut();
+        let mut control = SimControl {
+            device: &mut d,
+            connection: self.connection,
+        };
+        let out = f(&mut control);
+        self.connection = control.connection;
+        out
+    }
+}
+
+impl Control for SimBusPort<'_> {
+    fn control_in(
+        &mut self,
+        setup: &Setup,
+        buf: &mut [u8],
+        timeout_ms: u32,
+    ) -> Result<usize, TransferError> {
+        self.with(|c| c.control_in(setup, buf, timeout_ms))
+    }
+
+    fn control_out(
+        &mut self,
+        setup: &Setup,
+        data: &[u8],
+        timeout_ms: u32,
+    ) -> Result<usize, TransferError> {
+        self.with(|c| c.control_out(setup, data, timeout_ms))
+    }
+
+    fn wait(&mut self, ms: u32) {
+        self.with(|c| c.wait(ms));
+    }
+}
+
+impl DfuPort for SimBusPort<'_> {
+    fn select_alt(&mut self, interface: u16, alt: u8) -> Result<(), TransferError> {
+        self.with(|c| c.select_alt(interface, alt))
+    }
+}
+
+/// The vendor pipe of a [`SimBus`]'s device.
+struct SimBusVendor<'d> {
+    device: Shared<'d>,
+}
+
+impl VendorPipe for SimBusVendor<'_> {
+    fn transfer(
+        &mut self,
+        setup: &Setup,
+        data: &[u8],
+        timeout_ms: u32,
+    ) -> Result<Vec<u8>, TransferError> {
+        let mut d = self.device.borrow_mut();
+        SimVendor::new(&mut d).transfer(setup, data, timeout_ms)
+    }
+
+    fn wait(&mut self, ms: u32) {
+        self.device.borrow_mut().elapse(u64::from(ms) * 1000);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.device.borrow().flash_stats().modelled_us / 1000
+    }
 }
 
 /// A virtual device's listening-mode console, in-process, on a virtual clock: waiting costs
