@@ -139,6 +139,23 @@ impl Inventory {
         }
     }
 
+    /// From a virtual device of which only the module headers and suffixes are known (the
+    /// bodies were not read): the HAL's view without the CRC check, which counts as not made
+    /// (as in a module table that does not check integrity). Every other check is the HAL's.
+    pub fn from_headers(device: &Device) -> Self {
+        let hal = device.hal();
+        Self {
+            platform_id: device.platform().id,
+            modules: device
+                .layout()
+                .bounds
+                .iter()
+                .map(|b| hal.fetch(b, false, 0))
+                .filter_map(|f| module_from_fetched(&f))
+                .collect(),
+        }
+    }
+
     /// From a describe JSON (`s` output, `particle serial inspect`, cloud describe), accepting
     /// both the 0.x format (`"_":""`) and the 2.x one.
     pub fn from_describe(text: &str) -> Result<Self, InventoryError> {

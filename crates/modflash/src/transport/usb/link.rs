@@ -16,7 +16,7 @@ use modflash_module::{ModuleFunction, ModuleRef};
 use super::{select_from, LibUsb, UsbBus, UsbDevice, UsbError, UsbMode};
 use crate::error::Error;
 use crate::inventory::Inventory;
-use crate::progress::{Cancel, Event, Observer};
+use crate::progress::{Cancel, Event, Observer, Quiet};
 use crate::transport::control::{ControlClient, ControlError, ModuleTable, UpdateVerdict};
 use crate::transport::dfu::{DfuSession, ReadBack};
 use crate::transport::serial::{FlashReport, DFU_BAUD, LISTENING_BAUD};
@@ -234,10 +234,21 @@ impl<B: UsbBus> UsbLink<B> {
         }
     }
 
-    /// Reads the modules back over DFU (the device must be in DFU mode).
-    fn read_back(&mut self, observer: &mut dyn Observer) -> Result<ReadBack, UsbError> {
+    /// Reads the modules back over DFU (the device must be in DFU mode): only their headers
+    /// and suffixes for an inventory to plan from (the device checks their CRC at boot and
+    /// reports it in normal mode), every byte when the result is the only evidence.
+    fn read_back(
+        &mut self,
+        in_full: bool,
+        observer: &mut dyn Observer,
+    ) -> Result<ReadBack, UsbError> {
         let platform = self.device.platform;
-        let r = self.session()?.read_inventory(platform, observer)?;
+        let session = self.session()?;
+        let r = if in_full {
+            session.read_inventory(platform, observer)?
+        } else {
+            session.read_headers(platform, observer)?
+        };
         for n in &r.notes {
             observer.event(Event::note(n.clone()));
         }
@@ -348,9 +359,9 @@ impl<B: UsbBus> DeviceLink for UsbLink<B> {
         self.device.device_id.clone()
     }
 
+    /// Read over DFU: what the inventory left unread of the module (its body) is read now.
     fn installed_image(&mut self, slot: ModuleRef) -> Option<Vec<u8>> {
-        let device = self.session.as_ref()?.read_back_device()?;
-        crate::backup::module_image(&device, slot)
+        self.session.as_mut()?.module_image(slot, &mut Quiet)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -381,7 +392,7 @@ impl<B: UsbBus> DeviceLink for UsbLink<B> {
             self.device = d;
         }
         if self.device.mode == UsbMode::Dfu {
-            return Ok(self.read_back(observer)?.inventory);
+            return Ok(self.read_back(false, observer)?.inventory);
         }
         if self.may_answer_control() {
             match self.control(|c| c.modules()) {
@@ -413,7 +424,7 @@ impl<B: UsbBus> DeviceLink for UsbLink<B> {
                         self.device
                     ))
                 })?;
-                let inventory = self.read_back(observer)?.inventory;
+                let inventory = self.read_back(true, observer)?.inventory;
                 let start = self.leave_address(Some(&inventory));
                 let back = self.leave_and_wait(start, observer)?;
                 observer.event(Event::note(format!(
