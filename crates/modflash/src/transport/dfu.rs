@@ -236,7 +236,8 @@ pub struct ReadBack {
     pub inventory: Inventory,
     /// Bytes read.
     pub bytes_read: u64,
-    /// Memories that could not be read (no alternate setting for them).
+    /// What the read did not establish: memories without an alternate setting, module bodies
+    /// left unread.
     pub notes: Vec<String>,
 }
 
@@ -1061,7 +1062,14 @@ impl<P: DfuPort> DfuSession<P> {
         let device = shadow.device()?;
         let inventory = match depth {
             Depth::Full => Inventory::from_device(&device),
-            Depth::Headers => Inventory::from_headers(&device),
+            Depth::Headers => {
+                notes.push(
+                    "the modules' headers and suffixes were read over DFU, not their bodies: \
+                     their CRC is checked by the device when it boots"
+                        .into(),
+                );
+                Inventory::from_headers(&device)
+            }
         };
         self.shadow = Some(shadow);
         self.staged = false;
