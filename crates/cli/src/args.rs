@@ -59,9 +59,9 @@ impl DeviceArgs {
 /// A `--device` value naming one device.
 fn parse(text: &str) -> Result<DeviceRef, CliError> {
     text.parse::<DeviceRef>().map_err(|e| {
-        CliError::usage(e.to_string()).with_help(
-            "for example --device sim:demo or --device usb (`modflash devices` lists them)",
-        )
+        CliError::usage(e.to_string()).with_help(modflash::devices::which_devices(
+            &modflash::sim::SimStore::default(),
+        ))
     })
 }
 

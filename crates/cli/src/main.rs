@@ -42,6 +42,10 @@ enum Command {
         /// Plan for every describe JSON file in this directory instead of a device (JSON lines).
         #[arg(long, value_name = "DIR", conflicts_with = "device")]
         inventories: Option<PathBuf>,
+        /// The platform of describe files that name none (Device OS 0.4.x printed no "p");
+        /// without it, the one their module table fits.
+        #[arg(long, value_name = "NAME", requires = "inventories")]
+        platform: Option<String>,
     },
     /// Plan, confirm, write, verify: install modules and check the device ends as predicted.
     Flash {
@@ -142,6 +146,18 @@ enum Command {
     /// Serial console: flash a module by YMODEM, monitor the port.
     #[command(subcommand)]
     Serial(cmd::serial::SerialCommand),
+    /// Print what the device writes to its serial port (`serial monitor`).
+    Monitor {
+        #[command(flatten)]
+        device: args::DeviceArgs,
+        /// Line rate (28800 puts a running device in listening mode, 14400 in DFU mode).
+        #[arg(long, default_value_t = 9600)]
+        baud: u32,
+    },
+    /// Give a device Wi-Fi credentials through its listening-mode console, as `particle
+    /// serial wifi` does (the password is asked without echo, or read from a file), or clear
+    /// them.
+    Wifi(cmd::wifi::WifiArgs),
     /// Virtual devices: create, show, reset, remove.
     #[command(subcommand)]
     Sim(cmd::sim::SimCommand),
@@ -168,7 +184,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect { files, json } => cmd::inspect::run(&files, json),
-        Command::Plan { args, inventories } => cmd::plan::run(args, inventories),
+        Command::Plan {
+            args,
+            inventories,
+            platform,
+        } => cmd::plan::run(args, inventories, platform),
         Command::Flash {
             args,
             run,
@@ -193,9 +213,13 @@ fn main() -> ExitCode {
         Command::Catalog(c) => cmd::catalog::run(c),
         Command::Modules { device, json } => cmd::modules::run(&device, json),
         Command::Serial(c) => cmd::serial::run(c),
+        Command::Monitor { device, baud } => {
+            cmd::serial::run(cmd::serial::SerialCommand::Monitor { device, baud })
+        }
         Command::Devices { json } => cmd::devices::run(json),
         Command::Dfu(c) => cmd::dfu::run(c),
         Command::Udev { install, rules_dir } => cmd::udev::run(install, rules_dir),
+        Command::Wifi(args) => cmd::wifi::run(args),
         Command::Sim(sim) => cmd::sim::run(sim),
     };
     match result {

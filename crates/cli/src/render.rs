@@ -133,7 +133,7 @@ impl Renderer {
                 let style = Style::stderr();
                 match level {
                     Level::Info => note(&format!("{} {text}", style.dim("note:"))),
-                    Level::Warning => note(&format!("{} {text}", style.warn("warning:"))),
+                    Level::Warning => crate::ui::warning(&text),
                 }
             }
         }

@@ -179,6 +179,11 @@ pub fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
+/// Prints `warning: TEXT` on standard error.
+pub fn warning(text: &str) {
+    note(&format!("{} {text}", Style::stderr().warn("warning:")));
+}
+
 /// Asks a yes/no question (default no) before something is written. The question goes to
 /// standard error and the answer is read from standard input, which must be a terminal: a
 /// script, a pipe or `--json` gets an error saying to pass `--yes` instead of a guess.

@@ -99,7 +99,17 @@ impl Device {
         if let Some(held) = hold.and_then(ButtonHold::of) {
             self.event(DeviceEvent::ButtonHeld(held));
             match held {
-                ButtonHold::SettingsReset | ButtonHold::FactoryReset => factory_reset = true,
+                ButtonHold::SettingsReset => {
+                    // RESET_SETTINGS: NVMEM_SPARK_Reset for the system, and the factory reset
+                    // the 6.5 s mark already asked for.
+                    self.state.settings_reset_requested = true;
+                    factory_reset = true;
+                }
+                ButtonHold::FactoryReset => {
+                    // A factory reset alone keeps the settings (NVMEM_SPARK_Reset = 0).
+                    self.state.settings_reset_requested = false;
+                    factory_reset = true;
+                }
                 ButtonHold::Dfu => {
                     self.enter_dfu();
                     return Ok(None);
@@ -139,6 +149,9 @@ impl Device {
             return Ok(Some(self.panic(why)));
         }
         self.state.watchdog_retries = 0;
+        if std::mem::take(&mut self.state.settings_reset_requested) {
+            self.reset_settings()?;
+        }
         self.update_embedded_bootloader()?;
         self.register_factory_slot()?;
         let modules = self.validate_system_modules();

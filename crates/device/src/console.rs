@@ -11,7 +11,7 @@
 //!
 //! Keys: `i` (device id), `m` (MAC address), `s` (module info JSON), `v` (system firmware
 //! version), `f` (YMODEM firmware receive), `x` (leave listening mode), `w` (Wi-Fi
-//! credentials, Wi-Fi platforms), `c` (claimed state). A first byte of SOH or STX starts a
+//! credentials where the model keeps them: [`crate::wifi::dialogue`]), `c` (claimed state). A first byte of SOH or STX starts a
 //! YMODEM receive directly. The receiver is modflash-ymodem's [`Receiver`] with
 //! [`ReceiverConfig::device_os`]: no initial `C`, CRC not checked, and the final ACK only
 //! after the device has validated the image with [`Device::ota_finish`].
@@ -37,6 +37,7 @@ use modflash_ymodem::{Event, Receiver, ReceiverConfig, RecvError, CAN};
 use crate::device::Device;
 use crate::event::DeviceEvent;
 use crate::state::{Color, Led, Mode, Pattern, ResetReason};
+use crate::wifi::{self, dialogue::Dialogue, dialogue::Progress};
 
 /// The line rate that puts a running device into listening mode
 /// (`START_YMODEM_FLASHER_SERIAL_SPEED`).
@@ -59,10 +60,6 @@ pub const ABORTED: &str = "Aborted by user.";
 /// Printed when a receive failed for any other reason.
 pub const RECEIVE_FAILED: &str = "Failed to receive the file!";
 
-/// Longest Wi-Fi dialogue answer kept (longer input is dropped).
-const MAX_LINE: usize = 64;
-/// Wi-Fi platforms (Photon, P1, Argon, P2): the only ones that answer `w`.
-const WIFI_PLATFORMS: &[u16] = &[6, 8, 12, 32];
 /// Cellular platforms (Electron, Boron, B SoM, B5 SoM, Tracker), as in the describe JSON.
 const CELLULAR_PLATFORMS: &[u16] = &[10, 13, 23, 25, 26];
 
@@ -181,12 +178,8 @@ enum State {
     Restarting { at: u64 },
     /// Dropping input until the line is quiet (after a failed receive).
     Quiet { until: u64 },
-    /// Wi-Fi dialogue: reading the SSID.
-    WifiSsid(String),
-    /// Wi-Fi dialogue: reading the security type.
-    WifiSecurity { ssid: String, line: String },
-    /// Wi-Fi dialogue: reading the password.
-    WifiPassword { ssid: String, line: String },
+    /// The Wi-Fi credentials dialogue (`w`).
+    Wifi(Box<Dialogue>),
 }
 
 /// The listening-mode console of one device. See the [module documentation](self).
@@ -316,13 +309,22 @@ impl Console {
                     rest = tail;
                     self.key(device, b, now_ms);
                 }
-                State::WifiSsid(_) | State::WifiSecurity { .. } | State::WifiPassword { .. } => {
+                State::Wifi(dialogue) => {
                     let (&b, tail) = match rest.split_first() {
                         Some(x) => x,
                         None => return,
                     };
                     rest = tail;
-                    self.wifi_byte(device, b);
+                    match dialogue.byte(device, b, &mut self.out) {
+                        Progress::Reading => {}
+                        // `read_line` drops the input already waiting after a line.
+                        Progress::LineRead => return,
+                        Progress::Finished => {
+                            self.state = State::Idle;
+                            self.events.push(ConsoleEvent::Command('w'));
+                            return;
+                        }
+                    }
                 }
             }
             if rest.len() == before {
@@ -395,9 +397,8 @@ impl Console {
                 device.exit_listening();
             }
             b'c' => self.line("Device claimed: no"),
-            b'w' if WIFI_PLATFORMS.contains(&device.platform().id) => {
-                self.out.extend_from_slice(b"SSID: ");
-                self.state = State::WifiSsid(String::new());
+            b'w' if wifi::models_credentials(device.platform()) => {
+                self.state = State::Wifi(Box::new(Dialogue::start(device, &mut self.out)));
                 return;
             }
             _ => return,
@@ -600,97 +601,6 @@ impl Console {
         } else {
             State::Idle
         };
-    }
-
-    fn wifi_byte(&mut self, device: &mut Device, b: u8) {
-        let done = matches!(b, b'\r' | b'\n');
-        let state = std::mem::replace(&mut self.state, State::Idle);
-        let push = |line: &mut String, out: &mut Vec<u8>| {
-            if b == 0x08 || b == 0x7F {
-                if line.pop().is_some() {
-                    out.extend_from_slice(b"\x08 \x08");
-                }
-            } else if (0x20..0x7F).contains(&b) && line.len() < MAX_LINE {
-                line.push(char::from(b));
-                out.push(b);
-            }
-        };
-        self.state = match state {
-            State::WifiSsid(mut ssid) => {
-                if done {
-                    if ssid.is_empty() {
-                        State::WifiSsid(ssid)
-                    } else {
-                        self.out
-                            .extend_from_slice(b"\r\nSecurity 0=unsecured, 1=WEP, 2=WPA, 3=WPA2: ");
-                        State::WifiSecurity {
-                            ssid,
-                            line: String::new(),
-                        }
-                    }
-                } else {
-                    push(&mut ssid, &mut self.out);
-                    State::WifiSsid(ssid)
-                }
-            }
-            State::WifiSecurity { ssid, mut line } => {
-                if !done {
-                    push(&mut line, &mut self.out);
-                    State::WifiSecurity { ssid, line }
-                } else {
-                    match line.trim() {
-                        "0" => {
-                            self.wifi_done(device, &ssid, false);
-                            State::Idle
-                        }
-                        "1" | "2" | "3" => {
-                            self.out.extend_from_slice(b"\r\nPassword: ");
-                            State::WifiPassword {
-                                ssid,
-                                line: String::new(),
-                            }
-                        }
-                        _ => {
-                            self.out.extend_from_slice(
-                                b"\r\nSecurity 0=unsecured, 1=WEP, 2=WPA, 3=WPA2: ",
-                            );
-                            State::WifiSecurity {
-                                ssid,
-                                line: String::new(),
-                            }
-                        }
-                    }
-                }
-            }
-            State::WifiPassword { ssid, mut line } => {
-                if done {
-                    self.wifi_done(device, &ssid, true);
-                    State::Idle
-                } else {
-                    push(&mut line, &mut self.out);
-                    State::WifiPassword { ssid, line }
-                }
-            }
-            other => other,
-        };
-    }
-
-    fn wifi_done(&mut self, device: &mut Device, ssid: &str, secured: bool) {
-        self.out.extend_from_slice(
-            b"\r\nThanks! Wait while I save those credentials...\r\n\r\n\
-              Awesome. Now we'll connect!\r\n\r\n\
-              If you see a pulsing cyan light, your device\r\n\
-              has connected to the Cloud and is ready to go!\r\n\r\n\
-              If your LED flashes red or you encounter any other problems,\r\n\
-              visit https://www.particle.io/support to debug.\r\n\r\n\
-              \x20   Particle <3 you!\r\n",
-        );
-        device.event(DeviceEvent::WifiSaved {
-            ssid: ssid.to_string(),
-            secured,
-        });
-        device.exit_listening();
-        self.events.push(ConsoleEvent::Command('w'));
     }
 }
 
@@ -1096,14 +1006,20 @@ mod tests {
 
     #[test]
     fn wifi_dialogue() {
+        // Device OS 1.5.0 on a Photon: it scans for the network (the virtual device finds
+        // none), so it asks for the security with the Enterprise choices, then the cipher.
         let (mut d, mut c) = listening("1.5.0");
         c.feed(&mut d, b"w", 0);
         assert_eq!(text(&mut c), "SSID: ");
         c.feed(&mut d, b"home\r", 0);
-        assert!(text(&mut c).ends_with("Security 0=unsecured, 1=WEP, 2=WPA, 3=WPA2: "));
+        assert!(text(&mut c).ends_with(
+            "Security 0=unsecured, 1=WEP, 2=WPA, 3=WPA2, 4=WPA Enterprise, 5=WPA2 Enterprise: "
+        ));
         c.feed(&mut d, b"3\r", 0);
+        assert!(text(&mut c).ends_with("Security Cipher 1=AES, 2=TKIP, 3=AES+TKIP: "));
+        c.feed(&mut d, b"1\r", 0);
         assert!(text(&mut c).ends_with("Password: "));
-        c.feed(&mut d, b"secret\r", 0);
+        c.feed(&mut d, b"secret-wpa2\r", 0);
         assert!(text(&mut c).contains("Particle <3 you!"));
         assert_ne!(d.state.mode, Mode::Listening);
         assert!(d.state.events.iter().any(

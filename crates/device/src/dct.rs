@@ -1,25 +1,31 @@
-//! The device configuration table (application DCT) kept in two alternating flash copies, so
-//! that a power cut during a write always leaves one complete copy (spec §4.2, §4.7).
+//! The device configuration table kept in two alternating flash copies, so that a power cut
+//! during a write always leaves one complete copy (spec §4.2, §4.7; the copies are
+//! [`crate::copies`]).
 //!
-//! Copy layout (our model of WICED's DCT): a 16-byte header `[magic u32][sequence u32]
-//! [crc32 u32][commit u8]…` at the start of the copy and the application DCT at byte 7548.
-//! A write erases the inactive copy, programs data and header, and programs the commit byte
-//! last; reading picks the committed copy with a valid CRC and the highest sequence.
+//! Copy layout (our model of WICED's DCT): the model's 16-byte header at the start of the
+//! copy, the system section after it (on the Photon and P1, WICED's own data: the Wi-Fi
+//! configuration at [`WIFI_CONFIG`], `platform_dct_data_t` in `platform_dct.h`), and the
+//! application DCT at byte 7548 (`hal/src/photon/dct_hal.h`).
 
-use modflash_module::checksum::crc32;
 use modflash_module::platform::{dct, Platform};
 use modflash_module::rules;
 
+use crate::copies::{Copies, WriteError, HEADER};
 use crate::flash::{FlashChip, FlashError, Space};
 
 const MAGIC: u32 = 0x2154_4344; // "DCT!"
-const COMMITTED: u8 = 0x5A;
 /// Where the application DCT starts inside a copy (Photon `dct_hal.h`).
 pub const APP_OFFSET: u32 = 7548;
 /// Size of one copy.
 pub const COPY_SIZE: u32 = 16 * 1024;
 /// Bytes of application DCT addressable over DFU alt 1.
 pub const APP_SIZE: usize = (COPY_SIZE - APP_OFFSET) as usize;
+/// Where WICED keeps `platform_dct_wifi_config_t` in a DCT copy of the Photon and P1: after
+/// the 388-byte header (`platform_dct_header_sdk_3_1_2_t`), the 156-byte manufacturing info
+/// and the 6160-byte security section (`platform_dct.h`, `hal/src/photon/wiced.sh`).
+pub const WIFI_CONFIG: u32 = 6704;
+/// Size of `platform_dct_wifi_config_t` (it ends where the application DCT starts).
+pub const WIFI_CONFIG_SIZE: usize = (APP_OFFSET - WIFI_CONFIG) as usize;
 
 /// Where a platform keeps its two DCT copies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +43,16 @@ impl DctLocation {
         Self {
             space: Space::of(area.location),
             copies: area.copies,
+        }
+    }
+
+    fn copies(&self) -> Copies {
+        Copies {
+            magic: MAGIC,
+            space: self.space,
+            starts: self.copies,
+            size: COPY_SIZE,
+            short_crc_from: APP_OFFSET,
         }
     }
 }
@@ -73,48 +89,39 @@ impl From<FlashError> for DctError {
     }
 }
 
-struct Copy {
-    index: usize,
-    sequence: u32,
-}
-
-fn committed_copy(flash: &FlashChip, loc: &DctLocation, index: usize) -> Option<Copy> {
-    let base = loc.copies[index];
-    let header = flash.read(loc.space, base, 16)?;
-    let word =
-        |o: usize| u32::from_le_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
-    if word(0) != MAGIC || header[12] != COMMITTED {
-        return None;
-    }
-    let data = flash.read(loc.space, base + APP_OFFSET, APP_SIZE)?;
-    (crc32(data) == word(8)).then(|| Copy {
-        index,
-        sequence: word(4),
-    })
-}
-
-fn active(flash: &FlashChip, loc: &DctLocation) -> Option<Copy> {
-    match (committed_copy(flash, loc, 0), committed_copy(flash, loc, 1)) {
-        (Some(a), Some(b)) => Some(if b.sequence.wrapping_sub(a.sequence) as i32 > 0 {
-            b
-        } else {
-            a
-        }),
-        (a, b) => a.or(b),
-    }
+/// The active copy, all 0xFF when no copy is valid (as on a blank device).
+fn whole(flash: &FlashChip, loc: &DctLocation) -> Vec<u8> {
+    loc.copies()
+        .read(flash)
+        .unwrap_or_else(|| vec![0xFF; COPY_SIZE as usize])
 }
 
 /// The application DCT (all 0xFF when no copy is valid, as on a blank device).
 pub fn read(flash: &FlashChip, loc: &DctLocation) -> Vec<u8> {
-    active(flash, loc)
-        .and_then(|c| flash.read(loc.space, loc.copies[c.index] + APP_OFFSET, APP_SIZE))
-        .map(<[u8]>::to_vec)
-        .unwrap_or_else(|| vec![0xFF; APP_SIZE])
+    whole(flash, loc).split_off(APP_OFFSET as usize)
 }
 
 /// True when at least one committed copy is intact.
 pub fn is_intact(flash: &FlashChip, loc: &DctLocation) -> bool {
-    active(flash, loc).is_some()
+    loc.copies().is_intact(flash)
+}
+
+fn write_at(
+    flash: &mut FlashChip,
+    loc: &DctLocation,
+    at: usize,
+    data: &[u8],
+    offset: usize,
+) -> Result<(), DctError> {
+    let out_of_range = DctError::OutOfRange {
+        offset,
+        len: data.len(),
+    };
+    let at = u32::try_from(at).map_err(|_| out_of_range)?;
+    loc.copies().write(flash, at, data).map_err(|e| match e {
+        WriteError::OutOfRange => out_of_range,
+        WriteError::Flash(f) => DctError::Flash(f),
+    })
 }
 
 /// Writes `data` at `offset` of the application DCT (read, modify, write the other copy).
@@ -125,34 +132,45 @@ pub fn write(
     offset: usize,
     data: &[u8],
 ) -> Result<(), DctError> {
-    let end = offset
-        .checked_add(data.len())
-        .filter(|&e| e <= APP_SIZE)
-        .ok_or(DctError::OutOfRange {
+    if offset.checked_add(data.len()).is_none_or(|e| e > APP_SIZE) {
+        return Err(DctError::OutOfRange {
             offset,
             len: data.len(),
-        })?;
-    let current = active(flash, loc);
-    let mut app = read(flash, loc);
-    if current.is_some() && app[offset..end] == *data {
-        return Ok(());
+        });
     }
-    app[offset..end].copy_from_slice(data);
-    let (target, sequence) = match current {
-        Some(c) => (1 - c.index, c.sequence.wrapping_add(1)),
-        None => (0, 1),
-    };
-    let base = loc.copies[target];
-    flash.erase_range(loc.space, base, COPY_SIZE as usize)?;
-    flash.program(loc.space, base + APP_OFFSET, &app)?;
-    let mut header = [0xFFu8; 12];
-    header[..4].copy_from_slice(&MAGIC.to_le_bytes());
-    header[4..8].copy_from_slice(&sequence.to_le_bytes());
-    header[8..12].copy_from_slice(&crc32(&app).to_le_bytes());
-    flash.program(loc.space, base, &header)?;
-    // The commit byte goes last: until it is programmed, readers keep using the old copy.
-    flash.program(loc.space, base + 12, &[COMMITTED])?;
-    Ok(())
+    write_at(flash, loc, APP_OFFSET as usize + offset, data, offset)
+}
+
+/// `len` bytes of the system section at `offset` of a copy (all 0xFF when no copy is valid).
+/// The range must lie between the model's header and the application DCT.
+pub fn read_system(flash: &FlashChip, loc: &DctLocation, offset: u32, len: usize) -> Vec<u8> {
+    let start = offset as usize;
+    let copy = whole(flash, loc);
+    match start.checked_add(len) {
+        Some(end) if offset >= HEADER && end <= APP_OFFSET as usize => copy[start..end].to_vec(),
+        _ => vec![0xFF; len],
+    }
+}
+
+/// Writes `data` at `offset` of the system section of a copy.
+pub fn write_system(
+    flash: &mut FlashChip,
+    loc: &DctLocation,
+    offset: u32,
+    data: &[u8],
+) -> Result<(), DctError> {
+    let start = offset as usize;
+    if offset < HEADER
+        || start
+            .checked_add(data.len())
+            .is_none_or(|e| e > APP_OFFSET as usize)
+    {
+        return Err(DctError::OutOfRange {
+            offset: start,
+            len: data.len(),
+        });
+    }
+    write_at(flash, loc, start, data, start)
 }
 
 /// One `platform_flash_modules_t` slot (spec §4.8).
@@ -279,7 +297,7 @@ mod tests {
         let d = read(&f, &loc);
         assert_eq!(d[dct::OTA_UPDATE_FLAG], 0xA5);
         assert_eq!(&d[dct::CLAIM_CODE..dct::CLAIM_CODE + 5], b"claim");
-        assert!(committed_copy(&f, &loc, 0).is_some() && committed_copy(&f, &loc, 1).is_some());
+        assert_eq!(loc.copies().committed_count(&f), 2, "both copies committed");
         assert!(write(&mut f, &loc, APP_SIZE - 1, &[1, 2]).is_err());
     }
 

@@ -55,6 +55,7 @@ impl Device {
                 events: Vec::new(),
                 factory_reset_requested: false,
                 boot_request: None,
+                settings_reset_requested: false,
                 watchdog_retries: 0,
                 control_transfers: 0,
                 flash_stats: FlashStats::default(),
@@ -192,6 +193,65 @@ impl Device {
             .filter_map(|f| f.info)
             .find(|i| i.function == ModuleFunction::SystemPart)
             .map(|i| i.version)
+    }
+
+    /// The Device OS release the system firmware is, when every system part is valid and of
+    /// one known release; `None` for no, damaged, mixed or unknown system firmware (see
+    /// [`Device::system_words`]).
+    pub fn device_os(&self) -> Option<&'static str> {
+        let parts: Vec<Fetched> = self
+            .system_info()
+            .into_iter()
+            .filter(|f| f.bounds.function == ModuleFunction::SystemPart)
+            .collect();
+        let first = parts.first()?.info?.version;
+        parts
+            .iter()
+            .all(|f| f.is_valid() && f.info.is_some_and(|i| i.version == first))
+            .then(|| modflash_module::release::release_name(first))
+            .flatten()
+    }
+
+    /// The system firmware in words: "Device OS 1.5.0", or each system part when they are not
+    /// one valid release ("system part 1 1502 (damaged), system part 2 17 (0.5.2)").
+    pub fn system_words(&self) -> String {
+        if let Some(release) = self.device_os() {
+            return format!("Device OS {release}");
+        }
+        let parts: Vec<String> = self
+            .system_info()
+            .into_iter()
+            .filter(|f| f.bounds.function == ModuleFunction::SystemPart)
+            .map(|f| {
+                let slot = format!("system part {}", f.bounds.index);
+                let Some(info) = f.info else {
+                    return format!("{slot} missing");
+                };
+                let release = modflash_module::release::release_name(info.version);
+                let mut notes: Vec<String> = release.map(str::to_string).into_iter().collect();
+                match (f.is_valid(), f.unmet) {
+                    (true, _) => {}
+                    (false, Some(unmet)) => notes.push(format!(
+                        "needs {} ≥ {}",
+                        modflash_module::ModuleRef::new(
+                            unmet.required.function,
+                            unmet.required.index
+                        ),
+                        unmet.required.version
+                    )),
+                    (false, None) => notes.push("damaged".into()),
+                }
+                match notes.as_slice() {
+                    [] => format!("{slot} {}", info.version),
+                    _ => format!("{slot} {} ({})", info.version, notes.join(", ")),
+                }
+            })
+            .collect();
+        if parts.is_empty() {
+            "no system firmware".into()
+        } else {
+            parts.join(", ")
+        }
     }
 
     /// Total modelled time and flash counters.

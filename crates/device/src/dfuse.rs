@@ -398,9 +398,10 @@ impl Device {
         self.in_dfu_mode().then_some(self.dfu.connection)
     }
 
-    /// Identifies the device's current USB enumeration in either mode: `None` when it shows
-    /// nothing on USB (off, crash-looping), otherwise a number that changes whenever the
-    /// device resets (a host sees a new bus address).
+    /// Identifies the device's current USB enumeration in any mode: `None` while nothing
+    /// answers on USB (off, or crashing before USB starts), otherwise a number that changes at
+    /// every boot. A host or an emulated bus that sees it change knows the device dropped off
+    /// the bus and came back (a reset, a mode change), even into the same mode.
     pub fn usb_connection(&self) -> Option<u64> {
         (self.in_dfu_mode() || self.answers_usb()).then_some(self.dfu.connection)
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::cause::{CopyRefusal, Crash, FactoryResetCause, SafeModeCause, SystemFault};
 use crate::flash::FlashError;
 use crate::ota::OtaError;
+use crate::wifi::{WifiClearCause, WifiRefusal};
 
 /// Which firmware logged an event: the start of its line ("bootloader: …", "system: …").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -146,6 +147,15 @@ pub enum DeviceEvent {
         /// Whether a password was given.
         secured: bool,
     },
+    /// The system refused the Wi-Fi credentials given on the console ("Derp").
+    WifiNotSaved {
+        /// The network name.
+        ssid: String,
+        /// Why (never the password).
+        reason: WifiRefusal,
+    },
+    /// The stored Wi-Fi credentials were cleared.
+    WifiCleared(WifiClearCause),
 
     /// A USB control request changes the mode (the device resets).
     UsbModeChange(UsbModeChange),
@@ -197,7 +207,9 @@ impl DeviceEvent {
             | Self::DfuBaud
             | Self::WifiSaved { .. }
             | Self::UsbModeChange(_)
-            | Self::UsbUpdateRefused(_) => Some(Origin::System),
+            | Self::UsbUpdateRefused(_)
+            | Self::WifiNotSaved { .. }
+            | Self::WifiCleared(_) => Some(Origin::System),
         }
     }
 
@@ -303,6 +315,11 @@ impl fmt::Display for Message<'_> {
             ),
             E::UsbModeChange(change) => write!(f, "USB control request: {change}"),
             E::UsbUpdateRefused(e) => write!(f, "USB firmware update refused: {e}"),
+            E::WifiNotSaved { ssid, reason } => write!(
+                f,
+                "did not save the Wi-Fi credentials for network \"{ssid}\": {reason}"
+            ),
+            E::WifiCleared(cause) => write!(f, "Wi-Fi credentials cleared: {cause}"),
             E::Text(line) => f.write_str(line),
         }
     }

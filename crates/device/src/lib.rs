@@ -1,13 +1,14 @@
 //! A faithful model of how Device OS stores, validates, boots and updates firmware modules:
 //! NOR flash with timing and power cuts, the two-copy DCT, HAL validation, the Gen2/Gen3
 //! bootloader and system start, OTA staging, the describe JSON, the DfuSe device side, the
-//! normal-mode USB device with Particle's control requests and the listening-mode console. No
-//! I/O: callers persist snapshots and move bytes.
+//! normal-mode USB device with Particle's control requests and the listening-mode console with
+//! its Wi-Fi credentials. No I/O: callers persist snapshots and move bytes.
 
 mod boot;
 pub mod cause;
 pub mod console;
 pub mod control;
+mod copies;
 mod copy;
 pub mod dct;
 pub mod describe;
@@ -21,6 +22,7 @@ pub mod ota;
 pub mod state;
 pub mod usb;
 mod validate;
+pub mod wifi;
 
 pub use control::ControlProtocol;
 pub use device::Device;

@@ -175,6 +175,10 @@ pub struct DeviceState {
     pub factory_reset_requested: bool,
     /// DR1 request for the bootloader.
     pub boot_request: Option<BootRequest>,
+    /// `NVMEM_SPARK_Reset == 1`: the system resets its settings (Wi-Fi credentials) at its
+    /// next start (a 10 s button hold at reset sets it).
+    #[serde(default)]
+    pub settings_reset_requested: bool,
     /// Consecutive failed system starts seen by the watchdog.
     pub watchdog_retries: u8,
     /// USB control transfers handled (DFU).

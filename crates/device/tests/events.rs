@@ -7,6 +7,7 @@ use modflash_device::cause::{
 };
 use modflash_device::event::{ButtonHold, DeviceEvent, RefusedOperation};
 use modflash_device::hal::{flags, HeaderFault};
+use modflash_device::wifi::{WifiClearCause, WifiRefusal};
 use modflash_device::{DeviceState, FlashError, OtaError, Space};
 use modflash_module::rules::{OtaRefusal, Unmet};
 use modflash_module::{Dependency, ModuleFunction, ModuleRef};
@@ -220,6 +221,17 @@ fn every_event() -> Vec<(DeviceEvent, &'static str)> {
                 secured: true,
             },
             "system: saved secured Wi-Fi credentials for network \"home\"",
+        ),
+        (
+            E::WifiNotSaved {
+                ssid: "home".into(),
+                reason: WifiRefusal::NoPassword,
+            },
+            "system: did not save the Wi-Fi credentials for network \"home\": a secured network needs a password",
+        ),
+        (
+            E::WifiCleared(WifiClearCause::SettingsReset),
+            "system: Wi-Fi credentials cleared: settings reset requested at boot",
         ),
         (E::Text("anything at all".into()), "anything at all"),
     ]

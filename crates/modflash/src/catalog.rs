@@ -1,6 +1,9 @@
 //! The catalogue: Device OS module files the user has (a `--catalog DIR`, the modflash home
-//! catalogue kept by `modflash catalog add`), and for virtual devices the synthetic modules of
-//! the release table. Indexed by platform, function, index, version and SHA-256.
+//! catalogue kept by `modflash catalog add`, in [`store`]), and for virtual devices the
+//! synthetic modules of the release table. Indexed by platform, function, index, version and
+//! SHA-256.
+
+pub mod store;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,6 +13,10 @@ use modflash_module::release::platform_releases;
 use modflash_module::synth::synthesize;
 use modflash_module::{Module, ModuleFlags, ModuleInfo, ModuleRef, Platform};
 use serde::{Deserialize, Serialize};
+
+use crate::files::{read_module_file, FileError};
+use crate::progress::{Event, Observer};
+use store::HomeCatalog;
 
 /// Where a candidate module comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -71,9 +78,13 @@ pub struct Candidate {
 }
 
 /// Why a file cannot be a candidate.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum CandidateError {
-    /// Unreadable.
+    /// Not a file modflash reads: missing, a FIFO or device, a directory, far too large.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    File(#[from] FileError),
+    /// A catalogue folder that cannot be listed.
     #[error("cannot read {path}: {reason}")]
     #[diagnostic(
         code(modflash::file::unreadable),
@@ -145,13 +156,9 @@ impl Candidate {
         })
     }
 
-    /// Reads a candidate from a file.
+    /// Reads a candidate from a file (a regular file no larger than a module can be).
     pub fn from_file(path: &Path, origin: Origin) -> Result<Self, CandidateError> {
-        let bytes = std::fs::read(path).map_err(|e| CandidateError::Io {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        Self::from_bytes(origin, bytes)
+        Self::from_bytes(origin, read_module_file(path)?)
     }
 
     /// The slot it occupies.
@@ -274,87 +281,49 @@ impl Catalog {
             .filter(move |c| c.info.platform_id == platform_id)
     }
 
-    /// The home catalogue directory.
-    pub fn home_dir() -> PathBuf {
-        crate::home::home().join("catalog")
-    }
-
-    /// Loads the home catalogue (empty when there is none); each module is named by the file
-    /// name it was added under.
-    pub fn load_home() -> Self {
-        let dir = Self::home_dir();
-        let Ok((mut catalog, _)) = Self::load_dir(&dir) else {
-            return Self::default();
-        };
-        let index = Self::home_index();
-        for c in &mut catalog.modules {
-            let sha = c.sha_hex();
-            if let Some(entry) = index.iter().find(|e| e.sha256 == sha) {
-                if let Origin::Catalog(stored) = &c.origin {
-                    c.origin = Origin::Home {
-                        name: entry.file.clone(),
-                        stored: stored.clone(),
-                    };
-                }
-            }
+    /// The modflash home catalogue, each module named by the file it was added as; a
+    /// damaged index is a warning to `observer` (the stored files are used).
+    pub fn load_home(observer: &mut dyn Observer) -> Self {
+        let (catalog, damage) = HomeCatalog::default().load();
+        if let Some(damage) = damage {
+            observer.event(Event::warning(format!(
+                "{damage}: its modules are taken from the stored files (the next `modflash catalog add` rewrites the index)"
+            )));
         }
         catalog
     }
 
-    /// Copies `path` (a module file) into the home catalogue and records it in the index.
-    pub fn add_to_home(path: &Path) -> Result<IndexEntry, CandidateError> {
-        let c = Candidate::from_file(path, Origin::Catalog(path.to_path_buf()))?;
-        let dir = Self::home_dir();
-        let io = |e: std::io::Error| CandidateError::Io {
-            path: dir.clone(),
-            reason: e.to_string(),
-        };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let sha = c.sha_hex();
-        let stored = dir.join(format!("{sha}.bin"));
-        if !stored.exists() {
-            let tmp = dir.join(format!("{sha}.bin.tmp-{}", std::process::id()));
-            std::fs::write(&tmp, c.bytes.as_slice()).map_err(io)?;
-            std::fs::rename(&tmp, &stored).map_err(io)?;
-        }
-        let entry = IndexEntry {
-            file: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            sha256: sha,
-            platform_id: c.info.platform_id,
-            platform: modflash_module::platform(c.info.platform_id).map(|p| p.name.to_string()),
-            function: c.info.function.name().to_string(),
-            index: c.info.index,
-            version: c.info.version,
-            device_os: modflash_module::release::release_for_module(&c.info).map(str::to_string),
-            size: c.bytes.len(),
-        };
-        let mut index = Self::home_index();
-        index.retain(|e| e.sha256 != entry.sha256);
-        index.push(entry.clone());
-        index.sort_by(|a, b| {
-            (a.platform_id, &a.function, a.index, a.version, &a.sha256).cmp(&(
-                b.platform_id,
-                &b.function,
-                b.index,
-                b.version,
-                &b.sha256,
-            ))
-        });
-        let json = serde_json::to_vec_pretty(&index).unwrap_or_default();
-        let tmp = dir.join(format!("index.json.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, json).map_err(io)?;
-        std::fs::rename(&tmp, dir.join("index.json")).map_err(io)?;
-        Ok(entry)
+    /// Other real images of the module `c` is (same platform, slot and version, other
+    /// contents; `push` keeps one real candidate per content).
+    pub fn other_images(&self, c: &Candidate) -> Vec<&Candidate> {
+        self.modules
+            .iter()
+            .filter(|m| {
+                !m.origin.is_synthetic()
+                    && m.info.platform_id == c.info.platform_id
+                    && m.slot() == c.slot()
+                    && m.info.version == c.info.version
+                    && m.sha256 != c.sha256
+            })
+            .collect()
     }
+}
 
-    /// The home catalogue index.
-    pub fn home_index() -> Vec<IndexEntry> {
-        std::fs::read(Self::home_dir().join("index.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
+/// A module in words: "Photon system part 2 version 1502".
+pub(crate) fn module_words(platform_id: u16, slot: &str, version: u16) -> String {
+    let platform = modflash_module::platform(platform_id).map_or_else(
+        || format!("platform {platform_id}"),
+        |p| p.display_name.to_string(),
+    );
+    format!("{platform} {slot} version {version}")
+}
+
+/// The warning for several different images of one module version: the file names, and
+/// `choice` (which one is used, or where that is said).
+pub fn several_images_words(module: &str, names: &[String], choice: &str) -> String {
+    format!(
+        "the catalogue holds {} different images of {module}: {}; {choice}",
+        names.len(),
+        names.join(", ")
+    )
 }

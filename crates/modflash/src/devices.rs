@@ -133,10 +133,11 @@ fn virtual_devices(store: &SimStore, out: &mut Reachable) {
                         platform: Some(h.device.platform()),
                         mode: Some(h.device.state.mode.name().to_string()),
                         device_id: Some(h.device.state.device_id.clone()),
-                        device_os: h.device.system_version().map(|v| {
-                            modflash_module::release::release_name(v)
-                                .map_or_else(|| format!("system {v}"), str::to_string)
-                        }),
+                        device_os: Some(
+                            h.device
+                                .device_os()
+                                .map_or_else(|| h.device.system_words(), str::to_string),
+                        ),
                         ..blank(Kind::Virtual, reference)
                     },
                     Err(e) => Found {
@@ -147,6 +148,29 @@ fn virtual_devices(store: &SimStore, out: &mut Reachable) {
             }
         }
         Err(e) => out.problems.push(format!("virtual devices: {e}")),
+    }
+}
+
+/// What to pass to `--device` here: the devices there are now, as `--device` values, or how to
+/// get one when there is none.
+pub fn which_devices(store: &SimStore) -> String {
+    let found = reachable(store);
+    let refs: Vec<String> = found
+        .devices
+        .iter()
+        .filter(|d| d.error.is_none())
+        .map(|d| format!("--device {}", d.reference))
+        .collect();
+    match refs.len() {
+        0 => "no device is reachable now: connect one over USB, or create a virtual one with \
+              `modflash sim create demo --platform photon --device-os 1.5.0`"
+            .into(),
+        n if n <= 8 => format!("the devices here: {}", refs.join(", ")),
+        n => format!(
+            "the devices here: {}, and {} more (`modflash devices`)",
+            refs[..8].join(", "),
+            n - 8
+        ),
     }
 }
 
@@ -189,14 +213,9 @@ pub fn expand(
         .strip_prefix("sim:")
         .filter(|p| p.contains(['*', '?', '[']))
     {
-        let matcher = glob::Pattern::new(pattern).map_err(|e| crate::Error::BadRequest {
-            what: format!("`{spec}` is not a usable pattern: {e}"),
-            help: "use * and ? as in a shell, e.g. --device 'sim:line-*'".into(),
-        })?;
-        let names = store.list()?;
-        return Ok(names
+        return Ok(store
+            .select(pattern)?
             .into_iter()
-            .filter(|n| matcher.matches(n))
             .map(crate::DeviceRef::Sim)
             .collect());
     }
@@ -204,6 +223,6 @@ pub fn expand(
         .map(|r| vec![r])
         .map_err(|e| crate::Error::BadRequest {
             what: e.to_string(),
-            help: "for example --device sim:demo, --device usb, --device all or --device 'sim:line-*' (`modflash devices` lists them)".into(),
+            help: which_devices(store),
         })
 }

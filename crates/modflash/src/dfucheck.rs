@@ -11,6 +11,7 @@
 
 use modflash_device::Space;
 use modflash_dfu::dfufile::{split_suffix, DfuseFile};
+use modflash_dfu::layout::MemoryLayout;
 use modflash_module::platform::{Location, ModuleBounds, Store};
 use modflash_module::rules::{self, AltMemory, DfuAlt, Protected, ProtectedArea};
 use modflash_module::{Module, ModuleFlags, ModuleInfo, Platform};
@@ -92,6 +93,21 @@ pub enum Refusal {
         help("see `modflash dfu download --help`")
     )]
     Usage(String),
+    /// An upload the device cannot answer (no such alternate setting, memory it does not
+    /// have).
+    #[error("refused, nothing was read: {0}")]
+    #[diagnostic(
+        code(modflash::upload::usage),
+        help("`dfu-util -l` shows the device's alternate settings and memory; see `modflash dfu upload --help`")
+    )]
+    Upload(String),
+}
+
+impl Refusal {
+    /// True when the request is wrong (exit 2) rather than refused by a check (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::Usage(_) | Self::Upload(_))
+    }
 }
 
 fn region_name(b: &ModuleBounds) -> String {
@@ -371,6 +387,9 @@ pub fn plan_download(
                 w.alt
             )));
         };
+        if let Some(outside) = outside_layout(&name, w.alt, w.address, w.data.len() as u64) {
+            return Err(Refusal::Usage(outside));
+        }
         failed.extend(check_write(platform, &name, w, m.as_ref()));
     }
     let forced = if failed.is_empty() {
@@ -385,6 +404,63 @@ pub fn plan_download(
         writes,
         forced,
     })
+}
+
+/// Checks an upload of `length` bytes at `address` of alternate setting `alt` against the
+/// memory layout `alt_name` gives (from the platform's documented layout before the device
+/// is switched to DFU mode): the alt must exist and show every byte asked for.
+pub fn check_upload(
+    alt_name: &mut dyn FnMut(u8) -> Option<String>,
+    alt: u8,
+    address: u32,
+    length: u64,
+) -> Result<(), Refusal> {
+    let Some(name) = alt_name(alt) else {
+        return Err(Refusal::Upload(format!(
+            "the device has no alternate setting {alt} (see `modflash devices` or `dfu-util -l`)"
+        )));
+    };
+    match outside_layout(&name, alt, address, length) {
+        Some(outside) => Err(Refusal::Upload(outside)),
+        None => Ok(()),
+    }
+}
+
+/// When `[address, address + len)` is not all in the memory layout string `alt_name` of
+/// alternate setting `alt`: what lies outside, in words. A string modflash cannot read
+/// leaves the check to the device.
+fn outside_layout(alt_name: &str, alt: u8, address: u32, len: u64) -> Option<String> {
+    let layout = MemoryLayout::parse(alt_name).ok()?;
+    let segments = layout.segments();
+    let end = u64::from(address) + len;
+    let mut at = u64::from(address);
+    while at < end {
+        let covering = u32::try_from(at)
+            .ok()
+            .and_then(|a| segments.iter().find(|s| s.contains(a)));
+        match covering {
+            Some(s) => at = s.end,
+            None => {
+                let mut spans: Vec<(u64, u64)> = Vec::new();
+                for s in &segments {
+                    match spans.last_mut() {
+                        Some(last) if last.1 == u64::from(s.start) => last.1 = s.end,
+                        _ => spans.push((u64::from(s.start), s.end)),
+                    }
+                }
+                let spans: Vec<String> = spans
+                    .iter()
+                    .map(|(a, b)| format!("{a:#010x}..{b:#010x}"))
+                    .collect();
+                return Some(format!(
+                    "{address:#010x}..{end:#010x} is not in the memory of alt {alt} ({}: {}); {at:#010x} is outside it",
+                    layout.name.trim(),
+                    spans.join(", ")
+                ));
+            }
+        }
+    }
+    None
 }
 
 fn parse_dfuse(file: &[u8]) -> Result<Option<DfuseFile>, Refusal> {

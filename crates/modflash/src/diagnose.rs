@@ -96,7 +96,7 @@ pub fn diagnose(
     let (fix, blocker) = if mode == Mode::App && failing.is_empty() {
         (None, None)
     } else {
-        let mut catalog = Catalog::load_home();
+        let mut catalog = Catalog::load_home(observer);
         for dir in catalogs {
             if let Ok((c, _)) = Catalog::load_dir(dir) {
                 catalog.extend(c);
@@ -203,6 +203,8 @@ fn explains_mode(event: &DeviceEvent) -> bool {
         | E::ListeningEntered
         | E::ListeningLeft
         | E::WifiSaved { .. }
+        | E::WifiNotSaved { .. }
+        | E::WifiCleared(_)
         | E::Text(_) => false,
     }
 }

@@ -9,7 +9,7 @@ use modflash_module::rules::{self, OtaCode};
 use modflash_module::ModuleInfo;
 
 use crate::catalog::Candidate;
-use crate::dfucheck::{plan_download, DownloadPlan};
+use crate::dfucheck::{check_upload, plan_download, DownloadPlan};
 use crate::error::Error;
 use crate::exec::{
     execute, hash_check, refusal_verdict, unproven_error, DfuWrite, HashCheck, Options, Task,
@@ -455,7 +455,9 @@ pub fn dfu_download(
     })
 }
 
-/// Reads `length` bytes at `address` of alternate setting `alt` over DFU.
+/// Reads `length` bytes at `address` of alternate setting `alt` over DFU, checked against the
+/// platform's documented layout before the device is switched to DFU mode (a refused request
+/// leaves it as it was).
 pub fn dfu_upload(
     session: &mut Session<'_>,
     alt: u8,
@@ -463,6 +465,14 @@ pub fn dfu_upload(
     length: usize,
     observer: &mut dyn Observer,
 ) -> Result<Vec<u8>, Error> {
+    if let Some(layout) = session.platform().layout_for(None) {
+        check_upload(
+            &mut |alt| layout.dfu_alts.get(usize::from(alt)).map(|s| s.to_string()),
+            alt,
+            address,
+            length as u64,
+        )?;
+    }
     enter_dfu(session, observer)?;
     let link = session.link();
     operation(

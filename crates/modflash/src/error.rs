@@ -6,8 +6,10 @@
 //! transparently and adds what only the orchestration knows (a transport the device cannot
 //! do, the device's own refusal, a final state that differs from the prediction).
 
+use crate::catalog::store::CatalogError;
 use crate::catalog::CandidateError;
 use crate::dfucheck::Refusal;
+use crate::files::FileError;
 use crate::inventory::InventoryError;
 use crate::plan::PlanError;
 use crate::sim::SimError;
@@ -55,6 +57,14 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Candidate(#[from] CandidateError),
+    /// The modflash home catalogue could not be changed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A file the user named cannot be read: missing, a FIFO or device, far too large.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    File(#[from] FileError),
     /// What the device reports could not be read.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -219,8 +229,10 @@ impl Error {
     pub fn is_check_failure(&self) -> bool {
         match self {
             Self::Plan(e) => e.is_check_failure(),
-            Self::Candidate(e) => !matches!(e, CandidateError::Io { .. }),
-            Self::Download(r) => !matches!(r, Refusal::Usage(_)),
+            Self::Candidate(e) | Self::Catalog(CatalogError::Candidate(e)) => {
+                !matches!(e, CandidateError::Io { .. } | CandidateError::File(_))
+            }
+            Self::Download(r) => !r.is_usage(),
             Self::Dfu(e) => e.is_refusal(),
             Self::Usb(UsbError::Dfu(e)) => e.is_refusal(),
             Self::Refused { .. }
@@ -230,6 +242,8 @@ impl Error {
             | Self::Unverified { .. }
             | Self::NotAsPredicted { .. } => true,
             Self::Sim(_)
+            | Self::Catalog(CatalogError::Io(_))
+            | Self::File(_)
             | Self::Serial(_)
             | Self::Control(_)
             | Self::Usb(_)

@@ -9,7 +9,8 @@ use modflash_module::platform::{platform, Platform, Store};
 use modflash_module::rules::{Header, Installed, Part};
 use modflash_module::{Dependency, ModuleFunction, ModuleRef};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+use crate::describe::{words_list, Describe, PlatformHints};
 
 /// Which checks a module passed, as the device reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,7 +114,7 @@ pub struct Inventory {
     pub modules: Vec<InstalledModule>,
 }
 
-/// Why a describe JSON could not be read.
+/// Why a describe JSON could not be read, or its platform not settled.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum InventoryError {
     /// Not JSON.
@@ -124,6 +125,53 @@ pub enum InventoryError {
     #[error("the describe data has no {0}")]
     #[diagnostic(code(modflash::inventory::incomplete))]
     Missing(&'static str),
+    /// Fields of the wrong kind or out of range, each with where it is (`m[3].v is -5, …`).
+    #[error("the describe data is malformed: {}", .0.join("; "))]
+    #[diagnostic(
+        code(modflash::inventory::malformed),
+        help("a describe document is the JSON a device prints for `s`: read it from the device again")
+    )]
+    Malformed(Vec<String>),
+    /// The platform given is not the one the document names.
+    #[error("the describe data is for platform {reported}, but --platform names the {given}")]
+    #[diagnostic(
+        code(modflash::inventory::platform_conflict),
+        help("drop --platform: the document names its platform")
+    )]
+    PlatformConflict {
+        /// The document's `"p"`.
+        reported: u16,
+        /// The platform given.
+        given: &'static str,
+    },
+    /// The module table does not fit the platform named.
+    #[error("the module table of the describe data does not fit the memory map of the {platform} ({how})")]
+    #[diagnostic(
+        code(modflash::inventory::platform_mismatch),
+        help("name the device's own platform with --platform NAME")
+    )]
+    PlatformMismatch {
+        /// The platform named.
+        platform: &'static str,
+        /// Who named it.
+        how: String,
+    },
+    /// No platform id, and the module table fits no platform.
+    #[error("the describe data has no platform id (\"p\") and its module table fits no platform modflash knows")]
+    #[diagnostic(
+        code(modflash::inventory::no_platform),
+        help("name the device's platform with --platform NAME")
+    )]
+    NoPlatformFits,
+    /// No platform id, and the module table fits several platforms.
+    #[error("the describe data has no platform id (\"p\") and its module table fits {}: name it with {}", words_list(fits), names.iter().map(|n| format!("--platform {n}")).collect::<Vec<_>>().join(" or "))]
+    #[diagnostic(code(modflash::inventory::ambiguous_platform))]
+    AmbiguousPlatform {
+        /// Display names of the platforms it fits.
+        fits: Vec<&'static str>,
+        /// Their names for --platform.
+        names: Vec<&'static str>,
+    },
 }
 
 impl Inventory {
@@ -157,88 +205,13 @@ impl Inventory {
     }
 
     /// From a describe JSON (`s` output, `particle serial inspect`, cloud describe), accepting
-    /// both the 0.x format (`"_":""`) and the 2.x one.
+    /// both the 0.x format (`"_":""`) and the 2.x one; every field is checked
+    /// ([`Describe::parse`]), and a document without a platform id gets the one its module
+    /// table fits, if only one ([`Describe::settle`]).
     pub fn from_describe(text: &str) -> Result<Self, InventoryError> {
-        let v: Value = serde_json::from_str(text.trim())?;
-        let platform_id = v
-            .get("p")
-            .and_then(Value::as_u64)
-            .and_then(|p| u16::try_from(p).ok())
-            .ok_or(InventoryError::Missing("platform id (\"p\")"))?;
-        let list = v
-            .get("m")
-            .and_then(Value::as_array)
-            .ok_or(InventoryError::Missing("module list (\"m\")"))?;
-        let mut modules = Vec::new();
-        for m in list {
-            let Some(function) = m
-                .get("f")
-                .and_then(Value::as_str)
-                .and_then(|c| c.chars().next())
-                .and_then(ModuleFunction::from_code)
-            else {
-                continue; // a region with no module
-            };
-            let num = |key: &str| m.get(key).and_then(Value::as_u64).unwrap_or(0);
-            let index = m
-                .get("n")
-                .and_then(|n| {
-                    n.as_str()
-                        .and_then(|s| s.parse().ok())
-                        .or_else(|| n.as_u64())
-                })
-                .and_then(|n| u8::try_from(n).ok())
-                .unwrap_or(0);
-            let store = m
-                .get("l")
-                .and_then(Value::as_str)
-                .and_then(|c| c.chars().next())
-                .and_then(Store::from_code)
-                .unwrap_or(Store::Main);
-            let dependencies = m
-                .get("d")
-                .and_then(Value::as_array)
-                .map(|deps| {
-                    deps.iter()
-                        .filter_map(|d| {
-                            let f =
-                                ModuleFunction::from_code(d.get("f")?.as_str()?.chars().next()?)?;
-                            let n = d.get("n")?;
-                            let index = n
-                                .as_str()
-                                .and_then(|s| s.parse().ok())
-                                .or_else(|| n.as_u64())?;
-                            Some(DependencyJson {
-                                function: f.name().to_string(),
-                                index: u8::try_from(index).ok()?,
-                                version: u16::try_from(d.get("v")?.as_u64()?).ok()?,
-                            })
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            modules.push(InstalledModule {
-                function: function.name().to_string(),
-                index,
-                version: u16::try_from(num("v")).unwrap_or(u16::MAX),
-                store: store.name().to_string(),
-                max_size: u32::try_from(num("s")).unwrap_or(0),
-                start_address: None,
-                dependencies,
-                checks: Checks::from_validity(
-                    u8::try_from(num("vc")).unwrap_or(0),
-                    u8::try_from(num("vv")).unwrap_or(0),
-                ),
-                sha256: m
-                    .get("u")
-                    .and_then(Value::as_str)
-                    .map(str::to_ascii_lowercase),
-            });
-        }
-        Ok(Self {
-            platform_id,
-            modules,
-        })
+        Ok(Describe::parse(text)?
+            .settle(&PlatformHints::default())?
+            .inventory)
     }
 
     /// From the module table a device sends over USB control requests (GetModuleInfo, either

@@ -4,10 +4,12 @@
 //!
 //! Layers (see `docs/ARCHITECTURE.md`): [`transport`] reaches devices (virtual, USB, serial);
 //! [`session`] opens one; [`plan`] finds and proves plans; [`exec`] runs them; [`inventory`],
-//! [`catalog`], [`twin`], [`precheck`] and [`dfucheck`] hold the facts they use.
+//! [`catalog`], [`twin`], [`precheck`] and [`dfucheck`] hold the facts they use; [`files`]
+//! reads what the user names, [`home`] keeps modflash's own files.
 
 pub mod backup;
 pub mod catalog;
+pub mod describe;
 pub mod devices;
 pub mod devref;
 pub mod dfucheck;
@@ -15,10 +17,12 @@ pub mod diagnose;
 pub mod direct;
 pub mod error;
 pub mod exec;
+pub mod files;
 pub mod fleet;
 pub mod history;
 pub mod home;
 pub mod inventory;
+pub mod offline;
 pub mod plan;
 pub mod precheck;
 pub mod progress;
@@ -27,6 +31,7 @@ pub mod session;
 pub mod sim;
 pub mod transport;
 pub mod twin;
+pub mod wifi;
 
 pub use devref::DeviceRef;
 pub use error::{Error, Result};

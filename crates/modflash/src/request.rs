@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use modflash_module::release::{platform_release, platform_releases};
 use modflash_module::{ModuleFunction, ModuleRef, Platform};
 
-use crate::catalog::{Candidate, Catalog, Origin};
+use crate::catalog::{module_words, several_images_words, Candidate, Catalog, Origin};
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::plan::{plan, Force, Plan, Request, Via};
-use crate::progress::Observer;
+use crate::progress::{Event, Observer};
 use crate::session::Session;
 
 /// What to install.
@@ -79,13 +79,23 @@ impl Wanted {
 
     /// The modules available to meet dependencies: the modflash home's catalogue, the given
     /// folders, and for virtual devices the release table's synthetic images.
-    pub fn catalog(&self, session: &Session<'_>) -> Result<Catalog, Error> {
-        let mut catalog = Catalog::load_home();
+    pub fn catalog(
+        &self,
+        session: &Session<'_>,
+        observer: &mut dyn Observer,
+    ) -> Result<Catalog, Error> {
+        let mut catalog = self.user_catalog(observer)?;
+        catalog.extend(session.synthetic_catalog());
+        Ok(catalog)
+    }
+
+    /// The user's modules: the modflash home's catalogue, then the given folders.
+    pub fn user_catalog(&self, observer: &mut dyn Observer) -> Result<Catalog, Error> {
+        let mut catalog = Catalog::load_home(observer);
         for dir in &self.catalogs {
             let (c, _skipped) = Catalog::load_dir(dir)?;
             catalog.extend(c);
         }
-        catalog.extend(session.synthetic_catalog());
         Ok(catalog)
     }
 
@@ -95,14 +105,27 @@ impl Wanted {
         catalog: &Catalog,
         platform: &'static Platform,
     ) -> Result<Vec<Candidate>, Error> {
-        let mut targets = Vec::new();
-        for path in &self.files {
-            targets.push(Candidate::from_file(path, Origin::File(path.clone()))?);
-        }
+        self.targets_with(self.read_files()?, catalog, platform)
+    }
+
+    /// The files asked for, read.
+    pub fn read_files(&self) -> Result<Vec<Candidate>, Error> {
+        let read = |path: &PathBuf| Candidate::from_file(path, Origin::File(path.clone()));
+        Ok(self.files.iter().map(read).collect::<Result<_, _>>()?)
+    }
+
+    /// `files` (the files asked for, read), then the release's system modules from
+    /// `catalog`.
+    pub fn targets_with(
+        &self,
+        mut files: Vec<Candidate>,
+        catalog: &Catalog,
+        platform: &'static Platform,
+    ) -> Result<Vec<Candidate>, Error> {
         if let Some(release) = &self.device_os {
-            targets.extend(release_targets(catalog, platform, release)?);
+            files.extend(release_targets(catalog, platform, release)?);
         }
-        Ok(targets)
+        Ok(files)
     }
 
     /// The platforms the named files are built for (files that are not modules count for
@@ -191,7 +214,7 @@ impl Wanted {
     ) -> Result<Planned, Error> {
         self.check()?;
         let via = self.via(session)?;
-        let catalog = self.catalog(session)?;
+        let catalog = self.catalog(session, observer)?;
         let targets = self.targets(&catalog, session.platform())?;
         let twin = session.twin(observer)?;
         let request = Request {
@@ -204,10 +227,38 @@ impl Wanted {
             force: self.force,
             factory: self.factory,
         };
+        let plan = plan(&request)?;
+        warn_other_images(&plan, &catalog, observer);
         Ok(Planned {
-            plan: plan(&request)?,
+            plan,
             before: Inventory::from_device(&twin),
         })
+    }
+}
+
+/// Warns about each module the plan writes of which the catalogue holds other images of the
+/// same version, naming them all and the one the plan uses.
+pub fn warn_other_images(plan: &Plan, catalog: &Catalog, observer: &mut dyn Observer) {
+    for step in &plan.steps {
+        let used = &step.module;
+        let others = catalog.other_images(used);
+        if others.is_empty() || used.origin.is_synthetic() {
+            continue;
+        }
+        let names: Vec<String> = std::iter::once(used)
+            .chain(others)
+            .map(|c| c.origin.to_string())
+            .collect();
+        let module = module_words(
+            used.info.platform_id,
+            &used.slot().to_string(),
+            used.info.version,
+        );
+        observer.event(Event::warning(several_images_words(
+            &module,
+            &names,
+            &format!("this plan uses {}", used.origin),
+        )));
     }
 }
 

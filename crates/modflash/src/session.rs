@@ -36,11 +36,11 @@ impl Session<'static> {
             DeviceRef::Serial(port) => {
                 // A port the discovery knows gives the device id, which finds the device
                 // again if it comes back on another port after a restart.
-                let id = find_port(None)
-                    .ok()
-                    .filter(|p| p.port == *port)
-                    .and_then(|p| p.device_id);
-                let link = PortLink::open(port, LISTENING_BAUD)?.with_device_id(id);
+                let found = find_port(None).ok().filter(|p| p.port == *port);
+                let usb = found.as_ref().map(|p| p.usb_id);
+                let link = PortLink::open(port, LISTENING_BAUD)?
+                    .with_device_id(found.and_then(|p| p.device_id))
+                    .with_usb_id(usb);
                 Box::new(SerialLink::open(link)?)
             }
         };
@@ -52,18 +52,14 @@ impl Session<'static> {
     /// Opens the device `devref` names for its serial console: a USB reference means the USB
     /// device's serial port.
     pub fn open_console(devref: &DeviceRef) -> Result<Self, Error> {
-        let (port, id) = match devref {
-            DeviceRef::Usb => {
-                let p = find_port(None)?;
-                (p.port, p.device_id)
-            }
-            DeviceRef::UsbId(id) => {
-                let p = find_port(Some(id))?;
-                (p.port, p.device_id)
-            }
+        let p = match devref {
+            DeviceRef::Usb => find_port(None)?,
+            DeviceRef::UsbId(id) => find_port(Some(id))?,
             DeviceRef::Sim(_) | DeviceRef::Serial(_) => return Self::open(devref),
         };
-        let link = PortLink::open(&port, LISTENING_BAUD)?.with_device_id(id);
+        let link = PortLink::open(&p.port, LISTENING_BAUD)?
+            .with_device_id(p.device_id)
+            .with_usb_id(Some(p.usb_id));
         Ok(Self {
             link: Box::new(SerialLink::open(link)?),
         })

@@ -1,5 +1,6 @@
 //! Persistence of virtual devices (`sim:NAME`): one image file per device in the modflash home,
-//! written atomically (temp file + rename) and locked while a process uses it.
+//! written atomically (temp file + rename) and locked while a process uses it. In a home the
+//! user cannot write, devices open read-only: what only reads them works.
 //!
 //! File format: `MODFLASH-SIM 1\n`, then three length-prefixed (u32 LE) blocks: the state as
 //! JSON, the internal flash image, the external flash image (length 0xFFFFFFFF = none). The
@@ -7,13 +8,15 @@
 //! saved before events were typed hold an array of lines, which open as text events
 //! ([`modflash_device::DeviceEvent::Text`]).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::fs;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use modflash_device::{Device, DeviceError, DeviceState};
 use modflash_module::Platform;
+
+use crate::files::{self, Expected, FileError};
+use crate::home::{self, FileOpError, Lock, LockError};
 
 const MAGIC: &[u8] = b"MODFLASH-SIM 1\n";
 const NO_IMAGE: u32 = u32::MAX;
@@ -23,15 +26,15 @@ const NO_IMAGE: u32 = u32::MAX;
 pub enum SimError {
     /// No device of that name.
     #[error("there is no virtual device named `{name}` (looked in {dir})")]
-    #[diagnostic(
-        code(modflash::sim::not_found),
-        help("create it with `modflash sim create {name} --platform photon --device-os 1.5.0`, or list them with `modflash sim list`")
-    )]
+    #[diagnostic(code(modflash::sim::not_found))]
     NotFound {
         /// Device name.
         name: String,
         /// Where it was looked for.
         dir: PathBuf,
+        /// The device probably meant (a similar name), or how to create it.
+        #[help]
+        help: String,
     },
     /// A device of that name exists already.
     #[error("a virtual device named `{0}` already exists")]
@@ -44,9 +47,21 @@ pub enum SimError {
     #[error("virtual device `{0}` is in use by another modflash process")]
     #[diagnostic(
         code(modflash::sim::busy),
-        help("wait for the other command (e.g. `sim serve` or `sim attach`) to finish")
+        help("wait for the other command (e.g. `sim serve` or `sim attach`) to finish; `sim serve` can run beside `sim attach` when the attach starts first (it links to the serial port the attach serves)")
     )]
     Busy(String),
+    /// A name pattern that is not one.
+    #[error("`{pattern}` is not a usable name pattern: {reason}")]
+    #[diagnostic(
+        code(modflash::sim::bad_pattern),
+        help("use * and ? as in a shell, e.g. 'line-*'")
+    )]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The name is not usable.
     #[error("`{0}` is not a valid device name (use letters, digits, '.', '-' and '_', up to 64 characters)")]
     #[diagnostic(code(modflash::sim::bad_name))]
@@ -77,7 +92,14 @@ pub enum SimError {
         file: Option<String>,
         /// What did not fit.
         source: DeviceError,
+        /// The release probably meant, when a release was not known.
+        #[help]
+        help: Option<String>,
     },
+    /// The image is not a file modflash reads (a FIFO, a directory, far too large).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    File(#[from] FileError),
     /// A file operation failed.
     #[error("{action} {path}: {source}")]
     #[diagnostic(code(modflash::sim::io))]
@@ -89,6 +111,16 @@ pub enum SimError {
         /// The OS error.
         source: io::Error,
     },
+}
+
+impl From<FileOpError> for SimError {
+    fn from(e: FileOpError) -> Self {
+        Self::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SimError + 'a {
@@ -133,14 +165,33 @@ pub struct Provision {
     pub factory_app: Option<Vec<u8>>,
 }
 
+/// For a release the platform does not have, the releases it does have that start with what
+/// was typed (`1.5` → 1.5.0, 1.5.2).
+fn release_meant(error: &DeviceError) -> Option<String> {
+    let DeviceError::UnknownRelease { release, platform } = error else {
+        return None;
+    };
+    let prefix = format!("{}.", release.trim_end_matches('.'));
+    let close: Vec<&str> = modflash_module::release::platform_releases(platform)
+        .map(|r| r.release)
+        .filter(|r| r.starts_with(&prefix))
+        .collect();
+    Some(match close.as_slice() {
+        [] => "give a full release number, one of those listed".to_string(),
+        [one] => format!("did you mean --device-os {one}?"),
+        several => format!("did you mean one of {}?", several.join(", ")),
+    })
+}
+
 impl Provision {
     /// Builds the device named `name` and boots it once.
     pub fn build(&self, name: &str) -> Result<Device, SimError> {
         let fail = |file: Option<&str>| {
             let file = file.map(str::to_string);
-            move |source| SimError::Build {
+            move |source: DeviceError| SimError::Build {
                 name: name.to_string(),
                 file,
+                help: release_meant(&source),
                 source,
             }
         };
@@ -260,39 +311,55 @@ impl SimStore {
         Ok(names)
     }
 
+    /// The devices `spec` names: every device whose name matches, in name order, when it is a
+    /// pattern (with `*`, `?` or `[...]`); otherwise `spec` itself (which may not exist).
+    pub fn select(&self, spec: &str) -> Result<Vec<String>, SimError> {
+        if !spec.contains(['*', '?', '[']) {
+            return Ok(vec![spec.to_string()]);
+        }
+        let matcher = glob::Pattern::new(spec).map_err(|e| SimError::BadPattern {
+            pattern: spec.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|n| matcher.matches(n))
+            .collect())
+    }
+
+    /// Where `sim attach` links the serial port of device `name` while the device is on an
+    /// emulated bus; `sim serve` links to it there instead of opening the device.
+    pub fn attached_serial_port(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.tty"))
+    }
+
     /// True when a device of that name exists.
     pub fn exists(&self, name: &str) -> bool {
         self.image_path(name).exists()
     }
 
-    fn lock(&self, name: &str) -> Result<File, SimError> {
+    /// Locks device `name`; for a change (`write`), fails when the home cannot be written.
+    fn lock(&self, name: &str, write: bool) -> Result<Lock, SimError> {
         if !valid_name(name) {
             return Err(SimError::BadName(name.to_string()));
         }
-        fs::create_dir_all(&self.dir).map_err(io_err("cannot create", &self.dir))?;
-        let path = self.lock_path(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("cannot open", &path))?;
-        // SAFETY: flock on a file descriptor we own; no memory is shared.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = io::Error::last_os_error();
-            return Err(if err.kind() == io::ErrorKind::WouldBlock {
-                SimError::Busy(name.to_string())
-            } else {
-                io_err("cannot lock", &path)(err)
-            });
+        if write {
+            home::create_dir(&self.dir)?;
+        } else if !self.dir.is_dir() {
+            return Err(self.not_found(name));
         }
-        Ok(file)
+        let lock = match Lock::try_take(&self.lock_path(name)) {
+            Ok(lock) => lock,
+            Err(LockError::Busy) => return Err(SimError::Busy(name.to_string())),
+            Err(LockError::File(e)) => return Err(e.into()),
+        };
+        Ok(if write { lock.writable()? } else { lock })
     }
 
     /// Creates a new device file holding `device` (fails if the name is taken).
     pub fn create(&self, name: &str, device: Device) -> Result<SimHandle, SimError> {
-        let lock = self.lock(name)?;
+        let lock = self.lock(name, true)?;
         if self.exists(name) {
             return Err(SimError::Exists(name.to_string()));
         }
@@ -300,20 +367,28 @@ impl SimStore {
             name: name.to_string(),
             path: self.image_path(name),
             _lock: lock,
+            as_loaded: None,
             device,
         };
         handle.save()?;
         Ok(handle)
     }
 
-    /// Locks and loads a device.
+    /// Locks and loads a device. In a home the user cannot write it opens read-only: see
+    /// [`SimHandle::save`].
     pub fn open(&self, name: &str) -> Result<SimHandle, SimError> {
-        let lock = self.lock(name)?;
+        let lock = self.lock(name, false)?;
         let device = self.load(name)?;
+        // Encoded again, not as read: an image in an older format re-encodes differently.
+        let as_loaded = lock.is_read_only().then(|| Loaded {
+            counters: Counters::of(&device),
+            image: encode(&device),
+        });
         Ok(SimHandle {
             name: name.to_string(),
             path: self.image_path(name),
             _lock: lock,
+            as_loaded,
             device,
         })
     }
@@ -329,15 +404,17 @@ impl SimStore {
             return Err(SimError::BadName(name.to_string()));
         }
         let path = self.image_path(name);
-        let bytes = match fs::read(&path) {
+        let bytes = match files::read(&path, Expected::VirtualDevice) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(SimError::NotFound {
-                    name: name.to_string(),
-                    dir: self.dir.clone(),
-                })
+            Err(FileError::Unreadable { source, .. })
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                return Err(self.not_found(name))
             }
-            Err(e) => return Err(io_err("cannot read", &path)(e)),
+            Err(FileError::Unreadable { source, .. }) => {
+                return Err(io_err("cannot read", &path)(source))
+            }
+            Err(e) => return Err(e.into()),
         };
         decode(&bytes).map_err(|reason| SimError::Corrupt {
             name: name.to_string(),
@@ -346,19 +423,44 @@ impl SimStore {
         })
     }
 
+    /// The error for a device `name` that does not exist: the similar name probably meant, or
+    /// how to create it.
+    fn not_found(&self, name: &str) -> SimError {
+        let names = self.list().unwrap_or_default();
+        let similar = names
+            .iter()
+            .map(|n| (strsim::jaro_winkler(name, n), n))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, n)| n.clone());
+        let help = match similar {
+            Some(n) => format!("did you mean sim:{n}? (`modflash sim list` lists them)"),
+            None => format!(
+                "create it with `modflash sim create {name} --platform photon --device-os 1.5.0`{}",
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!("; the virtual devices here: {}", names.join(", "))
+                }
+            ),
+        };
+        SimError::NotFound {
+            name: name.to_string(),
+            dir: self.dir.clone(),
+            help,
+        }
+    }
+
     /// Deletes a device (waiting for nobody: fails if it is in use).
     pub fn remove(&self, name: &str) -> Result<(), SimError> {
-        let _lock = self.lock(name)?;
+        let _lock = self.lock(name, true)?;
         let path = self.image_path(name);
         match fs::remove_file(&path) {
             Ok(()) => {
                 let _ = fs::remove_file(self.lock_path(name));
                 Ok(())
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SimError::NotFound {
-                name: name.to_string(),
-                dir: self.dir.clone(),
-            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.not_found(name)),
             Err(e) => Err(io_err("cannot remove", &path)(e)),
         }
     }
@@ -369,9 +471,35 @@ impl SimStore {
 pub struct SimHandle {
     name: String,
     path: PathBuf,
-    _lock: File,
+    _lock: Lock,
+    /// The image as read, for a device opened in a home the user cannot write.
+    as_loaded: Option<Loaded>,
     /// The device.
     pub device: Device,
+}
+
+/// A virtual device's image as it was read (encoded), and its counters then.
+#[derive(Debug)]
+struct Loaded {
+    image: Vec<u8>,
+    counters: Counters,
+}
+
+/// What reading a device changes besides the device itself: the control transfers it
+/// counted and its flash statistics (with its modelled clock).
+#[derive(Clone, Copy, Debug)]
+struct Counters {
+    control_transfers: u64,
+    flash: modflash_device::FlashStats,
+}
+
+impl Counters {
+    fn of(device: &Device) -> Self {
+        Self {
+            control_transfers: device.state.control_transfers,
+            flash: device.flash().stats(),
+        }
+    }
 }
 
 impl SimHandle {
@@ -381,28 +509,36 @@ impl SimHandle {
     }
 
     /// Writes the device atomically: a temporary file in the same directory, flushed, then
-    /// renamed over the old image. A crash leaves either the old or the new image.
+    /// renamed over the old image. A crash leaves either the old or the new image, and
+    /// temporary files of processes killed meanwhile are removed here.
+    ///
+    /// A device opened read-only (the home cannot be written) is not written: when only its
+    /// counters moved (a read over DFU counts transfers and time) there is nothing to keep;
+    /// any other change fails, saying what could not be created.
     pub fn save(&mut self) -> Result<(), SimError> {
-        let bytes = encode(&self.device);
-        let tmp = self
-            .path
-            .with_extension(format!("sim.tmp-{}", std::process::id()));
-        let mut file = File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
-        file.write_all(&bytes)
-            .map_err(io_err("cannot write", &tmp))?;
-        file.sync_all().map_err(io_err("cannot flush", &tmp))?;
-        drop(file);
-        fs::rename(&tmp, &self.path).map_err(io_err("cannot replace", &self.path))?;
-        Ok(())
+        if let Some(loaded) = &self.as_loaded {
+            let (mut state, internal, external) = self.device.snapshot();
+            state.control_transfers = loaded.counters.control_transfers;
+            state.flash_stats = loaded.counters.flash;
+            if encode_parts(&state, &internal, external.as_deref()) == loaded.image {
+                return Ok(());
+            }
+        }
+        home::remove_stale_temporaries(&self.path);
+        Ok(home::write_atomically(&self.path, &encode(&self.device))?)
     }
 }
 
 fn encode(device: &Device) -> Vec<u8> {
     let (state, internal, external) = device.snapshot();
-    let json = serde_json::to_vec(&state).unwrap_or_default();
+    encode_parts(&state, &internal, external.as_deref())
+}
+
+fn encode_parts(state: &DeviceState, internal: &[u8], external: Option<&[u8]>) -> Vec<u8> {
+    let json = serde_json::to_vec(state).unwrap_or_default();
     let mut out = Vec::with_capacity(MAGIC.len() + 12 + json.len() + internal.len());
     out.extend_from_slice(MAGIC);
-    for block in [Some(&json), Some(&internal), external.as_ref()] {
+    for block in [Some(json.as_slice()), Some(internal), external] {
         match block {
             Some(b) => {
                 out.extend_from_slice(&(b.len() as u32).to_le_bytes());
@@ -495,6 +631,27 @@ mod tests {
         assert!(matches!(
             store.open("bench"),
             Err(SimError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn patterns_select_devices_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SimStore::new(dir.path().to_path_buf());
+        for name in ["line-2", "line-1", "bench"] {
+            drop(
+                store
+                    .create(name, device(6).release("1.5.0").powered_on())
+                    .unwrap(),
+            );
+        }
+        assert_eq!(store.select("line-*").unwrap(), ["line-1", "line-2"]);
+        assert_eq!(store.select("bench").unwrap(), ["bench"]);
+        assert_eq!(store.select("nothing").unwrap(), ["nothing"]);
+        assert!(store.select("x-*").unwrap().is_empty());
+        assert!(matches!(
+            store.select("line-[").unwrap_err(),
+            SimError::BadPattern { .. }
         ));
     }
 

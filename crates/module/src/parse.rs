@@ -17,8 +17,6 @@ pub const PRODUCT_SUFFIX_SIZE: usize = 40;
 pub const COMPRESSION_HEADER_SIZE: usize = 8;
 /// How far the fallback scan looks for a header (as binary-version-reader does).
 pub const SCAN_LIMIT: usize = 8 * 1024;
-/// The most modules a combined chain may hold before we stop walking it.
-pub const MAX_CHAIN: usize = 16;
 /// Deflate cannot expand data by more than about 1032:1.
 const MAX_DEFLATE_RATIO: u64 = 1032;
 
@@ -412,6 +410,8 @@ pub enum Problem {
         stored: [u8; 32],
         /// Hash computed over `[0, len − 38)`.
         computed: [u8; 32],
+        /// The CRC matches: the content changed and the CRC was recomputed to hide it.
+        crc_matches: bool,
     },
     /// The region check failed.
     Region(RegionCheck),
@@ -460,11 +460,20 @@ impl fmt::Display for Problem {
                 "CRC-32 mismatch: stored {:08x}, computed {:08x} (the file is corrupt)",
                 c.stored, c.computed
             ),
-            Self::Sha { stored, computed } => write!(
+            Self::Sha {
+                stored,
+                computed,
+                crc_matches,
+            } => write!(
                 f,
-                "SHA-256 mismatch: stored {}, computed {} (the CRC was recomputed after the content changed)",
+                "SHA-256 mismatch: stored {}, computed {} ({})",
                 Hex(stored),
-                Hex(computed)
+                Hex(computed),
+                if *crc_matches {
+                    "the CRC was recomputed after the content changed"
+                } else {
+                    "the content changed after the module was built"
+                }
             ),
             Self::Region(RegionCheck::NoMemoryMap) => f.write_str("no memory map is known for this platform"),
             Self::Region(RegionCheck::FunctionNotAllowed) => {
@@ -676,6 +685,7 @@ impl<'a> Module<'a> {
             ) => Some(Problem::Sha {
                 stored: s.sha256,
                 computed: whole,
+                crc_matches: self.crc.is_some_and(|c| c.ok()),
             }),
             _ => None,
         };
@@ -767,12 +777,11 @@ impl<'a> Module<'a> {
         }
     }
 
-    /// The module that follows in a combined chain, if the COMBINED flag says one does.
+    /// The module that follows in a combined chain, if the COMBINED flag says one does. A
+    /// complete module is never shorter than its header, suffix and CRC, so a walk along the
+    /// chain ends within the file: every module is checked, however many there are.
     pub fn next_in_chain(&self) -> Option<Result<Module<'a>, NotAModule>> {
-        if !self.info.flags.contains(ModuleFlags::COMBINED)
-            || self.size != SizeCheck::Exact
-            || self.chain_position + 1 >= MAX_CHAIN
-        {
+        if !self.info.flags.contains(ModuleFlags::COMBINED) || self.size != SizeCheck::Exact {
             return None;
         }
         let next = self.file_offset + self.bytes.len();

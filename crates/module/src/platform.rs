@@ -449,6 +449,18 @@ pub fn platform(id: u16) -> Option<&'static Platform> {
     PLATFORMS.iter().find(|p| p.id == id)
 }
 
+/// The largest module region of any platform's memory maps, in bytes: no module of any
+/// platform is larger.
+pub fn largest_module_region() -> u32 {
+    PLATFORMS
+        .iter()
+        .flat_map(|p| p.layouts())
+        .flat_map(|l| l.bounds)
+        .map(|b| b.max_size)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Looks a platform up by name (case-insensitive; `"photon"`, `"Photon"`, `"p2"`, ...) or id.
 pub fn platform_by_name(name: &str) -> Option<&'static Platform> {
     if let Ok(id) = name.parse::<u16>() {
@@ -685,6 +697,18 @@ impl Layout {
 }
 
 impl Platform {
+    /// The platform joins Wi-Fi networks with credentials a user gives it: its Device OS
+    /// builds the Wi-Fi setup console, whose listening-mode key `w` takes an SSID, a
+    /// security type and a password (`system/src/system_setup.cpp`). That is every platform
+    /// with `HAL_PLATFORM_WIFI` but not `HAL_PLATFORM_WIFI_SCAN_ONLY`
+    /// (`hal/src/*/hal_platform_config.h`, `system/src/system_listening_mode.cpp` [v6.2.0]),
+    /// and the Core, whose CC3000 firmware has the same key. The Tracker and Tracker-M scan
+    /// for Wi-Fi networks only (geolocation); cellular platforms have no Wi-Fi.
+    pub fn has_wifi(&self) -> bool {
+        // core, photon, p1, argon, asom, p2, msom
+        matches!(self.id, 0 | 6 | 8 | 12 | 22 | 32 | 35)
+    }
+
     /// Every memory map this platform has had, oldest first (empty when unknown).
     pub fn layouts(&self) -> &'static [Layout] {
         match (self.family, self.id) {
@@ -707,6 +731,16 @@ impl Platform {
             Some(v) => layouts.iter().find(|l| l.applies_to(v)).or(layouts.last()),
             None => layouts.last(),
         }
+    }
+
+    /// Bytes of flash its largest memory map shows (internal and external flash together): no
+    /// image written to this platform is larger. 0 when no map is known.
+    pub fn flash_size(&self) -> u64 {
+        self.layouts()
+            .iter()
+            .map(|l| u64::from(l.internal.size()) + l.external.map_or(0, |e| u64::from(e.size())))
+            .max()
+            .unwrap_or(0)
     }
 
     /// The header offset the device itself uses for a module of `function` on this platform
@@ -1164,6 +1198,8 @@ pub mod dct {
     pub const OTA_UPDATE_FLAG: usize = 1753;
     /// Value of [`OTA_UPDATE_FLAG`] that requests the update.
     pub const OTA_UPDATE_PENDING: u8 = 0xA5;
+    /// WICED country code (4 bytes: two letters and a revision digit).
+    pub const COUNTRY_CODE: usize = 1758;
     /// Claim code (63 bytes).
     pub const CLAIM_CODE: usize = 1762;
     /// Version string (32 bytes).
@@ -1221,6 +1257,19 @@ mod tests {
             Some((0, true))
         );
         assert!(platform_by_usb(0x1234, 0x5678).is_none());
+    }
+
+    #[test]
+    fn the_largest_module_region_and_flash_sizes() {
+        assert_eq!(
+            largest_module_region(),
+            0x18_0000,
+            "the RTL872x system part"
+        );
+        assert_eq!(platform(6).unwrap().flash_size(), u64::from(MB));
+        assert_eq!(platform(8).unwrap().flash_size(), u64::from(2 * MB));
+        assert_eq!(platform(32).unwrap().flash_size(), u64::from(8 * MB));
+        assert_eq!(platform(3).unwrap().flash_size(), 0);
     }
 
     #[test]

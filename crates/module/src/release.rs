@@ -125,6 +125,22 @@ pub fn release_for_module(info: &ModuleInfo) -> Option<&'static str> {
     }
 }
 
+/// The releases of `platform` that install exactly this module version, oldest first (a
+/// bootloader or radio stack is shared by several releases; a system part names one).
+pub fn releases_installing(
+    platform: &Platform,
+    function: ModuleFunction,
+    index: u8,
+    version: u16,
+) -> impl Iterator<Item = &'static str> + '_ {
+    platform_releases(platform)
+        .filter(move |r| {
+            r.modules_for(platform)
+                .any(|m| m.function == function && m.index == index && m.version == version)
+        })
+        .map(|r| r.release)
+}
+
 /// One module a release installs, as its real header describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReleaseModule {
@@ -548,8 +564,9 @@ static CORE_RELEASES: &[PlatformRelease] = &[
     ),
 ];
 
-/// First and last system version each platform supports, where it differs from its family.
-fn supported_range(platform: &Platform) -> (u16, u16) {
+/// First and last system version a platform supports (the whole range unless it differs from
+/// its family's).
+pub fn supported_range(platform: &Platform) -> (u16, u16) {
     match platform.id {
         0 => (0, 1406),          // Core: last release 1.4.4
         6 | 8 | 10 => (0, 3302), // Photon, P1, Electron: last release 3.3.1

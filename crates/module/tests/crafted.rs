@@ -61,8 +61,14 @@ fn flipped_byte_is_a_crc_error() {
     bytes[2000] ^= 0x40;
     let p = problems(&bytes);
     assert!(matches!(p[0], Problem::Crc(_)), "{p:?}");
-    // The SHA also no longer matches; both are reported.
-    assert!(p.iter().any(|p| matches!(p, Problem::Sha { .. })));
+    // The SHA also no longer matches; both are reported, and nothing was recomputed.
+    let sha = p.iter().find(|p| matches!(p, Problem::Sha { .. })).unwrap();
+    assert!(
+        sha.to_string()
+            .contains("the content changed after the module was built"),
+        "{sha}"
+    );
+    assert!(!sha.to_string().contains("recomputed"), "{sha}");
 }
 
 #[test]
@@ -287,4 +293,31 @@ fn a_header_only_the_scan_finds_is_a_module_the_device_cannot_find() {
         [Problem::HeaderNotWhereDeviceLooks { offset: 0x184 }]
     );
     assert!(problems(&app)[0].to_string().contains("would not find"));
+}
+
+#[test]
+fn every_module_of_a_long_chain_is_walked_and_checked() {
+    let app = fixture("photon_tinker.bin");
+    let len = app.len();
+    let copies: Vec<&[u8]> = std::iter::repeat_n(app.as_slice(), 40).collect();
+    let mut combined = modflash_module::edit::combine(&copies).unwrap();
+    let walked: Vec<bool> = modflash_module::chain(&combined)
+        .map(|m| m.expect("a module").is_valid())
+        .collect();
+    assert_eq!(walked, vec![true; 40]);
+
+    // The 33rd module damaged: found, and only it.
+    combined[32 * len + len / 2] ^= 0xFF;
+    let damaged: Vec<usize> = modflash_module::chain(&combined)
+        .enumerate()
+        .filter(|(_, m)| !m.as_ref().is_ok_and(Module::is_valid))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(damaged, [32]);
+
+    // Cut anywhere, the walk ends within the bytes it has, with the last module named.
+    for cut in (0..combined.len()).step_by(len / 3 + 1) {
+        let walked = modflash_module::chain(&combined[..cut]).count();
+        assert!(walked <= cut / len + 1, "cut at {cut}: {walked} modules");
+    }
 }

@@ -44,7 +44,12 @@ impl Home {
     /// `modflash` with this home and no colour; no other `MODFLASH_*` variable of the test's
     /// own environment reaches it. Add the arguments and run it.
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(&self.bin);
+        self.command(&self.bin)
+    }
+
+    /// `program` with this home's environment (see [`Home::cmd`]).
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("MODFLASH_") {
                 cmd.env_remove(key);
@@ -131,6 +136,111 @@ impl Home {
     pub fn hold_into_dfu(&self, name: &str) {
         self.ok(&["sim", "reset", name, "--hold-button", "3"]);
         assert_eq!(self.show(name)["mode"], "dfu");
+    }
+}
+
+/// A modflash home made read-only for the runs made through it: as root (whom file modes do
+/// not stop) each run gets a read-only bind mount of the home in a private mount namespace;
+/// otherwise the write permissions are removed, and put back when this is dropped.
+pub struct ReadOnlyHome<'h> {
+    home: &'h Home,
+    /// Files and directories whose modes were changed, with their modes before.
+    restore: Vec<(PathBuf, std::fs::Permissions)>,
+}
+
+impl Home {
+    /// This home, read-only for the runs made through the result; `None` (after a loud
+    /// notice) when this system can make it read-only neither way.
+    pub fn read_only(&self) -> Option<ReadOnlyHome<'_>> {
+        let mut restore = Vec::new();
+        let mut paths = vec![self.path().to_path_buf()];
+        while let Some(path) = paths.pop() {
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if let Ok(entries) = std::fs::read_dir(&path) {
+                    paths.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+                }
+            }
+            if meta.is_dir() || meta.is_file() {
+                let mut read_only = meta.permissions();
+                read_only.set_readonly(true);
+                if std::fs::set_permissions(&path, read_only).is_ok() {
+                    restore.push((path, meta.permissions()));
+                }
+            }
+        }
+        let guard = ReadOnlyHome {
+            home: self,
+            restore,
+        };
+        if !guard.can_write() {
+            return Some(guard);
+        }
+        // Root writes whatever the modes say: a read-only mount it is.
+        drop(guard);
+        let guard = ReadOnlyHome {
+            home: self,
+            restore: Vec::new(),
+        };
+        if guard.can_write() {
+            crate::interop::skip(
+                "read-only home",
+                "this system can make a directory read-only neither by its modes nor by a bind mount (`unshare -m`)",
+                "run the tests as a user other than root, or where `unshare --mount` works",
+            );
+            return None;
+        }
+        Some(guard)
+    }
+}
+
+impl ReadOnlyHome<'_> {
+    /// `program ARGS` with the home's environment, the home read-only.
+    fn command(&self, program: &Path, args: &[&str]) -> Command {
+        if !self.restore.is_empty() {
+            let mut cmd = self.home.command(program);
+            cmd.args(args);
+            return cmd;
+        }
+        let mut cmd = self.home.command("unshare");
+        cmd.args(["--mount", "sh", "-c"])
+            .arg(r#"mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@""#)
+            .arg(self.home.path())
+            .arg(program)
+            .args(args);
+        cmd
+    }
+
+    /// True when a run can still create a file in the home.
+    fn can_write(&self) -> bool {
+        let probe = self.home.file("write-probe");
+        let script = format!(": > '{}'", probe.display());
+        let wrote = self
+            .command(Path::new("/bin/sh"), &["-c", &script])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let _ = std::fs::remove_file(&probe);
+        wrote
+    }
+
+    /// Runs `modflash ARGS` in the read-only home: its exit code, stdout and stderr.
+    pub fn run_text(&self, args: &[&str]) -> (i32, String, String) {
+        let out = output_within(self.command(&self.home.bin, args), RUN_LIMIT);
+        let code = out
+            .status
+            .code()
+            .unwrap_or_else(|| panic!("{args:?} ended without an exit code: {}", out.status));
+        (code, text(&out.stdout), text(&out.stderr))
+    }
+}
+
+impl Drop for ReadOnlyHome<'_> {
+    fn drop(&mut self) {
+        for (path, mode) in &self.restore {
+            let _ = std::fs::set_permissions(path, mode.clone());
+        }
     }
 }
 

@@ -84,11 +84,10 @@ pub fn run(cmd: DfuCommand) -> CmdResult {
 
 fn download(args: &DownloadArgs) -> CmdResult {
     let devref = args.device.require()?;
-    let file = std::fs::read(&args.file).map_err(|e| {
-        CliError::usage(format!("cannot read {}: {e}", args.file.display()))
-            .with_help("check the path")
-    })?;
     let mut session = Session::open(&devref)?;
+    // At most the device's flash: the file's bound comes from the platform.
+    let file = modflash::files::read_image_file(&args.file, session.platform())
+        .map_err(modflash::Error::from)?;
     let mut renderer = Renderer::new(args.json);
     let how = Download {
         address: args.address,

@@ -10,27 +10,23 @@ use crate::view::module_json::module_json;
 use crate::view::module_text::{module_text, verdict_line};
 
 /// Inspects every file; exit 0 when all are valid modules, 1 when any is damaged or not a
-/// module, 2 when a file cannot be read.
+/// module, 2 when a file cannot be read (or is no regular file, or is larger than any module).
 pub fn run(files: &[PathBuf], json_output: bool) -> CmdResult {
     let style = Style::stdout();
     let mut exit = EXIT_OK;
     let mut reports = Vec::new();
     for path in files {
         let name = path.display().to_string();
-        let bytes = match std::fs::read(path) {
+        let bytes = match modflash::files::read_module_file(path) {
             Ok(b) => b,
             Err(e) => {
                 exit = EXIT_USAGE;
-                let reason = format!("cannot read {name}: {e}");
                 if json_output {
                     reports.push(
-                        json!({ "file": name, "size": null, "error": reason, "module": null }),
+                        json!({ "file": name, "size": null, "error": e.to_string(), "module": null }),
                     );
                 } else {
-                    crate::ui::print_error(
-                        &crate::ui::CliError::usage(reason)
-                            .with_help("check the path and permissions"),
-                    );
+                    crate::ui::print_error(&modflash::Error::from(e).into());
                 }
                 continue;
             }

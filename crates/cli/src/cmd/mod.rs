@@ -17,3 +17,4 @@ pub mod serial;
 pub mod sim;
 pub mod sim_serve;
 pub mod udev;
+pub mod wifi;

@@ -3,15 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use modflash::catalog::Catalog;
-use modflash::inventory::Inventory;
-use modflash::plan::{plan, Request, Via};
+use modflash::offline::plan_inventories;
 use modflash::Session;
 use serde_json::json;
 
 use crate::args::PlanArgs;
 use crate::render::Renderer;
-use crate::ui::{say, CliError, CmdResult, Style, EXIT_OK};
+use crate::ui::{say, CliError, CmdResult, Style, EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::view::plan::{plan_json, print_plan};
 
 /// A planning failure: a refused file or plan says that nothing was written.
@@ -27,9 +25,9 @@ pub fn refused(e: modflash::Error) -> CliError {
 }
 
 /// Runs `plan`.
-pub fn run(args: PlanArgs, inventories: Option<PathBuf>) -> CmdResult {
+pub fn run(args: PlanArgs, inventories: Option<PathBuf>, platform: Option<String>) -> CmdResult {
     if let Some(dir) = inventories {
-        return run_inventories(&args, &dir);
+        return run_inventories(&args, &dir, platform);
     }
     let devref = args.device.require()?;
     let wanted = args.wanted();
@@ -49,67 +47,51 @@ pub fn run(args: PlanArgs, inventories: Option<PathBuf>) -> CmdResult {
     Ok(EXIT_OK)
 }
 
-fn run_inventories(args: &PlanArgs, dir: &Path) -> CmdResult {
+fn run_inventories(args: &PlanArgs, dir: &Path, platform: Option<String>) -> CmdResult {
+    let platform = platform
+        .map(|name| {
+            modflash_module::platform_by_name(&name).ok_or_else(|| {
+                CliError::usage(format!("unknown platform `{name}`"))
+                    .with_help("use a name such as photon, p1, electron, argon, boron or p2")
+            })
+        })
+        .transpose()?;
     let wanted = args.wanted();
-    let mut catalog = Catalog::load_home();
-    for d in &args.catalog {
-        let (c, _) = Catalog::load_dir(d).map_err(modflash::Error::from)?;
-        catalog.extend(c);
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", dir.display())))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
+    let mut renderer = Renderer::new(false);
+    let (mut count, mut exit) = (0, EXIT_OK);
     let started = std::time::Instant::now();
-    for f in &files {
-        let result = plan_one(f, &wanted, &catalog);
-        let line = match result {
-            Ok(p) => {
-                json!({"inventory": f.display().to_string(), "ok": true, "steps": p.steps.len(), "bytes": p.bytes(),
-                       "final_mode": p.prediction.mode.name(), "error": null})
-            }
+    plan_inventories(dir, &wanted, platform, &mut renderer, &mut |p| {
+        count += 1;
+        let (ok, error) = match &p.result {
+            Ok(_) => (true, None),
             Err(e) => {
-                json!({"inventory": f.display().to_string(), "ok": false, "steps": null, "bytes": null,
-                       "final_mode": null, "error": e.to_string()})
+                let code = if e.is_check_failure() {
+                    EXIT_CHECK_FAILED
+                } else {
+                    EXIT_USAGE
+                };
+                exit = exit.max(code);
+                (false, Some(e.to_string()))
             }
         };
+        let plan = p.result.as_ref().ok();
+        let line = json!({
+            "inventory": p.file.display().to_string(),
+            "ok": ok,
+            "platform": p.platform.as_ref().map(|(id, _)| modflash_module::platform(*id).map_or_else(|| id.to_string(), |p| p.name.to_string())),
+            "platform_from": p.platform.as_ref().map(|(_, from)| from.to_string()),
+            "steps": plan.map(|p| p.steps.len()),
+            "bytes": plan.map(|p| p.bytes()),
+            "final_mode": plan.map(|p| p.prediction.mode.name()),
+            "error": error,
+        });
         say(&line.to_string());
-    }
+    })
+    .map_err(refused)?;
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;
     crate::ui::note(&format!(
-        "{} inventories in {elapsed:.1} ms ({:.2} ms per plan)",
-        files.len(),
-        elapsed / files.len().max(1) as f64
+        "{count} inventories in {elapsed:.1} ms ({:.2} ms per plan)",
+        elapsed / count.max(1) as f64
     ));
-    Ok(EXIT_OK)
-}
-
-/// The plan for one describe JSON file, on a twin of the device it describes.
-fn plan_one(
-    file: &Path,
-    wanted: &modflash::request::Wanted,
-    catalog: &Catalog,
-) -> Result<modflash::plan::Plan, modflash::Error> {
-    let text = std::fs::read_to_string(file).map_err(|source| modflash::Error::Io {
-        action: "read",
-        path: file.display().to_string(),
-        source,
-    })?;
-    let inventory = Inventory::from_describe(&text)?;
-    let twin = modflash::twin::twin_of(&inventory)?;
-    let targets = wanted.targets(catalog, twin.platform())?;
-    let request = Request {
-        twin: &twin,
-        targets,
-        catalog,
-        via: wanted.via.unwrap_or(Via::Dfu),
-        also: Vec::new(),
-        alternative: None,
-        force: modflash::plan::Force::default(),
-        factory: wanted.factory,
-    };
-    Ok(plan(&request)?)
+    Ok(exit)
 }

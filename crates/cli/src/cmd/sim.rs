@@ -1,6 +1,6 @@
 //! `modflash sim ...`: create, inspect, reset and remove virtual devices.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use modflash::sim::{Provision, SimStore};
@@ -65,12 +65,14 @@ pub enum SimCommand {
         /// Device name.
         name: String,
     },
-    /// Run COMMAND with the device plugged into an emulated USB bus (umockdev): dfu-util,
-    /// modflash --device usb or any libusb program sees it in DFU or normal mode; the device is
-    /// saved afterwards and the command's exit code returned.
+    /// Run COMMAND with devices plugged into an emulated USB bus (umockdev), each on its own
+    /// port: dfu-util, particle-cli, modflash --device usb or any libusb program sees them in
+    /// DFU or normal mode; the devices are saved afterwards and the command's exit code
+    /// returned.
     Attach {
-        /// Device name.
-        name: String,
+        /// Device names, or patterns such as 'line-*'.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
         /// Print every usbfs ioctl and control transfer on standard error.
         #[arg(long)]
         trace: bool,
@@ -120,10 +122,8 @@ pub struct CreateArgs {
     pub factory_app: Option<PathBuf>,
 }
 
-fn read_file(path: &PathBuf) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| {
-        CliError::usage(format!("cannot read {}: {e}", path.display())).with_help("check the path")
-    })
+fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    modflash::files::read_module_file(path).map_err(|e| modflash::Error::from(e).into())
 }
 
 /// Runs a `sim` subcommand.
@@ -163,10 +163,10 @@ pub fn run(cmd: SimCommand) -> CmdResult {
         }
         SimCommand::Serial { name } => super::sim_serve::serial(&store, &name),
         SimCommand::Attach {
-            name,
+            names,
             trace,
             command,
-        } => super::attach::run(&store, &name, &command, trace),
+        } => super::attach::run(&store, &names, &command, trace),
         SimCommand::Rm { name } => {
             store.remove(&name)?;
             println!("removed sim:{name}");
@@ -208,8 +208,8 @@ fn create(store: &SimStore, args: CreateArgs) -> CmdResult {
         platform,
         release: args.device_os.clone(),
         modules,
-        user_app: args.user_app.as_ref().map(read_file).transpose()?,
-        factory_app: args.factory_app.as_ref().map(read_file).transpose()?,
+        user_app: args.user_app.as_deref().map(read_file).transpose()?,
+        factory_app: args.factory_app.as_deref().map(read_file).transpose()?,
     };
     let device = provision.build(&args.name)?;
     let handle = store.create(&args.name, device)?;

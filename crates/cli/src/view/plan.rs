@@ -3,8 +3,8 @@
 
 use modflash::plan::{Action, Plan};
 use modflash_device::Mode;
-use modflash_module::release::release_name;
-use modflash_module::ModuleFunction;
+use modflash_module::release::{release_name, releases_installing};
+use modflash_module::{ModuleFunction, ModuleInfo};
 use serde_json::{json, Value};
 
 use crate::ui::Style;
@@ -54,10 +54,20 @@ pub fn plan_json(device: &str, p: &Plan) -> Value {
     })
 }
 
-fn version_text(v: u16, function: ModuleFunction) -> String {
-    match (function, release_name(v)) {
-        (ModuleFunction::SystemPart, Some(r)) => format!("{v} ({r})"),
-        _ => v.to_string(),
+/// A module version with the Device OS releases that install it: "1502 (1.5.0)", "501
+/// (1.5.0–1.5.2)", or the bare number for an application or an unknown version.
+fn version_text(v: u16, m: &ModuleInfo) -> String {
+    let releases = match (m.function, modflash_module::platform(m.platform_id)) {
+        (ModuleFunction::UserPart, _) | (_, None) => Vec::new(),
+        (function, Some(platform)) => releases_installing(platform, function, m.index, v).collect(),
+    };
+    match releases.as_slice() {
+        [] => match (m.function, release_name(v)) {
+            (ModuleFunction::SystemPart, Some(r)) => format!("{v} ({r})"),
+            _ => v.to_string(),
+        },
+        [one] => format!("{v} ({one})"),
+        [first, .., last] => format!("{v} ({first}–{last})"),
     }
 }
 
@@ -94,7 +104,7 @@ pub fn print_plan(style: &Style, device: &str, p: &Plan) {
         }
         let from = s
             .from_version
-            .map_or("none".to_string(), |v| version_text(v, m.function));
+            .map_or("none".to_string(), |v| version_text(v, m));
         let place = match s.action {
             Action::DfuWrite { alt, address } => format!("{address:#010x} (alt {alt})"),
             Action::DfuStageBootloader { alt, address } => {
@@ -107,7 +117,7 @@ pub fn print_plan(style: &Style, device: &str, p: &Plan) {
             "  {}. {} {from} → {}  {place}  {}  {} bytes",
             i + 1,
             style.bold(&m.slot().to_string()),
-            version_text(m.version, m.function),
+            version_text(m.version, m),
             s.transport(),
             s.bytes()
         );

@@ -3,7 +3,6 @@
 
 use modflash_device::describe::describe;
 use modflash_device::Device;
-use modflash_module::release::release_name;
 use serde_json::{json, Value};
 
 use modflash::sim::SimStore;
@@ -21,8 +20,9 @@ pub fn device_json(name: &str, d: &Device) -> Value {
         "mode": d.state.mode.name(),
         "led": d.state.led,
         "reset_reason": d.state.reset_reason,
-        "device_os": d.system_version().and_then(release_name),
+        "device_os": d.device_os(),
         "describe": serde_json::from_str::<Value>(&describe(d)).unwrap_or(Value::Null),
+        "wifi": d.wifi_networks(),
         "events": d.state.events.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "stats": {
             "control_transfers": d.state.control_transfers,
@@ -44,13 +44,7 @@ pub fn print_device(name: &str, d: &Device, json_output: bool) {
         return;
     }
     let style = Style::stdout();
-    let release = d
-        .system_version()
-        .map(|v| match release_name(v) {
-            Some(r) => format!("Device OS {r}"),
-            None => format!("system version {v}"),
-        })
-        .unwrap_or_else(|| "no system firmware".into());
+    let release = d.system_words();
     println!(
         "{} — {}, {release}, device id {}",
         style.bold(&format!("sim:{name}")),
@@ -86,6 +80,25 @@ pub fn print_device(name: &str, d: &Device, json_output: bool) {
             info.version
         );
     }
+    if let Some(networks) = d.wifi_networks() {
+        let list: Vec<String> = networks
+            .iter()
+            .map(|n| {
+                let security = match n.security {
+                    "none" => "open".to_string(),
+                    s => s.to_uppercase().replace('_', "/"),
+                };
+                let cipher = n.cipher.map(|c| format!(" {c}")).unwrap_or_default();
+                format!("\"{}\" ({security}{cipher})", n.ssid)
+            })
+            .collect();
+        let list = if list.is_empty() {
+            "no networks".to_string()
+        } else {
+            list.join(", ")
+        };
+        println!("  wifi     {list}");
+    }
     let recent: Vec<_> = d.state.events.iter().rev().take(6).collect();
     for (i, e) in recent.iter().rev().enumerate() {
         println!("  {} {e}", if i == 0 { "events  " } else { "        " });
@@ -103,7 +116,7 @@ pub fn print_list(store: &SimStore, json_output: bool) -> CmdResult {
                 "platform": h.device.platform().name,
                 "mode": h.device.state.mode.name(),
                 "device_id": h.device.state.device_id,
-                "device_os": h.device.system_version().and_then(release_name),
+                "device_os": h.device.device_os(),
             })),
             Err(e) => rows.push(json!({ "name": name, "error": e.to_string() })),
         }

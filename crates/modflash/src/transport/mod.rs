@@ -20,7 +20,11 @@ pub mod umockdev;
 pub mod usb;
 
 use control::UpdateVerdict;
-use serial::FlashReport;
+use serial::{FlashReport, WifiAnswers, WifiExchange};
+
+/// How a user clears a device's Wi-Fi credentials (Device OS has no console key for it:
+/// `system/src/main.cpp`, `bootloader/src/main.c`).
+pub const CLEAR_WIFI_BY_HAND: &str = "hold the SETUP (MODE) button for 10 seconds while the LED blinks blue (listening mode), until it blinks blue fast: Device OS clears every stored network. Holding SETUP for 10 s while pressing RESET clears them too (a settings reset; the LED turns white)";
 
 /// What a connection can do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +200,25 @@ pub trait DeviceLink {
             self.reference(),
             change.describe(),
             "use the device's buttons (RESET; SETUP held through RESET for DFU or safe mode)",
+        ))
+    }
+    /// Wi-Fi credentials through listening mode's `w`
+    /// ([`serial::Console::configure_wifi`]): the device is put in listening mode and
+    /// answered; once it has saved them it leaves listening mode by itself to connect.
+    fn wifi_configure(&mut self, _answers: &WifiAnswers<'_>) -> Result<WifiExchange, Error> {
+        Err(unsupported(
+            self.reference(),
+            "take Wi-Fi credentials over this connection",
+            "use the device's serial console: --device serial:PORT, or usb for its USB serial port",
+        ))
+    }
+    /// Clears the device's Wi-Fi credentials the way a user does. Only a virtual device's
+    /// button can be held for the user.
+    fn wifi_clear(&mut self, _observer: &mut dyn Observer) -> Result<(), Error> {
+        Err(unsupported(
+            self.reference(),
+            "clear Wi-Fi credentials over this connection: Device OS has no command for it on its serial console",
+            CLEAR_WIFI_BY_HAND,
         ))
     }
     /// Control transfers sent over USB so far (0 where there is no USB).

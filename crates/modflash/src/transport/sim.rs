@@ -25,7 +25,10 @@ use modflash_ymodem::SenderConfig;
 
 use super::control::{ControlClient, ControlError, UpdateVerdict, VendorPipe};
 use super::dfu::{DfuInfo, DfuMemo, DfuOpError, DfuPort, DfuSession};
-use super::serial::{Console, FlashReport, Link, SerialError, Verdict, DFU_BAUD, LISTENING_BAUD};
+use super::serial::{
+    Console, FlashReport, Link, SerialError, Verdict, WifiAnswers, WifiExchange, WifiVerdict,
+    DFU_BAUD, LISTENING_BAUD,
+};
 use super::usb::{UsbBus, UsbDevice, UsbError, UsbMode};
 use super::{AfterLeave, Capabilities, DeviceLink, ModeChange, Observation};
 use crate::error::Error;
@@ -488,6 +491,16 @@ impl Link for ConsoleLink<'_> {
     }
 }
 
+/// The error of a virtual device that cannot enter listening mode for `what`.
+fn listening_refused(device: String, mode: Mode, what: &str) -> Error {
+    Error::WrongMode {
+        device,
+        mode: mode.name().into(),
+        what: what.into(),
+        help: "reset the device into its firmware (`modflash sim reset NAME`): only a running system has listening mode".into(),
+    }
+}
+
 /// The console timing of virtual devices: the device's own, unless
 /// `MODFLASH_SIM_YMODEM_TIMEOUT_MS` shortens the YMODEM timeout (tests with lrzsz use ~50 ms;
 /// the pause before the restart and the quiet time after a failed receive shrink with it).
@@ -890,6 +903,71 @@ impl DeviceLink for SimLink<'_> {
         Ok(sent?)
     }
 
+    fn wifi_configure(&mut self, answers: &WifiAnswers<'_>) -> Result<WifiExchange, Error> {
+        let reference = self.reference.clone();
+        let platform = self.platform();
+        if !modflash_device::wifi::models_credentials(platform) {
+            return Err(super::unsupported(
+                reference,
+                &format!(
+                    "take Wi-Fi credentials: the virtual {} does not model them (a real one keeps them in its Wi-Fi module)",
+                    platform.display_name
+                ),
+                "use a virtual Photon, P1, Argon, P2 or M-SoM",
+            ));
+        }
+        let device = self.device_mut();
+        if !device.enter_listening() {
+            return Err(listening_refused(
+                reference,
+                device.state.mode,
+                "take Wi-Fi credentials",
+            ));
+        }
+        let link = ConsoleLink::new(
+            device,
+            ConsoleConfig::device(),
+            format!("virtual device {reference}"),
+        );
+        let mut console = Console::new(link);
+        let exchange = console.configure_wifi(answers);
+        if !matches!(&exchange, Ok(e) if e.verdict == WifiVerdict::Saved) {
+            // Back to what it was running, as the session ends on a serial port.
+            let _ = console.wait_quiet(300);
+            let _ = console.exit_listening();
+        }
+        Ok(exchange?)
+    }
+
+    /// SETUP/MODE held for 10 s: a running device enters listening mode at 3 s and Device OS
+    /// clears the credentials at 10 s; then `x` takes it back to what it was running.
+    fn wifi_clear(&mut self, observer: &mut dyn Observer) -> Result<(), Error> {
+        let reference = self.reference.clone();
+        let device = self.device_mut();
+        let was = device.state.mode;
+        if !matches!(
+            was,
+            Mode::App | Mode::SafeMode | Mode::NoApp | Mode::Listening
+        ) {
+            return Err(listening_refused(
+                reference,
+                was,
+                "clear its Wi-Fi credentials",
+            ));
+        }
+        observer.event(Event::note(format!(
+            "holding the SETUP button of {reference} for 10 s in listening mode: Device OS clears its Wi-Fi credentials (blinking blue fast)"
+        )));
+        device.hold_button(10.0);
+        if was != Mode::Listening {
+            device.exit_listening();
+            observer.event(Event::note(format!(
+                "{reference} left listening mode (`x`)"
+            )));
+        }
+        Ok(())
+    }
+
     fn control_transfers(&self) -> u64 {
         self.transfers
             + self
@@ -988,5 +1066,62 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Refused { code: Some(-1340) });
         let after = s.describe().unwrap();
         assert_eq!(after, before, "nothing changed");
+    }
+
+    #[test]
+    fn wifi_dialogue_over_the_in_process_console() {
+        use crate::transport::serial::{Question, WifiAnswers, WifiVerdict};
+        use modflash_device::wifi::{Cipher, Password, Security};
+        let mut d = device(6).release("1.5.0").powered_on();
+        let short = Password::new("short");
+        let answers = |password| WifiAnswers {
+            ssid: "home",
+            security: Security::Wpa2,
+            cipher: Cipher::AesTkip,
+            password,
+        };
+        {
+            let mut s = Console::new(ConsoleLink::new(&mut d, ConsoleConfig::device(), "sim:t"));
+            // Not in listening mode: nothing answers `w`.
+            let err = s.configure_wifi(&answers(&short)).unwrap_err();
+            assert!(
+                matches!(err, SerialError::NoReply { command: 'w', .. }),
+                "{err}"
+            );
+            s.enter_listening().unwrap();
+            // The device's own refusal ("Derp"): it stays in listening mode.
+            let refused = s.configure_wifi(&answers(&short)).unwrap();
+            assert_eq!(refused.verdict, WifiVerdict::NotSaved);
+            let good = Password::new("correct horse");
+            let saved = s.configure_wifi(&answers(&good)).unwrap();
+            assert_eq!(saved.verdict, WifiVerdict::Saved);
+            assert_eq!(
+                saved.asked,
+                [
+                    Question::Ssid,
+                    Question::Security,
+                    Question::Cipher,
+                    Question::Password
+                ]
+            );
+        }
+        assert_eq!(d.state.mode, Mode::App);
+        let stored = d.wifi_networks().unwrap();
+        assert_eq!(stored[0].ssid, "home");
+        assert_eq!(stored[0].cipher, Some(Cipher::AesTkip));
+        // An open network on a Photon 0.5.2: SSID and security only.
+        let mut old = device(6).release("0.5.2").powered_on();
+        let mut s = Console::new(ConsoleLink::new(&mut old, ConsoleConfig::device(), "sim:o"));
+        s.enter_listening().unwrap();
+        let none = Password::default();
+        let open = WifiAnswers {
+            ssid: "cafe",
+            security: Security::Unsecured,
+            cipher: Cipher::Aes,
+            password: &none,
+        };
+        let e = s.configure_wifi(&open).unwrap();
+        assert_eq!(e.asked, [Question::Ssid, Question::Security]);
+        assert_eq!(e.verdict, WifiVerdict::Saved);
     }
 }

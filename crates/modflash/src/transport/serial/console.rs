@@ -11,6 +11,7 @@ use modflash_device::console::{
 use modflash_ymodem::{File, SendError, SendStage, SendStatus, SenderConfig, SenderStats, CAN};
 
 use super::{secs, send_ymodem, Link, SerialError, DFU_BAUD, LISTENING_BAUD};
+use crate::describe::{Describe, PlatformHints};
 use crate::inventory::Inventory;
 use crate::progress::{Cancel, Observer};
 
@@ -25,7 +26,8 @@ const NEUTRAL_BAUD: u32 = 9_600;
 /// serve`, which checks the rate every 100 ms when it is not told) must see both.
 const RATE_HOLD_MS: u64 = 250;
 /// What to do when the console keeps talking but never answers.
-const CONSOLE_HELP: &str = "the device is not answering as its listening-mode console should: \
+pub(super) const CONSOLE_HELP: &str =
+    "the device is not answering as its listening-mode console should: \
      reset it, put it in listening mode (hold SETUP until the LED blinks blue) and run the \
      command again; make sure no other program writes to the port";
 
@@ -127,6 +129,9 @@ pub struct Console<L: Link> {
     link: L,
     /// Timeouts in force.
     pub timeouts: Timeouts,
+    /// The USB vendor and product id of the port, when known: they name the platform of a
+    /// module list without one.
+    usb_id: Option<(u16, u16)>,
 }
 
 impl<L: Link> Console<L> {
@@ -135,7 +140,14 @@ impl<L: Link> Console<L> {
         Console {
             link,
             timeouts: Timeouts::default(),
+            usb_id: None,
         }
+    }
+
+    /// The console, knowing the USB id of its port.
+    pub fn with_usb_id(mut self, usb_id: Option<(u16, u16)>) -> Self {
+        self.usb_id = usb_id;
+        self
     }
 
     /// The link.
@@ -153,7 +165,7 @@ impl<L: Link> Console<L> {
         self.link
     }
 
-    fn io(&self, action: &'static str) -> impl FnOnce(io::Error) -> SerialError + '_ {
+    pub(super) fn io(&self, action: &'static str) -> impl FnOnce(io::Error) -> SerialError + '_ {
         move |source| SerialError::Io {
             action,
             link: self.link.name(),
@@ -173,7 +185,7 @@ impl<L: Link> Console<L> {
         r.map_err(self.io("cannot set 14400 baud on"))
     }
 
-    fn send_key(&mut self, key: u8) -> Result<(), SerialError> {
+    pub(super) fn send_key(&mut self, key: u8) -> Result<(), SerialError> {
         let r = self.link.clear_input();
         r.map_err(self.io("cannot flush"))?;
         let r = self.link.write_all(&[key]);
@@ -265,13 +277,21 @@ impl<L: Link> Console<L> {
         })
     }
 
-    /// `s`, parsed: what is installed.
+    /// `s`, parsed: what is installed. A module list without a platform id (Device OS 0.4.x)
+    /// takes the platform the port's USB id names, else the one its module table fits.
     pub fn inventory(&mut self) -> Result<Inventory, SerialError> {
         let text = self.describe()?;
-        Inventory::from_describe(&text).map_err(|source| SerialError::Describe {
-            link: self.link.name(),
-            source,
-        })
+        let hints = PlatformHints {
+            usb: self.usb_id,
+            ..PlatformHints::default()
+        };
+        let settled = Describe::parse(&text).and_then(|d| d.settle(&hints));
+        settled
+            .map(|s| s.inventory)
+            .map_err(|source| SerialError::Describe {
+                link: self.link.name(),
+                source,
+            })
     }
 
     /// Listening mode, then `s`. A silent first attempt is repeated once after
@@ -824,6 +844,54 @@ mod tests {
         fn name(&self) -> String {
             "chatter".into()
         }
+    }
+
+    /// A device that answers every key with `answer` at once.
+    struct Answering {
+        answer: &'static [u8],
+        pending: Vec<u8>,
+    }
+
+    impl Link for Answering {
+        fn read(&mut self, buf: &mut [u8], _: Duration) -> io::Result<usize> {
+            let n = self.pending.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            Ok(n)
+        }
+        fn write_all(&mut self, _: &[u8]) -> io::Result<()> {
+            self.pending = self.answer.to_vec();
+            Ok(())
+        }
+        fn set_baud(&mut self, _: u32) -> io::Result<()> {
+            Ok(())
+        }
+        fn clear_input(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn now_ms(&self) -> u64 {
+            0
+        }
+        fn name(&self) -> String {
+            "answering".into()
+        }
+    }
+
+    #[test]
+    fn a_module_list_without_a_platform_takes_the_one_of_the_ports_usb_id() {
+        // Device OS 0.4.6 on a P1: no "p", and a module table a Photon has too.
+        let answer: &[u8] = br#"{"m":[{"s":16384,"l":"m","vc":30,"vv":30,"f":"b","n":"0","v":4,"d":[]},{"s":262144,"l":"m","vc":30,"vv":30,"f":"s","n":"1","v":7,"d":[]},{"s":262144,"l":"m","vc":30,"vv":30,"f":"s","n":"2","v":7,"d":[{"f":"s","n":"1","v":7,"_":""}]},{"s":131072,"l":"m","vc":30,"vv":30,"f":"u","n":"1","v":3,"d":[{"f":"s","n":"2","v":7,"_":""}]}]}"#;
+        let link = || Answering {
+            answer,
+            pending: Vec::new(),
+        };
+        let err = Console::new(link()).inventory().unwrap_err();
+        assert!(err.to_string().contains("the Photon and the P1"), "{err}");
+        let inventory = Console::new(link())
+            .with_usb_id(Some((0x2b04, 0xc008)))
+            .inventory()
+            .unwrap();
+        assert_eq!(inventory.platform_id, 8);
     }
 
     #[test]

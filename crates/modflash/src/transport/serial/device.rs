@@ -6,7 +6,9 @@ use std::time::Duration;
 use modflash_module::Platform;
 use modflash_ymodem::SenderConfig;
 
-use super::{Console, FlashReport, PortLink, Verdict, LISTENING_BAUD};
+use super::{
+    Console, FlashReport, PortLink, Verdict, WifiAnswers, WifiExchange, WifiVerdict, LISTENING_BAUD,
+};
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::progress::{Cancel, Observer};
@@ -33,7 +35,8 @@ impl SerialLink {
     /// platform.
     pub fn open(link: PortLink) -> Result<Self, Error> {
         let port = link.path().to_string();
-        let mut console = Console::new(link);
+        let usb_id = link.usb_id();
+        let mut console = Console::new(link).with_usb_id(usb_id);
         let known = console
             .listening_inventory()
             .map_err(Error::from)
@@ -198,6 +201,21 @@ impl DeviceLink for SerialLink {
                  mode hold SETUP through RESET until the LED blinks magenta)",
             )),
         }
+    }
+
+    fn wifi_configure(&mut self, answers: &WifiAnswers<'_>) -> Result<WifiExchange, Error> {
+        self.console.enter_listening()?;
+        self.listening = true;
+        let exchange = self.console.configure_wifi(answers);
+        match &exchange {
+            // Saved: the device left listening mode to connect; an `x` now would go to the
+            // application.
+            Ok(e) if e.verdict == WifiVerdict::Saved => self.listening = false,
+            _ => {
+                let _ = self.console.wait_quiet(300);
+            }
+        }
+        Ok(exchange?)
     }
 
     /// Sends the device back to what it was running.

@@ -15,6 +15,8 @@ pub struct ParticlePort {
     pub platform: &'static Platform,
     /// The device id from the USB serial number, when it carries one.
     pub device_id: Option<String>,
+    /// Its USB vendor and product id.
+    pub usb_id: (u16, u16),
 }
 
 /// Particle serial ports attached now, found by USB vendor/product id (normal-mode ids: a
@@ -35,6 +37,7 @@ pub fn discover() -> Result<Vec<ParticlePort>, SerialError> {
                     port: p.port_name,
                     platform,
                     device_id: usb.serial_number.as_deref().and_then(find_device_id),
+                    usb_id: (usb.vid, usb.pid),
                 })
             }
             _ => None,

@@ -51,6 +51,7 @@ pub struct PortLink {
     path: String,
     baud: u32,
     device_id: Option<String>,
+    usb_id: Option<(u16, u16)>,
     start: Instant,
 }
 
@@ -71,6 +72,7 @@ impl PortLink {
             path: path.to_string(),
             baud,
             device_id: None,
+            usb_id: None,
             start: Instant::now(),
         };
         let _ = link.clear_input();
@@ -82,6 +84,18 @@ impl PortLink {
     pub fn with_device_id(mut self, device_id: Option<String>) -> Self {
         self.device_id = device_id;
         self
+    }
+
+    /// Remembers the USB vendor and product id of the port, which name the platform of a
+    /// device whose module list does not (Device OS 0.4.x).
+    pub fn with_usb_id(mut self, usb_id: Option<(u16, u16)>) -> Self {
+        self.usb_id = usb_id;
+        self
+    }
+
+    /// The USB vendor and product id of the port, when known.
+    pub fn usb_id(&self) -> Option<(u16, u16)> {
+        self.usb_id
     }
 
     /// The port path.

@@ -6,7 +6,8 @@
 //! * [`Console`] speaks the console protocol over any link: enter listening mode (28800
 //!   baud) or DFU mode (14400 baud), read the `s` module JSON until the document closes
 //!   (brace matching, not a fixed silence), `i`, `v`, `m`, `x`, and flash a module by YMODEM
-//!   ([`send_ymodem`] pumps modflash-ymodem's sans-IO sender) and read the device's verdict.
+//!   ([`send_ymodem`] pumps modflash-ymodem's sans-IO sender) and read the device's verdict,
+//!   and hold the `w` dialogue that gives it Wi-Fi credentials ([`Console::configure_wifi`]).
 //! * [`discover`] finds Particle serial ports by USB vendor/product id; the device id comes
 //!   from the USB serial number.
 //! * [`SerialLink`] is a real device on a serial port as the executor sees it.
@@ -18,6 +19,7 @@ mod device;
 mod discover;
 mod link;
 mod monitor;
+mod wifi;
 mod ymodem;
 
 pub(crate) use console::clip;
@@ -27,6 +29,7 @@ pub use discover::{discover, find_port, ParticlePort};
 pub use link::{Link, PortLink};
 pub use modflash_device::console::{DFU_BAUD, LISTENING_BAUD};
 pub use monitor::monitor;
+pub use wifi::{Question, WifiAnswers, WifiExchange, WifiVerdict};
 pub use ymodem::{send_ymodem, SendOutcome};
 
 use crate::inventory::InventoryError;
@@ -141,6 +144,19 @@ pub enum SerialError {
         help: &'static str,
         /// The sender's counters, when the step was a transfer.
         stats: Option<Box<SenderStats>>,
+    },
+    /// The Wi-Fi dialogue (`w`) did not go as Device OS holds it. The reason never holds the
+    /// password.
+    #[error("Wi-Fi setup on the {link} failed: {reason}")]
+    #[diagnostic(
+        code(modflash::serial::wifi),
+        help("make sure the device is in listening mode (blinking blue) and nothing else uses the port, then run the command again")
+    )]
+    Wifi {
+        /// The link.
+        link: String,
+        /// What went wrong.
+        reason: String,
     },
     /// Discovery found no usable port.
     #[error("{0}")]
