@@ -72,6 +72,8 @@ pub enum ViaArg {
     Dfu,
     /// Serial listening mode (YMODEM).
     Serial,
+    /// Particle's USB control requests (firmware update in normal mode, Device OS 0.8+).
+    Usb,
 }
 
 /// A mode to put a device in.
@@ -101,7 +103,8 @@ pub struct PlanArgs {
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// Transport: dfu or serial (default: DFU when the connection can, else serial).
+    /// Transport: dfu, serial or usb (default: DFU when the connection can — with USB control
+    /// requests for what DFU cannot write or where they are cheaper —, else serial).
     #[arg(long, value_enum)]
     pub via: Option<ViaArg>,
     /// Directory of Device OS module files to meet dependencies from (repeatable).
@@ -132,6 +135,7 @@ impl PlanArgs {
             via: self.via.map(|v| match v {
                 ViaArg::Dfu => Via::Dfu,
                 ViaArg::Serial => Via::Serial,
+                ViaArg::Usb => Via::Usb,
             }),
             factory: self.factory,
             force: Force {

@@ -20,6 +20,32 @@ use crate::usb::Setup;
 pub const POLL_DELAYS_MS: [u32; 9] = [50, 50, 100, 100, 250, 250, 500, 500, 1000];
 /// Wait between polls after [`POLL_DELAYS_MS`] is used up.
 pub const POLL_INTERVAL_MAX_MS: u32 = 1000;
+/// When a host polls with CHECK: the wait before each poll of a phase, then a constant interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Polling {
+    /// Wait before CHECK number *n* of a phase.
+    pub delays_ms: &'static [u32],
+    /// Wait between polls once `delays_ms` is used up.
+    pub interval_ms: u32,
+}
+
+impl Polling {
+    /// particle-usb's `PollingPolicy.DEFAULT` ([`POLL_DELAYS_MS`], then
+    /// [`POLL_INTERVAL_MAX_MS`]), the schedule a [`HostRequest`] uses unless told otherwise.
+    pub const PARTICLE_USB: Self = Self {
+        delays_ms: &POLL_DELAYS_MS,
+        interval_ms: POLL_INTERVAL_MAX_MS,
+    };
+
+    /// The wait before CHECK number `polls` of a phase.
+    pub fn delay(&self, polls: usize) -> u32 {
+        self.delays_ms
+            .get(polls)
+            .copied()
+            .unwrap_or(self.interval_ms)
+    }
+}
+
 /// particle-usb's default per-request timeout.
 pub const DEFAULT_TIMEOUT_MS: u32 = 60_000;
 /// The largest reply payload a [`HostRequest`] accepts unless told otherwise (GetModuleInfo of
@@ -170,6 +196,7 @@ pub struct HostRequest {
     result: i32,
     reply: Vec<u8>,
     waited_ms: u64,
+    polling: Polling,
 }
 
 impl HostRequest {
@@ -187,6 +214,7 @@ impl HostRequest {
             result: 0,
             reply: Vec::new(),
             waited_ms: 0,
+            polling: Polling::PARTICLE_USB,
         })
     }
 
@@ -198,6 +226,12 @@ impl HostRequest {
     /// Accept reply payloads of at most `limit` bytes (default [`DEFAULT_MAX_REPLY`]).
     pub fn max_reply(mut self, limit: usize) -> Self {
         self.max_reply = limit;
+        self
+    }
+
+    /// Polls with `polling` instead of particle-usb's schedule.
+    pub fn polling(mut self, polling: Polling) -> Self {
+        self.polling = polling;
         self
     }
 
@@ -228,7 +262,11 @@ impl HostRequest {
                 },
                 &[],
             ),
-            State::Poll { polls, .. } => (poll_delay(*polls), ServiceRequest::Check { id }, &[]),
+            State::Poll { polls, .. } => (
+                self.polling.delay(*polls),
+                ServiceRequest::Check { id },
+                &[],
+            ),
             State::Send { offset } => {
                 let end = (offset + MAX_TRANSFER_CHUNK).min(self.payload.len());
                 let chunk = &self.payload[*offset..end];
@@ -308,7 +346,7 @@ impl HostRequest {
                 };
             }
             State::Poll { buffer, polls } => {
-                self.waited_ms += u64::from(poll_delay(polls));
+                self.waited_ms += u64::from(self.polling.delay(polls));
                 let stage = if buffer {
                     Stage::CheckBuffer
                 } else {
@@ -457,12 +495,9 @@ pub enum DriveError<E> {
     Request(HostError),
 }
 
-/// The wait before CHECK number `polls` of a phase.
+/// The wait before CHECK number `polls` of a phase in particle-usb's schedule.
 pub fn poll_delay(polls: usize) -> u32 {
-    POLL_DELAYS_MS
-        .get(polls)
-        .copied()
-        .unwrap_or(POLL_INTERVAL_MAX_MS)
+    Polling::PARTICLE_USB.delay(polls)
 }
 
 #[cfg(test)]
@@ -608,5 +643,24 @@ mod tests {
             delays,
             [50, 50, 100, 100, 250, 250, 500, 500, 1000, 1000, 1000, 1000]
         );
+    }
+
+    #[test]
+    fn a_host_may_poll_on_its_own_schedule() {
+        let fast = Polling {
+            delays_ms: &[2, 5],
+            interval_ms: 20,
+        };
+        let mut r = HostRequest::new(RequestType::GET_MODULE_INFO, Vec::new())
+            .unwrap()
+            .polling(fast);
+        r.complete(&ok_id(1)).unwrap();
+        let mut waits = Vec::new();
+        for _ in 0..3 {
+            waits.push(r.next().unwrap().wait_ms);
+            r.complete(&status(Status::Pending)).unwrap();
+        }
+        assert_eq!(waits, [2, 5, 20]);
+        assert_eq!(r.waited_ms(), 27);
     }
 }

@@ -17,7 +17,8 @@ use modflash_control::proto::{
 use modflash_control::service::{RAW, SERVICE_REQUESTS};
 use modflash_control::{OtaCode, RequestType, Setup, Stall, SystemError};
 use modflash_module::platform::{Mcu, Store};
-use modflash_module::rules::OtaRefusal;
+pub use modflash_module::rules::ControlProtocol;
+use modflash_module::rules::{self, OtaRefusal};
 use modflash_module::ModuleFunction;
 use prost::Message;
 
@@ -27,14 +28,9 @@ use crate::hal::{flags, Fetched};
 use crate::ota::OtaError;
 use crate::state::{BootRequest, Mode, ResetReason};
 
-/// Module versions (system part) from which the firmware speaks each protocol.
+/// Module versions (system part) from which the firmware handles more request types (which
+/// protocol it speaks at all is [`rules::control_protocol`]).
 mod since {
-    /// 0.6.0: raw requests, wIndex 0–4.
-    pub const RAW_06: u16 = 100;
-    /// 0.7.0: raw requests with request-type numbers and a one-request queue.
-    pub const RAW_07: u16 = 200;
-    /// 0.8.0-rc.2: the service requests.
-    pub const SERVICE: u16 = 301;
     /// 1.1.0: the full request set on Gen2 (the Gen2 line before it has a reduced set and a
     /// JSON GetModuleInfo).
     pub const GEN2_FULL_SET: u16 = 1100;
@@ -56,23 +52,6 @@ const RAW_07_BUFFER: usize = 512;
 /// The ESP32 NCP firmware Argons and A SoMs carry (the model has no NCP of its own):
 /// argon-ncp-firmware 0.0.5.
 const WIFI_NCP_FIRMWARE: (&str, u32) = ("0.0.5", 5);
-
-/// Which USB control protocol the running firmware speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ControlProtocol {
-    /// No firmware answers vendor requests (Device OS before 0.6.0, the Core, DFU mode, off,
-    /// crashing): every vendor request stalls.
-    None,
-    /// Device OS 0.6.x: raw 0x50 requests, wIndex 0 (device id), 1 (version), 2–4 (reset, DFU,
-    /// listening).
-    Raw06,
-    /// Device OS 0.7.x: raw 0x50 requests with request-type numbers; OUT requests are queued
-    /// one at a time and their reply fetched with IN on the same wIndex.
-    Raw07,
-    /// Device OS 0.8.0-rc.2 and later: the service requests (INIT … RESET) and the raw IN 20
-    /// / 30 and OUT 40 / 302 requests.
-    Service,
-}
 
 /// What the device does once the host has received a request's final reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -140,15 +119,10 @@ fn bad_data() -> Handled {
 impl Device {
     /// The USB control protocol of the firmware running now.
     pub fn control_protocol(&self) -> ControlProtocol {
-        if !self.answers_usb() || self.platform.mcu == Mcu::Stm32f1 {
+        if !self.answers_usb() {
             return ControlProtocol::None;
         }
-        match self.system_version() {
-            Some(v) if v >= since::SERVICE => ControlProtocol::Service,
-            Some(v) if v >= since::RAW_07 => ControlProtocol::Raw07,
-            Some(v) if v >= since::RAW_06 => ControlProtocol::Raw06,
-            _ => ControlProtocol::None,
-        }
+        rules::control_protocol(self.platform, self.system_version())
     }
 
     /// True while the system firmware runs its USB device (normal, listening or safe mode).

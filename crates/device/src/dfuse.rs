@@ -40,7 +40,7 @@ const FIRST_ALT_STRING: u8 = 6;
 const USB_TRANSFER_US: u64 = 1_000;
 const USB_PACKET_US: u64 = 50;
 /// The bootloader resets about 500 ms after the leave request (MANIFEST-WAIT-RESET).
-const LEAVE_RESET_US: u64 = 500_000;
+pub const LEAVE_RESET_US: u64 = 500_000;
 
 /// The value ST's code stores in the state byte on UPLOAD wValue=1 (it assigns
 /// `STATUS_ERRSTALLEDPKT` to `DeviceState`): not a DFU state.

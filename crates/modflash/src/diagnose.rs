@@ -274,6 +274,7 @@ fn suggest_fix(
                 targets: targets.clone(),
                 catalog,
                 via,
+                also: Vec::new(),
                 alternative: vias.iter().copied().find(|&v| v != via),
                 force: Force::default(),
                 factory: false,

@@ -345,7 +345,7 @@ fn verify_installed(
     if options.accept_unverified {
         return Ok(());
     }
-    let err = unproven_error(&[module], "this module");
+    let err = unproven_error(&[module], "this module", crate::plan::Via::Serial.words());
     out.reason = Some(err.to_string());
     Err(err)
 }

@@ -14,6 +14,7 @@ use crate::inventory::InventoryError;
 use crate::plan::PlanError;
 use crate::sim::SimError;
 use crate::transport::attach::AttachError;
+use crate::transport::control::ControlError;
 use crate::transport::dfu::DfuOpError;
 use crate::transport::serial::{FlashReport, SerialError};
 use crate::transport::usb::UsbError;
@@ -40,6 +41,10 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Dfu(#[from] DfuOpError),
+    /// A Particle control request failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Control(#[from] ControlError),
     /// The emulated USB bus could not run.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -247,6 +252,7 @@ impl Error {
             )
             | Self::File(_)
             | Self::Serial(_)
+            | Self::Control(_)
             | Self::Usb(_)
             | Self::Attach(_)
             | Self::Inventory(_)

@@ -1,6 +1,6 @@
 //! The one executor: runs tasks on an open [`Session`] — DFU writes verified by read-back,
-//! serial updates validated by the device itself, the reset at the end — with operation
-//! events and a cancellation token. Plans (`plan::run`), `serial flash` and `dfu download`
+//! serial and USB control-request updates validated by the device itself, the mode changes
+//! between them, the reset at the end — with operation events and a cancellation token. Plans (`plan::run`), `serial flash` and `dfu download`
 //! (`direct`) and the planner's proofs all run here; each front door only turns its input
 //! into [`Task`]s. The executor knows nothing of plans.
 
@@ -14,8 +14,10 @@ use crate::error::Error;
 use crate::inventory::{InstalledModule, Inventory};
 use crate::progress::{operation, Cancel, Event, Evidence, Observer, Operation};
 use crate::session::Session;
+use crate::transport::control::UpdateVerdict;
 use crate::transport::serial::{clip, secs, FlashReport, SerialError, Verdict};
 use crate::transport::{AfterLeave, DeviceLink};
+use modflash_control::RequestType;
 
 /// One DFU write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +42,14 @@ pub enum TaskAction<'a> {
         /// The module.
         data: &'a [u8],
     },
+    /// One module through Particle's USB control requests (firmware update), named `name` in
+    /// messages.
+    Usb {
+        /// The module's name (its file).
+        name: String,
+        /// The module.
+        data: &'a [u8],
+    },
 }
 
 /// One step the executor carries out.
@@ -56,7 +66,7 @@ impl Task<'_> {
     pub fn bytes(&self) -> u64 {
         match &self.action {
             TaskAction::Dfu(writes) => writes.iter().map(|w| w.data.len() as u64).sum(),
-            TaskAction::Serial { data, .. } => data.len() as u64,
+            TaskAction::Serial { data, .. } | TaskAction::Usb { data, .. } => data.len() as u64,
         }
     }
 }
@@ -66,7 +76,9 @@ impl Task<'_> {
 pub struct Options {
     /// Read every DFU write back and compare.
     pub verify: bool,
-    /// After DFU writes, leave DFU mode for the firmware at this address.
+    /// After DFU writes, leave DFU mode for the firmware at this address. (Before a serial or
+    /// USB task the device leaves DFU mode in any case, for the firmware at the last DFU
+    /// write's address.)
     pub leave_at: Option<u32>,
 }
 
@@ -88,7 +100,8 @@ pub struct Report {
     pub left: Option<AfterLeave>,
 }
 
-/// Runs `tasks` in order on `session`.
+/// Runs `tasks` in order on `session`: the device is put in DFU mode before a DFU task and
+/// sent back to its firmware before a serial or USB one.
 pub fn execute(
     session: &mut Session<'_>,
     tasks: &[Task<'_>],
@@ -102,13 +115,19 @@ pub fn execute(
         return Ok(report);
     }
     let uses_dfu = tasks.iter().any(|t| matches!(t.action, TaskAction::Dfu(_)));
-    if uses_dfu {
-        enter_dfu(link, observer)?;
-    }
     let steps = tasks.len();
+    // Where the last DFU write went (the firmware a mid-plan leave starts).
+    let mut last_dfu: Option<u32> = None;
     for (i, task) in tasks.iter().enumerate() {
         if cancel.is_cancelled() {
-            return Err(interrupted(&task.label, i, uses_dfu));
+            return Err(interrupted(&task.label, i, link.in_dfu_mode()));
+        }
+        match &task.action {
+            TaskAction::Dfu(_) => enter_dfu(link, observer)?,
+            TaskAction::Serial { .. } | TaskAction::Usb { .. } if link.in_dfu_mode() => {
+                leave_for_firmware(link, last_dfu.or(options.leave_at), &task.label, observer)?;
+            }
+            _ => {}
         }
         let step = i + 1;
         observer.event(Event::StepStarted {
@@ -121,10 +140,11 @@ pub fn execute(
             TaskAction::Dfu(writes) => {
                 for (n, w) in writes.iter().enumerate() {
                     if n > 0 && cancel.is_cancelled() {
-                        return Err(interrupted(&task.label, i, uses_dfu));
+                        return Err(interrupted(&task.label, i, true));
                     }
                     link.dfu_write(w.alt, w.address, &w.data, options.verify, observer)?;
                 }
+                last_dfu = writes.first().map(|w| w.address);
                 TaskResult {
                     evidence: if options.verify {
                         Evidence::ReadBack
@@ -141,6 +161,13 @@ pub fn execute(
                     serial: Some(flashed),
                 }
             }
+            TaskAction::Usb { name, data } => {
+                usb_step(link, (name, &task.label), data, observer, cancel)?;
+                TaskResult {
+                    evidence: Evidence::DeviceAccepted,
+                    serial: None,
+                }
+            }
         };
         observer.event(Event::StepFinished {
             step,
@@ -148,7 +175,7 @@ pub fn execute(
         });
         report.tasks.push(result);
     }
-    if let Some(address) = options.leave_at.filter(|_| uses_dfu) {
+    if let Some(address) = options.leave_at.filter(|_| uses_dfu && link.in_dfu_mode()) {
         let left = operation(
             observer,
             Operation::Reset,
@@ -159,6 +186,37 @@ pub fn execute(
         report.left = Some(left);
     }
     Ok(report)
+}
+
+/// Leaves DFU mode before a task the firmware carries out (`label`); the firmware must come
+/// back.
+fn leave_for_firmware(
+    link: &mut dyn DeviceLink,
+    address: Option<u32>,
+    label: &str,
+    observer: &mut dyn Observer,
+) -> Result<(), Error> {
+    let left = operation(
+        observer,
+        Operation::ModeChange,
+        "leaving DFU mode for the device's firmware",
+        None,
+        |o| link.dfu_leave(address.unwrap_or(0), o),
+    )?;
+    if left == AfterLeave::Firmware {
+        return Ok(());
+    }
+    Err(Error::WrongMode {
+        device: link.reference(),
+        mode: if left == AfterLeave::Dfu {
+            "dfu".into()
+        } else {
+            "an unknown".into()
+        },
+        what: format!("run its firmware for the next step ({label})"),
+        help: "its firmware did not start after leaving DFU mode: `modflash doctor` says why"
+            .into(),
+    })
 }
 
 /// Puts the device in DFU mode; the mode change is reported only when there is one.
@@ -201,7 +259,7 @@ pub(crate) const NOTHING_CHANGED: &str =
 /// printed (`said`), or that it cancelled the transfer at the end.
 pub(crate) fn refusal_verdict(code: Option<i32>, said: &str) -> String {
     match code {
-        Some(c) => format!("{} ({c})", modflash_module::rules::OtaCode::name_of(c)),
+        Some(c) => modflash_control::ResultCode::from_code(c).to_string(),
         None if !said.is_empty() => {
             format!("it printed {:?} without a result code", clip(said, 200))
         }
@@ -305,6 +363,45 @@ fn serial_step(
     })
 }
 
+/// One module through USB control requests; the device's refusal is an error in its own
+/// words ("dependency check failed (-1340)"), and changes nothing.
+fn usb_step(
+    link: &mut dyn DeviceLink,
+    (name, label): (&str, &str),
+    data: &[u8],
+    observer: &mut dyn Observer,
+    cancel: &Cancel,
+) -> Result<(), Error> {
+    let verdict = operation(
+        observer,
+        Operation::Write,
+        label,
+        Some(data.len() as u64),
+        |o| link.usb_flash(data, o, cancel),
+    )?;
+    match verdict {
+        UpdateVerdict::Accepted => Ok(()),
+        UpdateVerdict::Refused { request, code } => Err(Error::Refused {
+            module: name.to_string(),
+            verdict: if request == RequestType::START_FIRMWARE_UPDATE {
+                format!("{code}, before any of it was sent")
+            } else {
+                code.to_string()
+            },
+            code: Some(code.code()),
+            help: NOTHING_CHANGED.into(),
+            transfer: None,
+        }),
+        UpdateVerdict::Cancelled => Err(Error::Interrupted {
+            what: label.to_string(),
+            help: "the update was cancelled before it was finished, so the device applied \
+                   nothing; run the same command again"
+                .into(),
+            source: None,
+        }),
+    }
+}
+
 /// How the SHA-256 a device reports for an installed module compares with a file's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HashCheck {
@@ -326,9 +423,10 @@ pub(crate) fn hash_check(installed: Option<&InstalledModule>, module: &Candidate
     }
 }
 
-/// "written, not verified": `modules` (named `subject`) were installed over serial and the
-/// device reports no SHA-256 for them; the help names the commands that can prove them.
-pub(crate) fn unproven_error(modules: &[&Candidate], subject: &str) -> Error {
+/// "written, not verified": `modules` (named `subject`) were installed `how` ("over serial")
+/// and the device reports no SHA-256 for them; the help names the commands that can prove
+/// them.
+pub(crate) fn unproven_error(modules: &[&Candidate], subject: &str, how: &str) -> Error {
     let commands: Vec<String> = modules
         .iter()
         .map(|m| match readback_command(m) {
@@ -345,9 +443,7 @@ pub(crate) fn unproven_error(modules: &[&Candidate], subject: &str) -> Error {
         ("them", "each")
     };
     Error::Unverified {
-        what: format!(
-            "written, not verified: the device reports no hash for {subject} over serial"
-        ),
+        what: format!("written, not verified: the device reports no hash for {subject} {how}"),
         help: format!(
             "to verify {it}, read {them} back over USB DFU and compare: {}; or pass --no-verify \
              to accept a write the device cannot prove",

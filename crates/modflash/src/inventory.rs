@@ -1,9 +1,11 @@
 //! What is installed on a device, in one shape whatever the source: the serial `s` JSON, a
-//! describe JSON file, module headers read back over DFU, or a virtual device.
+//! describe JSON file, module headers read back over DFU, the module table a device sends
+//! over USB control requests (GetModuleInfo), or a virtual device.
 
+use modflash_control::proto::ModuleEntry;
 use modflash_device::hal::{flags, Fetched};
 use modflash_device::Device;
-use modflash_module::platform::{platform, Store};
+use modflash_module::platform::{platform, Platform, Store};
 use modflash_module::rules::{Header, Installed, Part};
 use modflash_module::{Dependency, ModuleFunction, ModuleRef};
 use serde::{Deserialize, Serialize};
@@ -185,6 +187,23 @@ impl Inventory {
         }
     }
 
+    /// From a virtual device of which only the module headers and suffixes are known (the
+    /// bodies were not read): the HAL's view without the CRC check, which counts as not made
+    /// (as in a module table that does not check integrity). Every other check is the HAL's.
+    pub fn from_headers(device: &Device) -> Self {
+        let hal = device.hal();
+        Self {
+            platform_id: device.platform().id,
+            modules: device
+                .layout()
+                .bounds
+                .iter()
+                .map(|b| hal.fetch(b, false, 0))
+                .filter_map(|f| module_from_fetched(&f))
+                .collect(),
+        }
+    }
+
     /// From a describe JSON (`s` output, `particle serial inspect`, cloud describe), accepting
     /// both the 0.x format (`"_":""`) and the 2.x one; every field is checked
     /// ([`Describe::parse`]), and a document without a platform id gets the one its module
@@ -193,6 +212,81 @@ impl Inventory {
         Ok(Describe::parse(text)?
             .settle(&PlatformHints::default())?
             .inventory)
+    }
+
+    /// From the module table a device sends over USB control requests (GetModuleInfo, either
+    /// format). The old format (Device OS before 5.6.0) lists the running modules only, without
+    /// their SHA-256 or their region's size (taken from the platform's memory map for the
+    /// system version listed), and checks only integrity and dependencies (the other checks
+    /// count as passed, as the device's own flags say "not checked"). A zero hash (the radio
+    /// stack's, which has no suffix) is no hash.
+    pub fn from_module_info(platform: &Platform, entries: &[ModuleEntry]) -> Self {
+        let system = entries
+            .iter()
+            .find(|e| {
+                e.store == 0
+                    && ModuleFunction::from_u8(e.function) == ModuleFunction::SystemPart
+                    && e.index == 1
+            })
+            .map(|e| e.version);
+        let layout = platform.layout_for(system);
+        let stores = [
+            Store::Main,
+            Store::Factory,
+            Store::Backup,
+            Store::Scratchpad,
+        ];
+        let modules = entries
+            .iter()
+            .filter_map(|e| {
+                let function = ModuleFunction::from_u8(e.function);
+                if function == ModuleFunction::None {
+                    return None;
+                }
+                let store = *stores.get(usize::try_from(e.store).ok()?)?;
+                let slot = ModuleRef::new(function, e.index);
+                let max_size = e.max_size.unwrap_or_else(|| {
+                    layout
+                        .and_then(|l| {
+                            l.bounds
+                                .iter()
+                                .find(|b| b.slot() == slot && b.store == store)
+                        })
+                        .map_or(0, |b| b.max_size)
+                });
+                Some(InstalledModule {
+                    function: function.name().to_string(),
+                    index: e.index,
+                    version: e.version,
+                    store: store.name().to_string(),
+                    max_size,
+                    start_address: None,
+                    dependencies: e
+                        .dependencies
+                        .iter()
+                        .filter(|&&(f, _, _)| f != 0)
+                        .map(|&(f, index, version)| DependencyJson {
+                            function: ModuleFunction::from_u8(f).name().to_string(),
+                            index,
+                            version,
+                        })
+                        .collect(),
+                    checks: Checks::from_validity(
+                        u8::try_from(e.checked & 0xFF).unwrap_or(0),
+                        u8::try_from(e.passed & 0xFF).unwrap_or(0),
+                    ),
+                    sha256: e
+                        .hash
+                        .as_deref()
+                        .filter(|h| h.len() == 32 && h.iter().any(|&b| b != 0))
+                        .map(hex),
+                })
+            })
+            .collect();
+        Self {
+            platform_id: platform.id,
+            modules,
+        }
     }
 
     /// The running module in `slot`, if installed.

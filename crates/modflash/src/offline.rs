@@ -71,6 +71,7 @@ pub fn plan_inventories(
                 targets: wanted.targets_with(targets.clone(), &catalog, twin.platform())?,
                 catalog: &catalog,
                 via: wanted.via.unwrap_or(Via::Dfu),
+                also: Vec::new(),
                 alternative: None,
                 force: Force::default(),
                 factory: wanted.factory,

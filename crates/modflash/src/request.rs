@@ -49,6 +49,11 @@ impl Wanted {
                 what: "be written through its serial console from here".into(),
                 help: "use --via dfu, or name its serial port (--device serial:PORT)".into(),
             }),
+            Some(Via::Usb) if !caps.usb => Err(Error::Unsupported {
+                device,
+                what: "take modules through USB control requests: it is a serial port".into(),
+                help: "use --via serial, or name the USB device (--device usb)".into(),
+            }),
             Some(via) => Ok(via),
             None if caps.dfu => Ok(Via::Dfu),
             None if caps.serial => Ok(Via::Serial),
@@ -57,6 +62,19 @@ impl Wanted {
                 what: "be written (it offers neither DFU nor a serial console)".into(),
                 help: "connect the device over USB".into(),
             }),
+        }
+    }
+
+    /// The transports a plan may use for single steps besides [`Wanted::via`]: none when one
+    /// was asked for; with the connection's default (DFU), USB control requests where the
+    /// connection offers them — for what DFU cannot write, and where they cost the device
+    /// less time.
+    pub fn also(&self, session: &Session<'_>, via: Via) -> Vec<Via> {
+        let caps = session.capabilities();
+        if self.via.is_none() && via == Via::Dfu && caps.usb {
+            vec![Via::Usb]
+        } else {
+            Vec::new()
         }
     }
 
@@ -217,6 +235,7 @@ impl Wanted {
             targets,
             catalog: &catalog,
             via,
+            also: self.also(session, via),
             alternative: other_via(session, via),
             force: self.force,
             factory: self.factory,
@@ -267,7 +286,7 @@ pub fn other_via(session: &Session<'_>, via: Via) -> Option<Via> {
     let caps = session.capabilities();
     match via {
         Via::Dfu => caps.serial.then_some(Via::Serial),
-        Via::Serial => caps.dfu.then_some(Via::Dfu),
+        Via::Serial | Via::Usb => caps.dfu.then_some(Via::Dfu),
     }
 }
 

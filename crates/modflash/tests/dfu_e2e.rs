@@ -140,6 +140,63 @@ fn inventory_over_dfu_equals_the_device_for_every_release() {
 }
 
 #[test]
+fn headers_and_suffixes_identify_every_module_and_bodies_are_read_on_demand() {
+    for (id, release) in [(6u16, "1.5.0"), (10, "2.2.0"), (12, "6.2.0")] {
+        let p = d_platform(id);
+        let mut d = device(id).release(release).running();
+        into_dfu(&mut d);
+        let own = Inventory::from_device(&d);
+        let user = d
+            .system_info()
+            .iter()
+            .filter_map(|f| f.info)
+            .find(|i| i.function == ModuleFunction::UserPart)
+            .unwrap()
+            .slot();
+        let installed = modflash::backup::module_image(&d, user).unwrap();
+        let (full_bytes, full_transfers) = {
+            let mut s = sim_session(&mut d).unwrap();
+            let read = s.read_inventory(p, &mut Quiet).unwrap();
+            (read.bytes_read, s.control_transfers())
+        };
+        let mut s = sim_session(&mut d).unwrap();
+        let read = s.read_headers(p, &mut Quiet).unwrap();
+        // The same inventory (every module intact: the CRC not checked counts as passed).
+        assert_eq!(read.inventory, own, "{} {release}", p.name);
+        assert!(read.bytes_read * 4 < full_bytes, "{} {release}", p.name);
+        assert!(
+            s.control_transfers() * 2 < full_transfers,
+            "{} {release}",
+            p.name
+        );
+        // A body left unread is read when asked for, the same bytes as installed.
+        assert_eq!(s.module_image(user, &mut Quiet), Some(installed));
+    }
+}
+
+#[test]
+fn headers_cannot_see_a_corrupt_body_which_the_full_read_does() {
+    let mut d = device(6).release("1.5.0").running();
+    let app = d
+        .system_info()
+        .into_iter()
+        .find(|f| {
+            f.info
+                .is_some_and(|i| i.function == ModuleFunction::UserPart)
+        })
+        .unwrap();
+    d.flash_mut()
+        .program(modflash_device::Space::Internal, app.address + 0x300, &[0])
+        .unwrap();
+    into_dfu(&mut d);
+    let mut s = sim_session(&mut d).unwrap();
+    let headers = s.read_headers(d_platform(6), &mut Quiet).unwrap();
+    assert!(headers.inventory.modules.iter().all(|m| m.checks.integrity));
+    let full = s.read_inventory(d_platform(6), &mut Quiet).unwrap();
+    assert!(full.inventory.modules.iter().any(|m| !m.checks.integrity));
+}
+
+#[test]
 fn a_refused_write_is_an_error_and_changes_nothing() {
     let mut d = device(6).release("1.5.0").running();
     into_dfu(&mut d);

@@ -109,6 +109,7 @@ fn the_plan_maps_show_what_the_plan_writes() {
         targets: vec![app],
         catalog: &catalog,
         via: Via::Dfu,
+        also: Vec::new(),
         alternative: None,
         force: Force::default(),
         factory: false,

@@ -34,9 +34,10 @@ fn run(
         targets,
         catalog,
         via,
+        also: Vec::new(),
         alternative: Some(match via {
             Via::Dfu => Via::Serial,
-            Via::Serial => Via::Dfu,
+            Via::Serial | Via::Usb => Via::Dfu,
         }),
         force: Force::default(),
         factory: false,
@@ -53,7 +54,7 @@ fn run(
         );
     }
     let mut s = Session::virtual_device(&mut d, "sim:test");
-    run_steps(&mut s, &p.steps, via, &mut Quiet, &Cancel::new())
+    run_steps(&mut s, &p.steps, &mut Quiet, &Cancel::new())
         .unwrap_or_else(|e| panic!("{via:?}: a step was rejected: {e}"));
     drop(s);
     Ok((p, d))

@@ -37,7 +37,7 @@ fn releases(platform_id: u16) -> Catalog {
 
 fn execute(device: &mut Device, p: &modflash::plan::Plan) {
     let mut s = Session::virtual_device(device, "sim:test");
-    run_steps(&mut s, &p.steps, p.via, &mut Quiet, &Cancel::new()).unwrap();
+    run_steps(&mut s, &p.steps, &mut Quiet, &Cancel::new()).unwrap();
 }
 
 fn names(p: &modflash::plan::Plan) -> Vec<String> {
@@ -56,6 +56,7 @@ fn photon_052_to_an_app_for_150_over_dfu() {
         targets: vec![photon_app_for(1502)],
         catalog: &catalog,
         via: Via::Dfu,
+        also: Vec::new(),
         alternative: None,
         force: Force::default(),
         factory: false,
@@ -92,6 +93,7 @@ fn photon_052_to_150_over_serial_goes_through_070() {
         targets: vec![photon_app_for(1502)],
         catalog: &catalog,
         via: Via::Serial,
+        also: Vec::new(),
         alternative: None,
         force: Force::default(),
         factory: false,
@@ -123,6 +125,7 @@ fn serial_without_an_intermediate_release_names_the_missing_module() {
         targets: vec![photon_app_for(1502)],
         catalog: &catalog,
         via: Via::Serial,
+        also: Vec::new(),
         alternative: None,
         force: Force::default(),
         factory: false,
@@ -134,6 +137,7 @@ fn serial_without_an_intermediate_release_names_the_missing_module() {
     // Over DFU the same catalogue works.
     let req = Request {
         via: Via::Dfu,
+        also: Vec::new(),
         alternative: None,
         ..req
     };
@@ -154,6 +158,7 @@ fn core_image_is_refused() {
         targets: vec![core],
         catalog: &catalog,
         via: Via::Dfu,
+        also: Vec::new(),
         alternative: None,
         force: Force { dependencies: true },
         factory: false,
@@ -176,6 +181,7 @@ fn already_installed_modules_are_skipped() {
         targets: vec![target.clone()],
         catalog: &catalog,
         via: Via::Dfu,
+        also: Vec::new(),
         alternative: None,
         force: Force::default(),
         factory: false,
@@ -188,6 +194,7 @@ fn already_installed_modules_are_skipped() {
         targets: vec![target],
         catalog: &catalog,
         via: Via::Dfu,
+        also: Vec::new(),
         alternative: None,
         force: Force::default(),
         factory: false,
@@ -215,6 +222,7 @@ fn electron_052_to_150_over_dfu() {
         targets: vec![app],
         catalog: &catalog,
         via: Via::Dfu,
+        also: Vec::new(),
         alternative: None,
         force: Force::default(),
         factory: false,
@@ -241,6 +249,7 @@ fn argon_144_to_150_over_dfu_and_serial() {
             targets: vec![app],
             catalog: &catalog,
             via,
+            also: Vec::new(),
             alternative: None,
             force: Force::default(),
             factory: false,
@@ -261,6 +270,7 @@ fn a_device_that_is_off_is_explained_not_disproven() {
         targets: vec![photon_app_for(1502)],
         catalog: &catalog,
         via: Via::Dfu,
+        also: Vec::new(),
         alternative: None,
         force: Force::default(),
         factory: false,
@@ -300,6 +310,7 @@ fn system_firmware_alone_on_a_device_without_an_app_is_a_plan_that_ends_without_
         targets: vec![part1],
         catalog: &catalog,
         via: Via::Dfu,
+        also: Vec::new(),
         alternative: None,
         force: Force::default(),
         factory: false,
@@ -319,6 +330,7 @@ fn a_missing_module_names_the_release_page_its_file_is_on() {
         targets: vec![photon_app_for(1502)],
         catalog: &catalog,
         via: Via::Dfu,
+        also: Vec::new(),
         alternative: None,
         force: Force::default(),
         factory: false,

@@ -40,7 +40,7 @@ proptest! {
             if *k { catalog.push(c); }
         }
         let via = if serial { Via::Serial } else { Via::Dfu };
-        let req = Request { twin: &twin, targets: vec![app], catalog: &catalog, via, alternative: None, force: Force::default(), factory: false };
+        let req = Request { twin: &twin, targets: vec![app], catalog: &catalog, via, also: Vec::new(), alternative: None, force: Force::default(), factory: false };
         let first = plan(&req);
         let second = plan(&req);
         match (&first, &second) {
@@ -49,7 +49,7 @@ proptest! {
                 prop_assert_eq!(key(a), key(b), "deterministic");
                 let mut fresh = twin.clone();
                 let mut target = Session::virtual_device(&mut fresh, "sim:test");
-                let replay = run_steps(&mut target, &a.steps, via, &mut Quiet, &Cancel::new());
+                let replay = run_steps(&mut target, &a.steps, &mut Quiet, &Cancel::new());
                 drop(target);
                 prop_assert!(replay.is_ok(), "{:?}", replay);
                 prop_assert_eq!(fresh.state.mode, Mode::App, "{:#?}", fresh.state.events);

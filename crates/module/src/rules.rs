@@ -1,7 +1,7 @@
 //! Device OS rules, written once: dependency satisfaction (spec §5.3, §5.4), whether the system
 //! firmware can start, the Electron's embedded bootloader, OTA acceptance and its result codes
-//! (§5.7, §7.1), and where DFU puts a module, what it must not write, and how alternate-setting
-//! addresses map to flash (§9).
+//! (§5.7, §7.1), which USB control requests a release answers, and where DFU puts a module,
+//! what it must not write, and how alternate-setting addresses map to flash (§9).
 //!
 //! The functions are pure and read the device through [`Installed`], which the device model's
 //! HAL, a device's reported inventory and the planner's model each implement, so the virtual
@@ -10,7 +10,7 @@
 use core::fmt;
 
 use crate::header::{Dependency, ModuleFunction, ModuleInfo, ModuleRef};
-use crate::platform::{dct, Family, Layout, Location, ModuleBounds, Platform, Store};
+use crate::platform::{dct, Family, Layout, Location, Mcu, ModuleBounds, Platform, Store};
 use crate::release::{platform_releases, ReleaseModule};
 
 // ---- what is installed ----------------------------------------------------------------------
@@ -420,6 +420,48 @@ pub fn ota_accepts(
 pub fn ota_dependencies(installed: &impl Installed, module: &Header) -> Result<(), OtaRefusal> {
     dependencies(installed, module, true).map_err(OtaRefusal::Dependencies)?;
     dependencies_full(installed, module).map_err(OtaRefusal::DependenciesFull)
+}
+
+// ---- USB control requests (Device OS `system_control.h`) -----------------------------------
+
+/// Which USB control protocol the system firmware speaks while it runs (normal, listening or
+/// safe mode; the bootloader's DFU mode answers none of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ControlProtocol {
+    /// Every vendor request stalls (Device OS before 0.6.0, the Core, no firmware running).
+    None,
+    /// Device OS 0.6.x: raw 0x50 requests, wIndex 0 (device id), 1 (version), 2–4 (reset, DFU,
+    /// listening).
+    Raw06,
+    /// Device OS 0.7.x: raw 0x50 requests with request-type numbers; OUT requests are queued
+    /// one at a time and their reply fetched with IN on the same wIndex.
+    Raw07,
+    /// Device OS 0.8.0-rc.2 and later: the service requests (INIT … RESET: module info, mode
+    /// changes, firmware updates) and the raw IN 20 / 30 and OUT 40 / 302 requests.
+    Service,
+}
+
+/// System part 1 versions from which Device OS speaks each protocol: 0.6.0, 0.7.0,
+/// 0.8.0-rc.2.
+pub const CONTROL_RAW_06: u16 = 100;
+/// See [`CONTROL_RAW_06`].
+pub const CONTROL_RAW_07: u16 = 200;
+/// See [`CONTROL_RAW_06`].
+pub const CONTROL_SERVICE: u16 = 301;
+
+/// The control protocol of the system firmware `system_version` (system part 1) on `platform`
+/// when it runs.
+pub fn control_protocol(platform: &Platform, system_version: Option<u16>) -> ControlProtocol {
+    if platform.mcu == Mcu::Stm32f1 {
+        return ControlProtocol::None;
+    }
+    match system_version {
+        Some(v) if v == ERASED => ControlProtocol::None,
+        Some(v) if v >= CONTROL_SERVICE => ControlProtocol::Service,
+        Some(v) if v >= CONTROL_RAW_07 => ControlProtocol::Raw07,
+        Some(v) if v >= CONTROL_RAW_06 => ControlProtocol::Raw06,
+        _ => ControlProtocol::None,
+    }
 }
 
 // ---- DFU: alternate settings (spec §9) ------------------------------------------------------
@@ -1209,5 +1251,21 @@ mod tests {
         let electron = platform(10).unwrap();
         assert!(dct_reachable(&device(501).part(PART2, damaged), electron));
         assert!(bootloader_from_070(&device(100)) && !bootloader_from_070(&device(99)));
+    }
+
+    #[test]
+    fn control_requests_follow_the_system_version() {
+        let photon = platform(6).unwrap();
+        let at = |v| control_protocol(photon, Some(v));
+        assert_eq!(at(7), ControlProtocol::None, "0.5.2");
+        assert_eq!(at(100), ControlProtocol::Raw06);
+        assert_eq!(at(207), ControlProtocol::Raw07);
+        assert_eq!(at(300), ControlProtocol::Raw07, "0.8.0-rc.1");
+        assert_eq!(at(301), ControlProtocol::Service, "0.8.0-rc.2");
+        assert_eq!(at(1502), ControlProtocol::Service);
+        assert_eq!(at(ERASED), ControlProtocol::None, "no system part");
+        assert_eq!(control_protocol(photon, None), ControlProtocol::None);
+        let core = platform(0).unwrap();
+        assert_eq!(control_protocol(core, Some(1502)), ControlProtocol::None);
     }
 }

@@ -173,9 +173,10 @@ fn evidence_words(style: &Style, proofs: &[Proof]) -> String {
             let how = match p.evidence {
                 Evidence::ReadBack => "read back".to_string(),
                 Evidence::Hash => "by its SHA-256, reported by the device".to_string(),
-                Evidence::DeviceAccepted => style.warn(
-                    "NOT PROVEN (accepted by the device, which reports no hash for it over serial)",
-                ),
+                Evidence::DeviceAccepted => style.warn(&format!(
+                    "NOT PROVEN (accepted by the device, which reports no hash for it {})",
+                    p.via.words()
+                )),
                 Evidence::None => style.warn("NOT PROVEN (not read back)"),
             };
             format!("{} {} {how}", p.slot, p.version)

@@ -27,7 +27,7 @@ pub fn plan_json(device: &str, p: &Plan) -> Value {
                     Action::DfuWrite { alt, .. }
                     | Action::DfuStageBootloader { alt, .. }
                     | Action::DfuErase { alt, .. } => Some(alt),
-                    Action::Serial => None,
+                    Action::Serial | Action::Usb => None,
                 },
                 "staged": matches!(s.action, Action::DfuStageBootloader { .. }),
                 "erase": matches!(s.action, Action::DfuErase { .. }),
@@ -80,9 +80,14 @@ pub fn print_plan(style: &Style, device: &str, p: &Plan) {
         println!("Nothing to write: {device} already has everything asked for.");
         return;
     }
+    let transports: Vec<String> = p
+        .transports()
+        .iter()
+        .map(|v| v.name().to_uppercase())
+        .collect();
     println!(
         "Plan for {device} over {} — {} write{}, {} bytes:",
-        p.via.name().to_uppercase(),
+        transports.join(" + "),
         p.steps.len(),
         if p.steps.len() == 1 { "" } else { "s" },
         p.bytes()
@@ -105,7 +110,7 @@ pub fn print_plan(style: &Style, device: &str, p: &Plan) {
             Action::DfuStageBootloader { alt, address } => {
                 format!("{address:#010x} (alt {alt}, OTA region) + OTA flag in the DCT")
             }
-            Action::Serial => "OTA region, installed at reset".into(),
+            Action::Serial | Action::Usb => "OTA region, installed at reset".into(),
             Action::DfuErase { .. } => String::new(),
         };
         println!(

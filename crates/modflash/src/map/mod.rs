@@ -366,7 +366,7 @@ pub fn map_of_session(
 /// The device before `plan` (its `twin`) and after it: the plan replayed on a copy of the
 /// twin, as it was proven, its written modules marked.
 pub fn plan_maps(twin: &Device, plan: &Plan, basis: Basis) -> Result<PlanMaps, Error> {
-    let after_device = crate::plan::replay(twin, &plan.steps, plan.via)?;
+    let after_device = crate::plan::replay(twin, &plan.steps)?;
     let mut after = DeviceMap::of_device(&after_device, basis);
     let store = if plan.factory {
         Store::Factory

@@ -1,8 +1,10 @@
 //! The planner: from what is installed and what the user wants, the cheapest sequence of
 //! writes that the device accepts step by step and that ends with every dependency met and
-//! the app running — searched on a header-level model ([`model`]), ordered by [`search`],
-//! placed ([`placement`]) and proven on a `Device` twin ([`prove`]).
+//! the app running — searched on a header-level model ([`model`]), ordered by [`search`]
+//! (on one transport, or mixing them by modelled time, [`cost`]), placed ([`placement`]) and
+//! proven on a `Device` twin ([`prove`]).
 
+mod cost;
 mod model;
 mod placement;
 mod prove;
@@ -86,7 +88,7 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
     let steps = search(&model, &start, &finals, req)?;
     let mut plan_steps = Vec::new();
     let mut state = start.clone();
-    for id in steps {
+    for (id, via) in steps {
         let c = &pool[id];
         let slot = c.slot();
         let from_version = state
@@ -94,8 +96,9 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
             .get(&slot)
             .map(|h| h.version)
             .filter(|&v| v != ERASED);
-        let action = match req.via {
+        let action = match via {
             Via::Serial => Action::Serial,
+            Via::Usb => Action::Usb,
             Via::Dfu => dfu_action(platform, model.layout(&state), final_layout, c),
         };
         let reason = reason_for(&model, &start, &targets, &finals, id);
@@ -108,10 +111,8 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
             reason,
         });
     }
-    if req.via == Via::Dfu {
-        invalidate_legacy_app(&mut plan_steps, &start, final_layout);
-    }
-    let prediction = prove(twin, &plan_steps, req.via, req.force)?;
+    invalidate_legacy_app(&mut plan_steps, &start, final_layout);
+    let prediction = prove(twin, &plan_steps, req.force)?;
     Ok(Plan {
         via: req.via,
         steps: plan_steps,

@@ -10,7 +10,7 @@ use modflash_module::release::platform_releases;
 use modflash_module::rules::{self, Header, Installed, OtaRefusal, Part};
 use modflash_module::{Dependency, ModuleFunction, ModuleRef};
 
-use super::types::{first_release_with, Missing};
+use super::types::{first_release_with, Missing, Via};
 use crate::catalog::Candidate;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,6 +37,9 @@ pub(super) struct State {
     pub(super) factory: Option<usize>,
     /// Install-order ranks written so far, as a bit set (see [`install_rank`]).
     pub(super) ranks_written: u32,
+    /// How the last step reached the device (`Some(Dfu)`: it is in DFU mode; at the start,
+    /// `Some(Dfu)` for a device in DFU mode, `None` for one that runs its firmware).
+    pub(super) last: Option<Via>,
 }
 
 /// The model's view of one platform.
@@ -192,6 +195,16 @@ impl Model<'_> {
         n
     }
 
+    /// Whether the firmware of state `s`, running, takes modules over USB control requests
+    /// ([`rules::control_protocol`]).
+    pub(super) fn answers_control_requests(&self, s: &State) -> bool {
+        let part1 = s
+            .slots
+            .get(&ModuleRef::new(ModuleFunction::SystemPart, 1))
+            .map(|h| h.version);
+        rules::control_protocol(self.platform, part1) == rules::ControlProtocol::Service
+    }
+
     /// Whether the system firmware starts ([`rules::system_runnable`]).
     pub(super) fn system_runs(&self, s: &State) -> bool {
         let view = self.view(s);
@@ -291,6 +304,7 @@ pub(super) fn initial_state(twin: &Device) -> State {
         staged: None,
         factory: None,
         ranks_written: 0,
+        last: twin.in_dfu_mode().then_some(Via::Dfu),
     }
 }
 

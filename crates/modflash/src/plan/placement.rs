@@ -31,14 +31,13 @@ pub(super) fn dfu_action(
 
 /// Gen3 from 3.1 runs the legacy 128 KB application (user part 1 at 0xD4000) instead of the
 /// 256 KB one (user part 2) when both are valid. Over DFU nothing erases the old one, so the
-/// plan erases its first page right before writing the new app (as particle-cli does); over
-/// serial the device's own copy does it.
+/// plan erases its first page right before writing the new app over DFU (as particle-cli
+/// does); over serial or USB control requests the device's own copy does it.
 pub(super) fn invalidate_legacy_app(steps: &mut Vec<Step>, start: &State, final_layout: &Layout) {
     let legacy = ModuleRef::new(ModuleFunction::UserPart, 1);
-    let Some(app_at) = steps
-        .iter()
-        .position(|s| s.module.slot() == ModuleRef::new(ModuleFunction::UserPart, 2))
-    else {
+    let Some(app_at) = steps.iter().position(|s| {
+        s.module.slot() == ModuleRef::new(ModuleFunction::UserPart, 2) && s.via() == Via::Dfu
+    }) else {
         return;
     };
     let (Some(bounds), Some(old)) = (final_layout.main_bounds(legacy), start.slots.get(&legacy))
@@ -79,10 +78,13 @@ pub(super) fn plan_factory(
     skipped: Vec<String>,
 ) -> Result<Plan, PlanError> {
     let twin = req.twin;
-    if req.via == Via::Serial {
+    if req.via != Via::Dfu {
         return Err(PlanError::NoOrder {
-            via: "serial",
-            reason: "the factory-reset slot cannot be written over serial".into(),
+            via: req.via.name(),
+            reason: format!(
+                "the factory-reset slot cannot be written {}",
+                req.via.words()
+            ),
             help: "use --via dfu".into(),
         });
     }
@@ -108,7 +110,7 @@ pub(super) fn plan_factory(
             reason: "requested (factory-reset image)".into(),
         });
     }
-    let prediction = prove(twin, &steps, Via::Dfu, req.force)?;
+    let prediction = prove(twin, &steps, req.force)?;
     Ok(Plan {
         via: Via::Dfu,
         steps,

@@ -6,20 +6,15 @@ use modflash_device::{Device, Mode};
 use modflash_module::platform::Store;
 use modflash_module::ModuleFunction;
 
-use super::types::{Force, PlanError, Prediction, Step, Via};
+use super::types::{Force, PlanError, Prediction, Step};
 
 /// Replays the plan on a copy of the twin ([`replay`]) and returns the final state. Any refusal or a final state without the app running
 /// (unless forced) disproves the plan.
-pub(super) fn prove(
-    twin: &Device,
-    steps: &[Step],
-    via: Via,
-    force: Force,
-) -> Result<Prediction, PlanError> {
+pub(super) fn prove(twin: &Device, steps: &[Step], force: Force) -> Result<Prediction, PlanError> {
     if twin.state.mode == Mode::Off {
         return Err(PlanError::DeviceOff);
     }
-    let device = replay(twin, steps, via)?;
+    let device = replay(twin, steps)?;
     let hal: Hal<'_> = device.hal();
     let main: Vec<_> = hal
         .system_info()
@@ -80,13 +75,12 @@ pub(super) fn prove(
 
 /// The device `twin` becomes when `steps` run on a copy of it through the executor, exactly as
 /// they will run on a virtual device: the prediction's device.
-pub fn replay(twin: &Device, steps: &[Step], via: Via) -> Result<Device, PlanError> {
+pub fn replay(twin: &Device, steps: &[Step]) -> Result<Device, PlanError> {
     let mut device = twin.clone();
     let mut session = crate::Session::virtual_device(&mut device, "the device twin");
     super::run::run_steps(
         &mut session,
         steps,
-        via,
         &mut crate::progress::Quiet,
         &crate::progress::Cancel::new(),
     )

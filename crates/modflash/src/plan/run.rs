@@ -1,6 +1,7 @@
 //! Running a plan: its steps as the executor's tasks, then the device read again, compared
 //! with the prediction, and each module written proven (read back over DFU, or by the
-//! SHA-256 the device reports after a serial update) or named as unproven.
+//! SHA-256 the device reports after a serial or USB control-request update) or named as
+//! unproven.
 
 use std::borrow::Cow;
 
@@ -60,25 +61,30 @@ pub fn tasks_of(steps: &[Step]) -> Vec<Task<'_>> {
                     name: step.module.origin.to_string(),
                     data: &step.module.bytes[..],
                 },
+                Action::Usb => TaskAction::Usb {
+                    name: step.module.origin.to_string(),
+                    data: &step.module.bytes[..],
+                },
             };
             Task { label, action }
         })
         .collect()
 }
 
-/// Runs a plan's steps with verification; a DFU plan ends by leaving DFU mode for the last
-/// module written.
+/// Runs a plan's steps with verification; a plan whose last step is a DFU write ends by
+/// leaving DFU mode for the module written.
 pub fn run_steps(
     session: &mut Session<'_>,
     steps: &[Step],
-    via: Via,
     observer: &mut dyn Observer,
     cancel: &Cancel,
 ) -> Result<Report, Error> {
     let options = Options {
         verify: true,
-        leave_at: (via == Via::Dfu && !steps.is_empty())
-            .then(|| steps.last().map_or(0, Step::address)),
+        leave_at: steps
+            .last()
+            .filter(|s| s.via() == Via::Dfu)
+            .map(Step::address),
     };
     execute(session, &tasks_of(steps), options, observer, cancel)
 }
@@ -110,8 +116,10 @@ pub struct Proof {
     pub slot: ModuleRef,
     /// The version written.
     pub version: u16,
-    /// Read back over DFU, the SHA-256 the device reports after a serial update, or only
-    /// the device's acceptance (no SHA-256 reported: unproven).
+    /// How it was written.
+    pub via: Via,
+    /// Read back over DFU, the SHA-256 the device reports after a serial or USB update, or
+    /// only the device's acceptance (no SHA-256 reported: unproven).
     pub evidence: Evidence,
 }
 
@@ -140,7 +148,13 @@ impl Flashed {
         if modules.is_empty() {
             return Ok(());
         }
-        Err(unproven_error(&modules, &names.join(", ")))
+        let mut vias: Vec<Via> = self.unproven().map(|p| p.via).collect();
+        vias.dedup();
+        let how = match vias[..] {
+            [via] => via.words(),
+            _ => "over serial or USB control requests",
+        };
+        Err(unproven_error(&modules, &names.join(", "), how))
     }
 }
 
@@ -247,7 +261,7 @@ pub fn flash(
     } else {
         None
     };
-    let report = run_steps(session, &plan.steps, plan.via, observer, cancel)?;
+    let report = run_steps(session, &plan.steps, observer, cancel)?;
     let after = read_modules(session, observer)?;
     let observed = session.observe();
     let mut mismatches = compare(plan, &after, observed.as_ref().map(|o| o.mode));
@@ -304,8 +318,8 @@ fn installed_for<'a>(
     }
 }
 
-/// What proves each module the plan wrote last: a DFU write's read-back, or, for a serial
-/// update the device accepted, the SHA-256 it reports now.
+/// What proves each module the plan wrote last: a DFU write's read-back, or, for a serial or
+/// USB update the device accepted, the SHA-256 it reports now.
 fn proofs(plan: &Plan, report: &Report, after: &Inventory) -> Vec<Proof> {
     plan.steps
         .iter()
@@ -322,6 +336,7 @@ fn proofs(plan: &Plan, report: &Report, after: &Inventory) -> Vec<Proof> {
                 step: i + 1,
                 slot: step.module.slot(),
                 version: step.module.info.version,
+                via: step.via(),
                 evidence,
             }
         })
@@ -362,12 +377,12 @@ pub fn compare(plan: &Plan, after: &Inventory, mode: Option<Mode>) -> Vec<String
         }
     }
     // The file's SHA-256 where the device reports one: for a requested application, and for
-    // every module a serial update installed last.
+    // every module a serial or USB update installed last.
     for (i, step) in plan.steps.iter().enumerate() {
         let requested_app = step.requested && step.module.info.function == ModuleFunction::UserPart;
-        let serial = step.action == Action::Serial && last_write(plan, i);
+        let validated = step.via().validated_per_step() && last_write(plan, i);
         if written(step)
-            && (requested_app || serial)
+            && (requested_app || validated)
             && hash_check(installed_for(plan, after, step), &step.module) == HashCheck::Differs
         {
             out.push(format!(

@@ -10,6 +10,7 @@ use modflash_module::rules::{self, DfuPlace, OtaRefusal, ERASED};
 use modflash_module::Platform;
 use modflash_module::{ModuleFunction, ModuleRef};
 
+use super::cost::Costs;
 use super::model::{final_state, install_rank, overwrites_another, Model, State};
 use super::types::{Force, PlanError, Request, Via};
 use crate::catalog::releases::where_to_get;
@@ -124,20 +125,27 @@ pub(super) fn choose_finals(
     Ok(finals)
 }
 
-/// Dijkstra over model states: cost = (bytes written, resets, steps whose result would not
-/// boot, candidate ids for determinism). Serial steps must each be accepted by the device.
+/// Dijkstra over model states: cost = (synthetic images written, bytes written — or the
+/// modelled time when the request allows several transports, [`Costs`] —, resets, steps whose
+/// result would not boot, inversions of Particle's install order). Each step goes over one of
+/// the transports allowed (`req.via`, then `req.also`); serial and USB steps must each be
+/// accepted by the device. Returns each step's candidate and transport.
 pub(super) fn search(
     model: &Model<'_>,
     start: &State,
     finals: &BTreeMap<ModuleRef, usize>,
     req: &Request<'_>,
-) -> Result<Vec<usize>, PlanError> {
+) -> Result<Vec<(usize, Via)>, PlanError> {
     const MAX_NODES: usize = 50_000;
     let final_layout = model.layout(&final_state(model, start, finals));
-    // Intermediates (serial only): modules of the final slots with versions between what is
-    // installed and what the slot ends with.
+    let mut vias = vec![req.via];
+    vias.extend(req.also.iter().copied().filter(|v| *v != req.via));
+    let mixed = vias.len() > 1;
+    let costs = Costs::new(req.twin);
+    // Intermediates (transports the device validates on): modules of the final slots with
+    // versions between what is installed and what the slot ends with.
     let mut usable: Vec<usize> = finals.values().copied().collect();
-    if req.via == Via::Serial {
+    if vias.iter().any(|v| v.validated_per_step()) {
         for (slot, &fid) in finals {
             let now = start.slots.get(slot).map_or(0, |h| h.version);
             let end = model.pool[fid].info.version;
@@ -158,17 +166,12 @@ pub(super) fn search(
             s.slots.get(slot).and_then(|h| h.id) == Some(*id) || s.staged == Some(*id)
         })
     };
-    // Cost: synthetic images written (real files first), bytes, resets, steps whose result
-    // would not boot, inversions of Particle's install order.
     type Cost = (usize, usize, usize, usize, usize);
+    type Path = Vec<(usize, Via)>;
     let mut best: HashMap<State, Cost> = HashMap::new();
     let mut heap = BinaryHeap::new();
     best.insert(start.clone(), (0, 0, 0, 0, 0));
-    heap.push(Reverse((
-        (0, 0, 0, 0, 0),
-        Vec::<usize>::new(),
-        start.clone(),
-    )));
+    heap.push(Reverse(((0, 0, 0, 0, 0), Path::new(), start.clone())));
     let mut refusals = Refusals::default();
     let mut nodes = 0;
     while let Some(Reverse((cost, path, s))) = heap.pop() {
@@ -180,11 +183,18 @@ pub(super) fn search(
             break;
         }
         if goal(&s) {
-            let done = match req.via {
-                Via::Dfu => model
+            // After DFU writes the device still has to boot them; after a validated step it
+            // already has.
+            let boots_next = match s.last {
+                Some(v) => v == Via::Dfu,
+                None => req.via == Via::Dfu,
+            };
+            let done = if boots_next {
+                model
                     .boot(&s)
-                    .is_some_and(|b| model.consistent(&b).is_ok() || req.force.dependencies),
-                Via::Serial => model.consistent(&s).is_ok() || req.force.dependencies,
+                    .is_some_and(|b| model.consistent(&b).is_ok() || req.force.dependencies)
+            } else {
+                model.consistent(&s).is_ok() || req.force.dependencies
             };
             if done {
                 return Ok(path);
@@ -196,71 +206,41 @@ pub(super) fn search(
             if s.slots.get(&slot).and_then(|h| h.id) == Some(id) || s.staged == Some(id) {
                 continue;
             }
-            let next = match req.via {
-                Via::Serial => {
-                    if let Err(refusal) = model.ota_refusal(&s, id) {
-                        refusals.note(&s, id, refusal);
-                        continue;
-                    }
-                    let mut installed = model.install(&s, id);
-                    if slot == ModuleRef::new(ModuleFunction::UserPart, 2) {
-                        // The device's copy erases the legacy app's first page (v6.2 HAL).
-                        installed
-                            .slots
-                            .remove(&ModuleRef::new(ModuleFunction::UserPart, 1));
-                    }
-                    // The device resets after each module; it must come back up to take the next.
-                    match model.boot(&installed) {
-                        Some(b) => b,
-                        None => continue,
-                    }
+            for &via in &vias {
+                let Some(next) = step(model, &s, id, via, final_layout, &mut refusals) else {
+                    continue;
+                };
+                let unbootable = usize::from(model.boot(&next).is_none());
+                let resets = usize::from(via.validated_per_step());
+                let spent = if mixed {
+                    let place =
+                        rules::dfu_place(model.platform, model.layout(&s), final_layout, &c.info);
+                    let us =
+                        costs.step_us(via, &c.info, c.bytes.len(), place, model.layout(&s), s.last);
+                    usize::try_from(us).unwrap_or(usize::MAX)
+                } else {
+                    c.bytes.len()
+                };
+                // Prefer Particle's install order: count the kinds already written that should
+                // have come after this one.
+                let rank = install_rank(model.platform, slot).min(31);
+                let inversion = (s.ranks_written >> (rank + 1)).count_ones() as usize;
+                let mut next = next;
+                next.ranks_written |= 1 << rank;
+                next.last = Some(via);
+                let ncost = (
+                    cost.0 + usize::from(c.origin.is_synthetic()),
+                    cost.1.saturating_add(spent),
+                    cost.2 + resets,
+                    cost.3 + unbootable,
+                    cost.4 + inversion,
+                );
+                if best.get(&next).is_none_or(|b| ncost < *b) {
+                    best.insert(next.clone(), ncost);
+                    let mut npath = path.clone();
+                    npath.push((id, via));
+                    heap.push(Reverse((ncost, npath, next)));
                 }
-                Via::Dfu => {
-                    let Some(place) =
-                        rules::dfu_place(model.platform, model.layout(&s), final_layout, &c.info)
-                    else {
-                        continue;
-                    };
-                    if matches!(place, DfuPlace::Stage { .. }) {
-                        // Setting the OTA flag needs the DCT.
-                        let dct_reachable = rules::dct_reachable(&model.view(&s), model.platform);
-                        if s.staged.is_some() || !dct_reachable {
-                            continue;
-                        }
-                        let mut n = s.clone();
-                        n.staged = Some(id);
-                        n
-                    } else if overwrites_another(&s, c) {
-                        refusals.other.get_or_insert(format!(
-                            "{}: writing it now would overwrite another installed module",
-                            c.origin
-                        ));
-                        continue;
-                    } else {
-                        model.install(&s, id)
-                    }
-                }
-            };
-            let unbootable = usize::from(model.boot(&next).is_none());
-            let resets = usize::from(req.via == Via::Serial);
-            // Prefer Particle's install order: count the kinds already written that should
-            // have come after this one.
-            let rank = install_rank(model.platform, slot).min(31);
-            let inversion = (s.ranks_written >> (rank + 1)).count_ones() as usize;
-            let mut next = next;
-            next.ranks_written |= 1 << rank;
-            let ncost = (
-                cost.0 + usize::from(c.origin.is_synthetic()),
-                cost.1 + c.bytes.len(),
-                cost.2 + resets,
-                cost.3 + unbootable,
-                cost.4 + inversion,
-            );
-            if best.get(&next).is_none_or(|b| ncost < *b) {
-                best.insert(next.clone(), ncost);
-                let mut npath = path.clone();
-                npath.push(id);
-                heap.push(Reverse((ncost, npath, next)));
             }
         }
     }
@@ -269,18 +249,91 @@ pub(super) fn search(
         reason: refusals
             .explain(model)
             .unwrap_or_else(|| "the device would not accept any order of these modules".into()),
-        help: match (req.via, req.alternative) {
-            (Via::Serial, Some(Via::Dfu)) => {
-                "add the module named above to the catalogue (`modflash catalog add FILE` or --catalog DIR), or use --via dfu, which validates nothing per step"
-                    .into()
-            }
-            (Via::Serial, _) => {
-                "add the module named above to the catalogue (`modflash catalog add FILE` or --catalog DIR); over USB (--device usb) DFU validates nothing per step"
-                    .into()
-            }
-            (Via::Dfu, _) => "check the catalogue".into(),
-        },
+        help: no_order_help(req),
     })
+}
+
+/// The state after writing candidate `id` over `via` in state `s`, or `None` when that step
+/// cannot be taken there (the refusal is noted).
+fn step(
+    model: &Model<'_>,
+    s: &State,
+    id: usize,
+    via: Via,
+    final_layout: &'static modflash_module::platform::Layout,
+    refusals: &mut Refusals,
+) -> Option<State> {
+    let c = &model.pool[id];
+    let slot = c.slot();
+    match via {
+        Via::Serial | Via::Usb => {
+            // The firmware takes the module: after DFU writes the device boots them first.
+            let running = if s.last == Some(Via::Dfu) {
+                model.boot(s)?
+            } else {
+                s.clone()
+            };
+            if via == Via::Usb && !model.answers_control_requests(&running) {
+                refusals.other.get_or_insert(format!(
+                    "{}: the installed system firmware does not answer USB control requests \
+                     (Device OS 0.8.0 and later do)",
+                    c.origin
+                ));
+                return None;
+            }
+            if let Err(refusal) = model.ota_refusal(&running, id) {
+                refusals.note(&running, id, refusal);
+                return None;
+            }
+            let mut installed = model.install(&running, id);
+            if slot == ModuleRef::new(ModuleFunction::UserPart, 2) {
+                // The device's copy erases the legacy app's first page (v6.2 HAL).
+                installed
+                    .slots
+                    .remove(&ModuleRef::new(ModuleFunction::UserPart, 1));
+            }
+            // The device resets after each module; it must come back up to take the next.
+            model.boot(&installed)
+        }
+        Via::Dfu => {
+            let place = rules::dfu_place(model.platform, model.layout(s), final_layout, &c.info)?;
+            if matches!(place, DfuPlace::Stage { .. }) {
+                // Setting the OTA flag needs the DCT.
+                let dct_reachable = rules::dct_reachable(&model.view(s), model.platform);
+                if s.staged.is_some() || !dct_reachable {
+                    return None;
+                }
+                let mut n = s.clone();
+                n.staged = Some(id);
+                Some(n)
+            } else if overwrites_another(s, c) {
+                refusals.other.get_or_insert(format!(
+                    "{}: writing it now would overwrite another installed module",
+                    c.origin
+                ));
+                None
+            } else {
+                Some(model.install(s, id))
+            }
+        }
+    }
+}
+
+/// What to do when no order works on the transports asked for.
+fn no_order_help(req: &Request<'_>) -> String {
+    let catalog = "add the module named above to the catalogue (`modflash catalog add FILE` or --catalog DIR)";
+    match (req.via, req.alternative) {
+        (Via::Serial, Some(Via::Dfu)) => {
+            format!("{catalog}, or use --via dfu, which validates nothing per step")
+        }
+        (Via::Serial, _) => format!(
+            "{catalog}; over USB (--device usb) DFU validates nothing per step"
+        ),
+        (Via::Usb, _) => format!(
+            "{catalog}, or use --via dfu (or leave --via out: DFU then writes what USB control requests cannot)"
+        ),
+        (Via::Dfu, _) => "check the catalogue".into(),
+    }
 }
 
 pub(super) fn reason_for(

@@ -10,13 +10,17 @@ use modflash_module::{ModuleFunction, ModuleRef};
 use crate::catalog::{Candidate, Catalog};
 
 /// How the plan reaches the device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Via {
     /// USB DFU: writes go to flash directly; nothing is validated until the device boots.
     Dfu,
     /// Serial listening mode (YMODEM into the OTA region): every module is validated by the
     /// device before it is accepted, one module per reset.
     Serial,
+    /// Particle's USB control requests while the firmware runs (firmware update 250–253 into
+    /// the OTA region): validated by the device like serial, one module per reset, without a
+    /// serial port (Device OS 0.8 and later).
+    Usb,
 }
 
 impl Via {
@@ -25,7 +29,23 @@ impl Via {
         match self {
             Self::Dfu => "dfu",
             Self::Serial => "serial",
+            Self::Usb => "usb",
         }
+    }
+
+    /// The transport in a sentence ("over USB control requests").
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::Dfu => "over USB DFU",
+            Self::Serial => "over serial",
+            Self::Usb => "over USB control requests",
+        }
+    }
+
+    /// The device validates every module before it takes it (the OTA path), so each step is
+    /// checked by the device rather than only at the final boot.
+    pub fn validated_per_step(self) -> bool {
+        matches!(self, Self::Serial | Self::Usb)
     }
 }
 
@@ -61,6 +81,9 @@ pub enum Action {
     },
     /// Send the module over YMODEM; the device validates it and installs it at the reset.
     Serial,
+    /// Send the module with USB control requests (START, DATA, FINISH); the device validates
+    /// it and installs it at the reset (a bootloader at once).
+    Usb,
 }
 
 /// One write of a plan.
@@ -85,16 +108,24 @@ impl Step {
             Action::DfuStageBootloader { .. } => self.module.bytes.len() + 1,
             Action::DfuWrite { .. } => self.module.flash_bytes().len(),
             Action::DfuErase { len, .. } => len as usize,
-            Action::Serial => self.module.bytes.len(),
+            Action::Serial | Action::Usb => self.module.bytes.len(),
         }
     }
 
-    /// "dfu" or "serial".
-    pub fn transport(&self) -> &'static str {
+    /// How the step reaches the device.
+    pub fn via(&self) -> Via {
         match self.action {
-            Action::Serial => "serial",
-            _ => "dfu",
+            Action::Serial => Via::Serial,
+            Action::Usb => Via::Usb,
+            Action::DfuWrite { .. }
+            | Action::DfuStageBootloader { .. }
+            | Action::DfuErase { .. } => Via::Dfu,
         }
+    }
+
+    /// "dfu", "serial" or "usb".
+    pub fn transport(&self) -> &'static str {
+        self.via().name()
     }
 
     /// The address the data goes to.
@@ -103,7 +134,7 @@ impl Step {
             Action::DfuWrite { address, .. }
             | Action::DfuStageBootloader { address, .. }
             | Action::DfuErase { address, .. } => address,
-            Action::Serial => self.module.info.start_address,
+            Action::Serial | Action::Usb => self.module.info.start_address,
         }
     }
 }
@@ -134,7 +165,8 @@ impl Prediction {
 /// A proven plan.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// Transport.
+    /// The transport asked for (or the connection's default); a plan that mixes transports
+    /// has steps on others too ([`Step::via`]).
     pub via: Via,
     /// Writes in order (empty = nothing to do).
     pub steps: Vec<Step>,
@@ -147,6 +179,18 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The transports the steps use, each once, in the order they first appear (empty for a
+    /// plan without steps).
+    pub fn transports(&self) -> Vec<Via> {
+        let mut out: Vec<Via> = Vec::new();
+        for s in &self.steps {
+            if !out.contains(&s.via()) {
+                out.push(s.via());
+            }
+        }
+        out
+    }
+
     /// Total bytes written.
     pub fn bytes(&self) -> usize {
         self.steps.iter().map(Step::bytes).sum()
@@ -271,6 +315,9 @@ pub struct Request<'a> {
     pub catalog: &'a Catalog,
     /// Transport.
     pub via: Via,
+    /// Transports the planner may use for single steps besides `via`, where `via` cannot
+    /// write a module or where they cost less device time; the plan then mixes transports.
+    pub also: Vec<Via>,
     /// The other transport the connection offers, to suggest when `via` cannot do it.
     pub alternative: Option<Via>,
     /// Overrides.

@@ -7,7 +7,10 @@
 //! touches, one SET_ADDRESS per contiguous run, block-number addressing. Verification reads the
 //! data back right after the download without another SET_ADDRESS (the address pointer still
 //! points at the run), and leaving skips the SET_ADDRESS when the pointer already holds the
-//! jump address: the fewest control transfers that still prove every byte.
+//! jump address: the fewest control transfers that still prove every byte. Reading modules
+//! back sets the pointer once and reads any block from there (UPLOAD block n reads
+//! `pointer + (n − 2) × wTransferSize`), so scattered headers and suffixes cost one transfer
+//! each.
 
 use std::collections::BTreeMap;
 
@@ -18,10 +21,10 @@ use modflash_dfu::{
     Control, Counters, DfuSe, LeaveOutcome, MemoryLayout, Operation as DfuOperation, Progress,
     Setup, Stage, State, Status, StatusRecord, TransferError,
 };
-use modflash_module::platform::Location;
+use modflash_module::platform::{Location, Store};
 use modflash_module::rules::DfuAlt;
 use modflash_module::softdevice;
-use modflash_module::{ModuleFunction, Platform};
+use modflash_module::{ModuleFunction, ModuleRef, Platform};
 
 use crate::inventory::Inventory;
 use crate::progress::{Event, Observer, Operation};
@@ -35,6 +38,18 @@ const LANGID_EN_US: u16 = 0x0409;
 const HEAD_BYTES: u32 = 0x200 + modflash_module::ModuleInfo::SIZE as u32;
 /// Bytes at the end of a fixed-end region that hold the suffix of a module growing downward.
 const TAIL_BYTES: u32 = 4096 + 4;
+/// Where a module's SHA-256 starts, counted back from its end (the CRC follows the end): the
+/// suffix ends with the hash and the suffix size (spec §2.1).
+const SUFFIX_HASH_OFFSET: u32 = 34;
+
+/// How much of each module reading back takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Depth {
+    /// Header and suffix: what the module is, not whether its bytes are intact.
+    Headers,
+    /// Every byte, for the CRC check.
+    Full,
+}
 
 /// A control pipe to a device in DFU mode that can also select an alternate setting.
 pub trait DfuPort: Control {
@@ -221,7 +236,8 @@ pub struct ReadBack {
     pub inventory: Inventory,
     /// Bytes read.
     pub bytes_read: u64,
-    /// Memories that could not be read (no alternate setting for them).
+    /// What the read did not establish: memories without an alternate setting, module bodies
+    /// left unread.
     pub notes: Vec<String>,
 }
 
@@ -388,6 +404,9 @@ pub struct DfuSession<P: DfuPort> {
     alt: Option<u8>,
     /// The DfuSe address pointer when known, for the selected alt, with the device idle.
     pointer: Option<u32>,
+    /// The address pointer block reads left, for the selected alt (the device in dfuIDLE or
+    /// dfuUPLOAD-IDLE): more blocks can be read from it without setting it again.
+    read_base: Option<u32>,
     counters: Counters,
     descriptor_reads: u32,
     shadow: Option<Shadow>,
@@ -403,6 +422,7 @@ impl<P: DfuPort> DfuSession<P> {
             info,
             alt: None,
             pointer: None,
+            read_base: None,
             counters: Counters::default(),
             descriptor_reads: 0,
             shadow: None,
@@ -448,6 +468,7 @@ impl<P: DfuPort> DfuSession<P> {
             info: memo.info,
             alt: memo.alt,
             pointer: memo.pointer,
+            read_base: None,
             counters: memo.counters,
             descriptor_reads: memo.descriptor_reads,
             shadow: memo.shadow,
@@ -520,6 +541,7 @@ impl<P: DfuPort> DfuSession<P> {
             .map_err(|error| DfuOpError::SelectAlt { alt, error })?;
         self.alt = Some(alt);
         self.pointer = None;
+        self.read_base = None;
         Ok(())
     }
 
@@ -532,6 +554,7 @@ impl<P: DfuPort> DfuSession<P> {
         let layout = self.layout(alt)?;
         self.select(alt)?;
         self.pointer = None;
+        self.read_base = None;
         let (interface, ts) = (self.info.interface, self.info.transfer_size);
         let mut engine = DfuSe::new(&mut self.port, interface, alt, ts, layout)
             .map_err(DfuOpError::dfu("starting a DfuSe session"))?;
@@ -714,6 +737,7 @@ impl<P: DfuPort> DfuSession<P> {
     /// holds `address` (right after a verified write there), only the zero-length DNLOAD and
     /// its GETSTATUS are sent.
     pub fn leave(&mut self, address: u32) -> Result<LeaveOutcome, DfuOpError> {
+        self.read_base = None;
         let context = format!("leaving DFU mode for {address:#010x}");
         if self.alt == Some(0) && self.pointer == Some(address) {
             self.pointer = None;
@@ -772,24 +796,138 @@ impl<P: DfuPort> DfuSession<P> {
         })
     }
 
+    /// Reads into `shadow` what it misses of `ranges` (flash addresses of `space`, read
+    /// through `via`), with the address pointer set once: each missing run is read from the
+    /// start of the wTransferSize block it begins in, one UPLOAD per block touched, and later
+    /// calls read on from the same pointer. A run the pointer cannot reach, or that is not
+    /// readable in the alt's layout, goes through the engine's upload (which says why it
+    /// cannot be read).
     fn read_into(
         &mut self,
         shadow: &mut Shadow,
         (space, via): (Space, SpaceAlt),
-        (start, end): (u32, u32),
+        ranges: &[(u32, u32)],
         bytes_read: &mut u64,
         observer: &mut dyn Observer,
     ) -> Result<(), DfuOpError> {
-        for (s, e) in shadow.missing(space, start, end) {
-            let Ok(alt_address) = u32::try_from(i64::from(s) + via.delta) else {
+        let mut runs = Vec::new();
+        for &(start, end) in ranges {
+            for (s, e) in shadow.missing(space, start, end) {
+                let alt_start = i64::from(s) + via.delta;
+                let alt_end = i64::from(e) + via.delta;
+                if let (Ok(s), Ok(e)) = (u32::try_from(alt_start), u32::try_from(alt_end)) {
+                    runs.push((s, e));
+                }
+            }
+        }
+        let Some(lowest) = runs.iter().map(|r| r.0).min() else {
+            return Ok(());
+        };
+        let layout = self.layout(via.alt)?;
+        let ts = u32::from(self.info.transfer_size.max(1));
+        let base = match self.read_base {
+            Some(b) if self.alt == Some(via.alt) && b <= lowest => b,
+            // The start of the memory keeps blocks on sector boundaries.
+            _ => layout
+                .segments()
+                .first()
+                .map(|seg| seg.start)
+                .filter(|&start| start <= lowest)
+                .unwrap_or(lowest),
+        };
+        let readable = |start: u32, end: u32| {
+            layout.segment_at(start).is_some_and(|seg| {
+                seg.access.readable()
+                    && u64::from(end) <= seg.end
+                    && layout
+                        .segment_at(end - 1)
+                        .is_some_and(|s| s.access.readable())
+            })
+        };
+        // Block number → bytes wanted from the block's start.
+        let mut blocks: BTreeMap<u16, u32> = BTreeMap::new();
+        let mut by_engine = Vec::new();
+        for (s, e) in runs {
+            let first = (s - base) / ts;
+            let last = (e - 1 - base) / ts;
+            let reachable = last + 2 <= u32::from(u16::MAX);
+            let block_start = base + first * ts;
+            if !reachable || !readable(block_start, e) {
+                by_engine.push((s, e));
                 continue;
-            };
-            let len = (e - s) as usize;
-            let bytes = self.upload(via.alt, alt_address, len, (*bytes_read, 0), observer)?;
+            }
+            for k in first..=last {
+                let start = base + k * ts;
+                let want = e.min(start.saturating_add(ts)) - start;
+                let entry = blocks.entry((k + 2) as u16).or_insert(0);
+                *entry = (*entry).max(want);
+            }
+        }
+        if !blocks.is_empty() && self.read_base != Some(base) {
+            let context = format!(
+                "setting the address pointer to {base:#010x} (alt {})",
+                via.alt
+            );
+            self.with_engine(via.alt, |engine| {
+                engine
+                    .set_address(base)
+                    .and_then(|()| engine.abort())
+                    .map_err(DfuOpError::dfu(context))
+            })?;
+            self.read_base = Some(base);
+        }
+        for (block, len) in blocks {
+            let address = base + u32::from(block - 2) * ts;
+            let bytes = self.upload_block(address, block, len)?;
             *bytes_read += bytes.len() as u64;
-            shadow.store(space, s, &bytes);
+            observer.event(Event::Progress {
+                operation: Operation::Read,
+                done: *bytes_read,
+                total: 0,
+            });
+            if let Ok(flash) = u32::try_from(i64::from(address) - via.delta) {
+                shadow.store(space, flash, &bytes);
+            }
+        }
+        for (s, e) in by_engine {
+            let bytes = self.upload(via.alt, s, (e - s) as usize, (*bytes_read, 0), observer)?;
+            *bytes_read += bytes.len() as u64;
+            if let Ok(flash) = u32::try_from(i64::from(s) - via.delta) {
+                shadow.store(space, flash, &bytes);
+            }
         }
         Ok(())
+    }
+
+    /// UPLOAD of `block` (at `address`) from the pointer block reads set: `len` bytes.
+    fn upload_block(&mut self, address: u32, block: u16, len: u32) -> Result<Vec<u8>, DfuOpError> {
+        let context = format!("reading {len} bytes at {address:#010x}");
+        let during = DfuOperation::Read { address, block };
+        let setup = Setup::class_in(DFU_UPLOAD, block, self.info.interface, len as u16);
+        let mut buf = vec![0u8; len as usize];
+        self.counters.upload += 1;
+        let got = self
+            .port
+            .control_in(&setup, &mut buf, TIMEOUT_MS)
+            .map_err(|e| {
+                self.read_base = None;
+                DfuOpError::Dfu {
+                    context: context.clone(),
+                    source: modflash_dfu::Error::from_transfer(e, during, Stage::Request),
+                }
+            })?;
+        if got < buf.len() {
+            self.read_base = None;
+            return Err(DfuOpError::Dfu {
+                context,
+                source: modflash_dfu::Error::UploadShort {
+                    address,
+                    requested: buf.len(),
+                    received: got,
+                },
+            });
+        }
+        Ok(buf)
     }
 
     /// Reads the installed modules back, as one [`Operation::Read`]: the header area of every
@@ -807,13 +945,33 @@ impl<P: DfuPort> DfuSession<P> {
             Operation::Read,
             "the installed modules",
             None,
-            |o| self.read_modules_back(platform, o),
+            |o| self.read_modules_back(platform, Depth::Full, o),
+        )
+    }
+
+    /// Reads only what identifies the installed modules, as one [`Operation::Read`]: the
+    /// header area of every module region of every map, then each module's suffix (its
+    /// SHA-256), not its body. The inventory is the HAL's without the CRC check, which counts
+    /// as not made ([`Inventory::from_headers`]): the device checks it itself at boot and
+    /// reports it in its module table. [`DfuSession::module_image`] reads a body when needed.
+    pub fn read_headers(
+        &mut self,
+        platform: &'static Platform,
+        observer: &mut dyn Observer,
+    ) -> Result<ReadBack, DfuOpError> {
+        crate::progress::operation(
+            observer,
+            Operation::Read,
+            "the installed modules' headers",
+            None,
+            |o| self.read_modules_back(platform, Depth::Headers, o),
         )
     }
 
     fn read_modules_back(
         &mut self,
         platform: &'static Platform,
+        depth: Depth,
         observer: &mut dyn Observer,
     ) -> Result<ReadBack, DfuOpError> {
         let mut shadow = Shadow::new(platform)?;
@@ -839,6 +997,7 @@ impl<P: DfuPort> DfuSession<P> {
         }
         let via = |space: Space| vias[Shadow::slot(space)];
         // 1. Header areas of every region of every map.
+        let mut heads: [Vec<(u32, u32)>; 2] = [Vec::new(), Vec::new()];
         for layout in platform.layouts() {
             for b in layout.bounds {
                 let space = match b.location {
@@ -846,8 +1005,7 @@ impl<P: DfuPort> DfuSession<P> {
                     Location::External => Space::External,
                     Location::Ncp => continue,
                 };
-                let Some(v) = via(space) else { continue };
-                let (start, end) = if b.function == ModuleFunction::RadioStack {
+                let range = if b.function == ModuleFunction::RadioStack {
                     (
                         b.start,
                         b.start.saturating_add(softdevice::INFO_OFFSET as u32 + 16),
@@ -857,20 +1015,19 @@ impl<P: DfuPort> DfuSession<P> {
                 } else {
                     (b.start, b.start.saturating_add(HEAD_BYTES).min(b.end))
                 };
-                self.read_into(
-                    &mut shadow,
-                    (space, v),
-                    (start, end),
-                    &mut bytes_read,
-                    observer,
-                )?;
+                heads[Shadow::slot(space)].push(range);
             }
         }
-        // 2. Every module found under the map in force, in full.
+        for space in [Space::Internal, Space::External] {
+            let Some(v) = via(space) else { continue };
+            let ranges = &heads[Shadow::slot(space)];
+            self.read_into(&mut shadow, (space, v), ranges, &mut bytes_read, observer)?;
+        }
+        // 2. Every module found under the map in force: in full, or only its suffix.
         let device = shadow.device()?;
         let layout = device.layout();
         let hal = device.hal();
-        let mut bodies = Vec::new();
+        let mut bodies: [Vec<(u32, u32)>; 2] = [Vec::new(), Vec::new()];
         for b in layout.bounds {
             let space = match b.location {
                 Location::Internal => Space::Internal,
@@ -889,20 +1046,31 @@ impl<P: DfuPort> DfuSession<P> {
             let Some(length) = info.module_length().filter(|_| in_range) else {
                 continue;
             };
-            bodies.push((space, start, start.saturating_add(length).saturating_add(4)));
+            let end = start.saturating_add(length);
+            let from = match depth {
+                Depth::Full => start,
+                Depth::Headers => end.saturating_sub(SUFFIX_HASH_OFFSET).max(start),
+            };
+            bodies[Shadow::slot(space)].push((from, end.saturating_add(4)));
         }
         drop(device);
-        for (space, start, end) in bodies {
+        for space in [Space::Internal, Space::External] {
             let Some(v) = via(space) else { continue };
-            self.read_into(
-                &mut shadow,
-                (space, v),
-                (start, end),
-                &mut bytes_read,
-                observer,
-            )?;
+            let ranges = &bodies[Shadow::slot(space)];
+            self.read_into(&mut shadow, (space, v), ranges, &mut bytes_read, observer)?;
         }
-        let inventory = Inventory::from_device(&shadow.device()?);
+        let device = shadow.device()?;
+        let inventory = match depth {
+            Depth::Full => Inventory::from_device(&device),
+            Depth::Headers => {
+                notes.push(
+                    "the modules' headers and suffixes were read over DFU, not their bodies: \
+                     their CRC is checked by the device when it boots"
+                        .into(),
+                );
+                Inventory::from_headers(&device)
+            }
+        };
         self.shadow = Some(shadow);
         self.staged = false;
         Ok(ReadBack {
@@ -910,6 +1078,54 @@ impl<P: DfuPort> DfuSession<P> {
             bytes_read,
             notes,
         })
+    }
+
+    /// The image of the module installed in `slot` (its main region), reading what the
+    /// modules read back left out of it (the body after [`DfuSession::read_headers`]).
+    /// `None` when nothing was read back, the slot is empty or a radio stack, or a read fails.
+    pub fn module_image(
+        &mut self,
+        slot: ModuleRef,
+        observer: &mut dyn Observer,
+    ) -> Option<Vec<u8>> {
+        let mut shadow = self.shadow.take()?;
+        let image = self.complete_module(&mut shadow, slot, observer);
+        self.shadow = Some(shadow);
+        image
+    }
+
+    fn complete_module(
+        &mut self,
+        shadow: &mut Shadow,
+        slot: ModuleRef,
+        observer: &mut dyn Observer,
+    ) -> Option<Vec<u8>> {
+        let device = shadow.device().ok()?;
+        let bounds = device
+            .layout()
+            .bounds
+            .iter()
+            .find(|b| b.slot() == slot && b.store == Store::Main)?;
+        let (info, start) = device.hal().read_info(bounds)?;
+        let end = start
+            .saturating_add(info.module_length()?)
+            .saturating_add(4);
+        let space = Space::of(bounds.location);
+        drop(device);
+        let via = self.space_alt(space, shadow.platform)?;
+        let mut bytes_read = 0;
+        self.read_into(
+            shadow,
+            (space, via),
+            &[(start, end)],
+            &mut bytes_read,
+            observer,
+        )
+        .ok()?;
+        if !shadow.missing(space, start, end).is_empty() {
+            return None;
+        }
+        crate::backup::module_image(&shadow.device().ok()?, slot)
     }
 
     fn record_write(&mut self, alt: u8, address: u32, data: &[u8]) {

@@ -11,6 +11,7 @@ use crate::inventory::Inventory;
 use crate::progress::{Cancel, Observer};
 
 pub mod attach;
+pub mod control;
 pub mod dfu;
 pub mod pty;
 pub mod serial;
@@ -18,6 +19,7 @@ pub mod sim;
 pub mod umockdev;
 pub mod usb;
 
+use control::UpdateVerdict;
 use serial::{FlashReport, WifiAnswers, WifiExchange};
 
 /// How a user clears a device's Wi-Fi credentials (Device OS has no console key for it:
@@ -31,6 +33,9 @@ pub struct Capabilities {
     pub dfu: bool,
     /// Module updates through the serial console in listening mode (YMODEM).
     pub serial: bool,
+    /// Module updates through Particle's USB control requests (firmware update 250–253),
+    /// when the device's firmware answers them (Device OS 0.8 and later, in normal mode).
+    pub usb: bool,
     /// The device may receive synthetic release modules (virtual devices only: synthetic
     /// images are not firmware).
     pub synthetic_modules: bool,
@@ -107,13 +112,14 @@ pub trait DeviceLink {
     /// What is installed, read from the device now.
     fn inventory(&mut self, observer: &mut dyn Observer) -> Result<Inventory, Error>;
     /// A model of the device to plan on: an exact copy for a virtual device, otherwise
-    /// rebuilt from the inventory.
+    /// rebuilt from the inventory (in DFU mode when the device is).
     fn twin(&mut self, observer: &mut dyn Observer) -> Result<Device, Error> {
         let inventory = self.inventory(observer)?;
-        Ok(crate::twin::twin_from_inventory(
-            self.platform(),
-            &inventory,
-        )?)
+        let mut twin = crate::twin::twin_from_inventory(self.platform(), &inventory)?;
+        if self.in_dfu_mode() {
+            twin.request_dfu();
+        }
+        Ok(twin)
     }
     /// The device's observed state, when it can be observed directly.
     fn observe(&self) -> Option<Observation> {
@@ -166,6 +172,22 @@ pub trait DeviceLink {
         observer: &mut dyn Observer,
         cancel: &Cancel,
     ) -> Result<FlashReport, Error>;
+    /// One module through Particle's USB control requests (firmware update: START, DATA,
+    /// FINISH) while the firmware runs: the device validates it as an OTA update and, when it
+    /// accepts it, applies it and restarts; returns once the device can be talked to again.
+    /// A refusal ([`UpdateVerdict::Refused`]) changes nothing.
+    fn usb_flash(
+        &mut self,
+        _data: &[u8],
+        _observer: &mut dyn Observer,
+        _cancel: &Cancel,
+    ) -> Result<UpdateVerdict, Error> {
+        Err(unsupported(
+            self.reference(),
+            "take a module through USB control requests",
+            "use --via dfu or --via serial",
+        ))
+    }
     /// Changes the device's mode as asked and leaves it there when the session ends. Returns
     /// the mode the device is seen in afterwards (a [`Mode`] name, or "normal" on USB), when
     /// the connection can see it.

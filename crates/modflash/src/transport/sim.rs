@@ -1,21 +1,35 @@
 //! A virtual device as a connection, in-process: its DfuSe handler as a control pipe
-//! ([`SimControl`]), its listening-mode console as a serial link on a virtual clock
-//! ([`ConsoleLink`]), and [`SimLink`], the device as the executor drives it — a stored
-//! `sim:NAME` (saved when closed) or a device borrowed from the caller (a planner's twin).
+//! ([`SimControl`]), its firmware's EP0 for Particle's vendor requests ([`SimVendor`]), its
+//! listening-mode console as a serial link on a virtual clock ([`ConsoleLink`]), and
+//! [`SimLink`], the device as the executor drives it — a stored `sim:NAME` (saved when
+//! closed) or a device borrowed from the caller (a planner's twin). [`SimBus`] puts a virtual
+//! device on a USB bus of its own, so [`crate::transport::usb::UsbLink`] drives it exactly as
+//! it drives a real one, on the device's modelled clock.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
+use std::rc::Rc;
 use std::time::Duration;
 
+use modflash_control::proto::{
+    DfuModeRequest, SafeModeRequest, StartListeningModeRequest, StopListeningModeRequest,
+    SystemResetRequest,
+};
 use modflash_device::console::{Console as DeviceConsole, ConsoleConfig};
-use modflash_device::{Device, Mode, ResetReason};
+use modflash_device::{ControlProtocol, Device, Mode, ResetReason};
 use modflash_dfu::descriptor::ConfigDescriptor;
 use modflash_dfu::{Control, Setup, TransferError};
 use modflash_module::{ModuleRef, Platform};
 use modflash_ymodem::SenderConfig;
 
+use super::control::{ControlClient, ControlError, UpdateVerdict, VendorPipe};
 use super::dfu::{DfuInfo, DfuMemo, DfuOpError, DfuPort, DfuSession};
-use super::serial::{Console, FlashReport, Link, Verdict, WifiAnswers, WifiExchange, WifiVerdict};
+use super::serial::{
+    Console, FlashReport, Link, SerialError, Verdict, WifiAnswers, WifiExchange, WifiVerdict,
+    DFU_BAUD, LISTENING_BAUD,
+};
+use super::usb::{UsbBus, UsbDevice, UsbError, UsbMode};
 use super::{AfterLeave, Capabilities, DeviceLink, ModeChange, Observation};
 use crate::error::Error;
 use crate::inventory::Inventory;
@@ -101,6 +115,63 @@ impl DfuPort for SimControl<'_> {
     }
 }
 
+/// A virtual device's EP0 for Particle's vendor requests while its firmware runs
+/// ([`Device::control`]), in-process, on its modelled clock: waiting lets modelled time pass
+/// ([`Device::elapse`]), so a mode change requested over USB happens as on the device.
+pub struct SimVendor<'a> {
+    device: &'a mut Device,
+}
+
+impl<'a> SimVendor<'a> {
+    /// The vendor pipe of `device`.
+    pub fn new(device: &'a mut Device) -> Self {
+        Self { device }
+    }
+
+    /// The device behind the pipe.
+    pub fn device(&mut self) -> &mut Device {
+        self.device
+    }
+
+    /// Lets modelled time pass until a mode change the device has scheduled (a reset, DFU or
+    /// safe mode asked for over USB) has happened.
+    pub fn settle(&mut self) {
+        if let Some(at) = self.device.control_deadline() {
+            let now = self.device.flash_stats().modelled_us;
+            self.device.elapse(at.saturating_sub(now));
+        }
+    }
+}
+
+impl VendorPipe for SimVendor<'_> {
+    /// A stall is the firmware's answer; a device in DFU mode, off or crash-looping has no
+    /// normal-mode USB device to talk to.
+    fn transfer(
+        &mut self,
+        setup: &Setup,
+        data: &[u8],
+        _timeout_ms: u32,
+    ) -> Result<Vec<u8>, TransferError> {
+        if matches!(self.device.state.mode, Mode::Dfu | Mode::Off | Mode::Panic) {
+            return Err(TransferError::NoDevice);
+        }
+        let mut reply = self
+            .device
+            .control(*setup, data)
+            .map_err(|_| TransferError::Stall)?;
+        reply.truncate(usize::from(setup.length));
+        Ok(reply)
+    }
+
+    fn wait(&mut self, ms: u32) {
+        self.device.elapse(u64::from(ms) * 1000);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.device.flash_stats().modelled_us / 1000
+    }
+}
+
 /// The DFU interface a virtual device in DFU mode describes.
 fn dfu_info(device: &Device) -> Result<DfuInfo, DfuOpError> {
     if !device.in_dfu_mode() {
@@ -121,6 +192,201 @@ fn dfu_info(device: &Device) -> Result<DfuInfo, DfuOpError> {
 pub fn sim_session(device: &mut Device) -> Result<DfuSession<SimControl<'_>>, DfuOpError> {
     let info = dfu_info(device)?;
     Ok(DfuSession::new(SimControl::new(device), info))
+}
+
+/// A virtual device shared by the pipes of a [`SimBus`].
+type Shared<'d> = Rc<RefCell<&'d mut Device>>;
+
+/// A virtual device alone on a USB bus, in-process: it shows up (with its platform's USB ids,
+/// a new address at every reset, its device id as the serial number) in DFU mode or while its
+/// firmware runs; its DFU interface is its own DfuSe handler, its vendor pipe its own
+/// control-request handlers; waiting lets its modelled time pass. What
+/// [`crate::transport::usb::UsbLink`] does on this bus is what it does on a real one, counted
+/// in the device's own statistics.
+pub struct SimBus<'d> {
+    device: Shared<'d>,
+    serial_port: bool,
+}
+
+impl<'d> SimBus<'d> {
+    /// A bus with `device` on it; its serial port shows (it can be read in listening mode).
+    pub fn new(device: &'d mut Device) -> Self {
+        Self {
+            device: Rc::new(RefCell::new(device)),
+            serial_port: true,
+        }
+    }
+
+    /// Hides the device's serial port, as on an emulated bus or without the cdc_acm driver.
+    pub fn without_serial_port(mut self) -> Self {
+        self.serial_port = false;
+        self
+    }
+}
+
+impl<'d> UsbBus for SimBus<'d> {
+    type Dfu = SimBusPort<'d>;
+
+    fn devices(&mut self) -> Result<Vec<UsbDevice>, UsbError> {
+        let d = self.device.borrow();
+        let Some(connection) = d.usb_connection() else {
+            return Ok(Vec::new());
+        };
+        let platform = d.platform();
+        let dfu = d.in_dfu_mode();
+        let (vendor, product) = platform.usb.map_or((0, 0), |u| {
+            (
+                u.vendor,
+                if dfu {
+                    u.dfu.unwrap_or(u.normal)
+                } else {
+                    u.normal
+                },
+            )
+        });
+        Ok(vec![UsbDevice {
+            bus: 1,
+            address: u8::try_from(connection % 126 + 2).unwrap_or(2),
+            port_path: "1-1".into(),
+            vendor,
+            product,
+            platform,
+            mode: if dfu { UsbMode::Dfu } else { UsbMode::Normal },
+            device_id: Some(d.state.device_id.to_ascii_lowercase()),
+            access_error: None,
+        }])
+    }
+
+    fn open_dfu(&mut self, _: &UsbDevice) -> Result<(SimBusPort<'d>, DfuInfo), UsbError> {
+        let d = self.device.borrow();
+        let info = dfu_info(&d)?;
+        let port = SimBusPort {
+            device: Rc::clone(&self.device),
+            connection: d.dfu_connection(),
+        };
+        Ok((port, info))
+    }
+
+    fn open_vendor(&mut self, _: &UsbDevice) -> Result<Box<dyn VendorPipe + '_>, UsbError> {
+        Ok(Box::new(SimBusVendor {
+            device: Rc::clone(&self.device),
+        }))
+    }
+
+    /// What the firmware does with a line-rate change (through the serial port, or a
+    /// SET_LINE_CODING on an emulated bus).
+    fn baud_request(&mut self, _: &UsbDevice, baud: u32) -> Result<(), UsbError> {
+        let mut d = self.device.borrow_mut();
+        let running = matches!(
+            d.state.mode,
+            Mode::App | Mode::NoApp | Mode::SafeMode | Mode::Listening
+        );
+        if running && baud == DFU_BAUD {
+            d.request_dfu();
+        } else if running && baud == LISTENING_BAUD {
+            d.enter_listening();
+        }
+        Ok(())
+    }
+
+    fn console_inventory(&mut self, _: &UsbDevice) -> Result<Inventory, Error> {
+        if !self.serial_port {
+            return Err(SerialError::Discovery(
+                "no Particle device found on a USB serial port".into(),
+            )
+            .into());
+        }
+        let mut d = self.device.borrow_mut();
+        let name = format!("virtual device {}", d.state.device_id);
+        let mut console = Console::new(ConsoleLink::new(&mut d, ConsoleConfig::device(), name));
+        let inventory = console.listening_inventory();
+        let _ = console.exit_listening();
+        Ok(inventory?)
+    }
+
+    fn sleep(&mut self, time: Duration) {
+        let us = u64::try_from(time.as_micros()).unwrap_or(u64::MAX);
+        self.device.borrow_mut().elapse(us);
+    }
+
+    fn elapsed(&self) -> Duration {
+        Duration::from_micros(self.device.borrow().flash_stats().modelled_us)
+    }
+}
+
+/// The DFU interface of a [`SimBus`]'s device: its DfuSe handler, one transfer at a time.
+pub struct SimBusPort<'d> {
+    device: Shared<'d>,
+    connection: Option<u64>,
+}
+
+impl SimBusPort<'_> {
+    /// Runs `f` on a [`SimControl`] of the device for this connection.
+    fn with<T>(&mut self, f: impl FnOnce(&mut SimControl<'_>) -> T) -> T {
+        let mut d = self.device.borrow_mut();
+        let mut control = SimControl {
+            device: &mut d,
+            connection: self.connection,
+        };
+        let out = f(&mut control);
+        self.connection = control.connection;
+        out
+    }
+}
+
+impl Control for SimBusPort<'_> {
+    fn control_in(
+        &mut self,
+        setup: &Setup,
+        buf: &mut [u8],
+        timeout_ms: u32,
+    ) -> Result<usize, TransferError> {
+        self.with(|c| c.control_in(setup, buf, timeout_ms))
+    }
+
+    fn control_out(
+        &mut self,
+        setup: &Setup,
+        data: &[u8],
+        timeout_ms: u32,
+    ) -> Result<usize, TransferError> {
+        self.with(|c| c.control_out(setup, data, timeout_ms))
+    }
+
+    fn wait(&mut self, ms: u32) {
+        self.with(|c| c.wait(ms));
+    }
+}
+
+impl DfuPort for SimBusPort<'_> {
+    fn select_alt(&mut self, interface: u16, alt: u8) -> Result<(), TransferError> {
+        self.with(|c| c.select_alt(interface, alt))
+    }
+}
+
+/// The vendor pipe of a [`SimBus`]'s device.
+struct SimBusVendor<'d> {
+    device: Shared<'d>,
+}
+
+impl VendorPipe for SimBusVendor<'_> {
+    fn transfer(
+        &mut self,
+        setup: &Setup,
+        data: &[u8],
+        timeout_ms: u32,
+    ) -> Result<Vec<u8>, TransferError> {
+        let mut d = self.device.borrow_mut();
+        SimVendor::new(&mut d).transfer(setup, data, timeout_ms)
+    }
+
+    fn wait(&mut self, ms: u32) {
+        self.device.borrow_mut().elapse(u64::from(ms) * 1000);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.device.borrow().flash_stats().modelled_us / 1000
+    }
 }
 
 /// A virtual device's listening-mode console, in-process, on a virtual clock: waiting costs
@@ -269,7 +535,7 @@ pub struct SimLink<'d> {
     backing: Backing<'d>,
     /// The DFU session between operations, with the connection it belongs to.
     dfu: Option<(Option<u64>, DfuMemo)>,
-    /// Control transfers of DFU sessions that ended.
+    /// Control transfers of DFU sessions that ended, and of control requests.
     transfers: u64,
 }
 
@@ -309,6 +575,27 @@ impl<'d> SimLink<'d> {
             Backing::Stored(h) => &mut h.device,
             Backing::Borrowed(d) => d,
         }
+    }
+
+    /// Runs `f` with a control-request client on the device's vendor pipe, counting its
+    /// transfers; then lets a mode change it asked for happen.
+    fn with_control<T>(
+        &mut self,
+        f: impl FnOnce(&mut ControlClient<'_>) -> Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
+        let mut pipe = SimVendor::new(self.device_mut());
+        let mut client = ControlClient::new(&mut pipe);
+        let result = f(&mut client);
+        let sent = client.transfers();
+        pipe.settle();
+        self.transfers += sent;
+        result
+    }
+
+    /// The firmware answers Particle's service requests now.
+    fn speaks_control_requests(&self) -> bool {
+        let d = self.device();
+        d.control_protocol() == ControlProtocol::Service
     }
 
     /// Runs `f` on a DFU session with the device, resuming the previous one while the device
@@ -364,6 +651,7 @@ impl DeviceLink for SimLink<'_> {
         Capabilities {
             dfu: true,
             serial: true,
+            usb: true,
             synthetic_modules: true,
         }
     }
@@ -405,8 +693,7 @@ impl DeviceLink for SimLink<'_> {
 
     fn enter_dfu(&mut self, observer: &mut dyn Observer) -> Result<(), Error> {
         let reference = self.reference.clone();
-        let device = self.device_mut();
-        match device.state.mode {
+        match self.device().state.mode {
             Mode::Dfu => Ok(()),
             Mode::Off => Err(Error::WrongMode {
                 device: reference,
@@ -421,12 +708,17 @@ impl DeviceLink for SimLink<'_> {
                     "{reference} crashes at start (red SOS): holding its button for 3 s to \
                      enter DFU mode, as you would on a real device"
                 )));
-                device.reset(ResetReason::Button, Some(3.0));
+                self.device_mut().reset(ResetReason::Button, Some(3.0));
                 Ok(())
             }
-            // Running firmware: the 14400-baud request.
+            // Running firmware: the DFU-mode control request (50) when it answers them, as a
+            // host does over USB; the 14400-baud request otherwise.
             _ => {
-                device.request_dfu();
+                if self.speaks_control_requests() {
+                    self.with_control(|c| c.command(&DfuModeRequest {}))?;
+                } else {
+                    self.device_mut().request_dfu();
+                }
                 Ok(())
             }
         }
@@ -466,8 +758,10 @@ impl DeviceLink for SimLink<'_> {
         })
     }
 
-    /// As the device's own requests do it: a reset, the DFU and safe-mode boot requests, the
-    /// listening-mode entry and exit, a DFU leave.
+    /// As a host asks it over USB when the firmware answers Particle's control requests
+    /// (reset 40, DFU 50, safe mode 60, listening mode 70 / 71, each acted on as the device
+    /// does: a mode change 1 s of modelled time after the reply); otherwise as the device's
+    /// own requests do it (the baud-rate tricks, a reset, a DFU leave).
     fn change_mode(
         &mut self,
         change: ModeChange,
@@ -475,6 +769,28 @@ impl DeviceLink for SimLink<'_> {
     ) -> Result<Option<&'static str>, Error> {
         let reference = self.reference.clone();
         let mode = self.device().state.mode;
+        if self.speaks_control_requests() {
+            let asked = match (change, mode) {
+                (ModeChange::Reset, _) | (ModeChange::Normal, Mode::SafeMode) => {
+                    Some(self.with_control(|c| c.command(&SystemResetRequest {})))
+                }
+                (ModeChange::Dfu, _) => Some(self.with_control(|c| c.command(&DfuModeRequest {}))),
+                (ModeChange::Safe, _) => {
+                    Some(self.with_control(|c| c.command(&SafeModeRequest {})))
+                }
+                (ModeChange::Listening, _) => {
+                    Some(self.with_control(|c| c.command(&StartListeningModeRequest {})))
+                }
+                (ModeChange::Normal, Mode::Listening) => {
+                    Some(self.with_control(|c| c.command(&StopListeningModeRequest {})))
+                }
+                (ModeChange::Normal, _) => None,
+            };
+            if let Some(asked) = asked {
+                asked?;
+                return Ok(Some(self.device().state.mode.name()));
+            }
+        }
         let wrong_mode = |help: &str| Error::WrongMode {
             device: reference.clone(),
             mode: mode.name().into(),
@@ -514,6 +830,35 @@ impl DeviceLink for SimLink<'_> {
             },
         }
         Ok(Some(self.device().state.mode.name()))
+    }
+
+    /// Through the firmware's own control-request handlers on the modelled clock: the same
+    /// transfers a host sends over USB, validated by the device's OTA path.
+    fn usb_flash(
+        &mut self,
+        data: &[u8],
+        observer: &mut dyn Observer,
+        cancel: &Cancel,
+    ) -> Result<UpdateVerdict, Error> {
+        let mode = self.device().state.mode;
+        if !self.speaks_control_requests() {
+            let help = match self.device().control_protocol() {
+                ControlProtocol::None if mode == Mode::Dfu => {
+                    "leave DFU mode first (`modflash mode normal`), or use --via dfu"
+                }
+                ControlProtocol::None if matches!(mode, Mode::Off | Mode::Panic) => {
+                    "its firmware does not run: `modflash doctor` says why; use --via dfu"
+                }
+                _ => "its Device OS answers control requests from 0.8.0 on: use --via dfu or --via serial",
+            };
+            return Err(Error::WrongMode {
+                device: self.reference.clone(),
+                mode: mode.name().into(),
+                what: "take a module through USB control requests".into(),
+                help: help.into(),
+            });
+        }
+        Ok(self.with_control(|c| c.firmware_update(data, observer, cancel))?)
     }
 
     fn serial_flash(

@@ -93,6 +93,7 @@ impl DeviceLink for SerialLink {
         Capabilities {
             dfu: false,
             serial: true,
+            usb: false,
             synthetic_modules: false,
         }
     }

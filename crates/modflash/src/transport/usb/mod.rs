@@ -1,8 +1,8 @@
 //! USB through libusb (the `rusb` crate): discovery of Particle devices in normal and DFU mode
 //! by the catalogue's vendor/product ids (device id = USB serial number), a DFU control pipe
-//! ([`UsbPort`]), and [`UsbLink`], a real device as the executor drives it: inventory read
-//! back over DFU, the 14400-baud switch into DFU mode, verified writes, leave and the wait for
-//! the device to come back.
+//! ([`UsbPort`]), a vendor pipe for Particle's control requests ([`UsbVendor`]), the bus
+//! as [`UsbLink`] needs it ([`UsbBus`], [`LibUsb`]), and in [`link`] the device as the
+//! executor drives it.
 //!
 //! libusb is used (rather than a pure-Rust stack) so that `modflash sim attach` — an emulated
 //! USB bus built with umockdev — drives exactly this code path, as it drives dfu-util.
@@ -12,17 +12,17 @@ use std::time::{Duration, Instant};
 
 use modflash_dfu::{Control, FunctionalDescriptor, Setup, TransferError};
 use modflash_module::platform::{platform_by_usb, Platform};
-use modflash_module::{ModuleFunction, ModuleRef};
 
-use super::dfu::{AltSetting, DfuInfo, DfuOpError, DfuPort, DfuSession, ReadBack};
-use super::serial::{
-    find_device_id, find_port, Console, FlashReport, PortLink, DFU_BAUD, LISTENING_BAUD,
-};
-use super::{unsupported, AfterLeave, Capabilities, DeviceLink, ModeChange};
+use super::control::VendorPipe;
+use super::dfu::{AltSetting, DfuInfo, DfuOpError, DfuPort, DfuSession};
+use super::serial::{find_device_id, find_port, Console, PortLink, LISTENING_BAUD};
 use crate::error::Error;
 use crate::inventory::Inventory;
-use crate::progress::{Cancel, Event, Observer};
 use crate::DeviceRef;
+
+pub mod link;
+
+pub use link::{UsbLink, Waits};
 
 /// Particle's steps for putting a device in DFU mode by hand.
 pub const DFU_BUTTON_STEPS: &str = "put the device in DFU mode by hand: \
@@ -185,6 +185,13 @@ pub enum UsbError {
     #[error("{0}")]
     #[diagnostic(code(modflash::usb::no_dfu), help("{}", DFU_BUTTON_STEPS))]
     NoDfu(String),
+    /// After a reset the device did not show up again in time.
+    #[error("{0}")]
+    #[diagnostic(
+        code(modflash::usb::not_back),
+        help("check that it runs (its LED), replug it if it does not show up in `modflash devices`, then look at it with `modflash modules --device usb`")
+    )]
+    NotBack(String),
     /// A DFU operation failed.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -299,7 +306,11 @@ pub fn discover() -> Result<Vec<UsbDevice>, UsbError> {
 
 /// The device `devref` names (`usb` = the only Particle device, `usb:ID` = by device id).
 pub fn select(devref: &DeviceRef) -> Result<UsbDevice, UsbError> {
-    let devices = discover()?;
+    select_from(discover()?, devref)
+}
+
+/// The device `devref` names among `devices`.
+pub fn select_from(devices: Vec<UsbDevice>, devref: &DeviceRef) -> Result<UsbDevice, UsbError> {
     match devref {
         DeviceRef::UsbId(id) => devices
             .into_iter()
@@ -477,50 +488,171 @@ impl DfuPort for UsbPort {
     }
 }
 
+/// The vendor control pipe of a device in normal mode, for Particle's control requests (EP0:
+/// no interface is claimed, so a program holding the serial port is not disturbed).
+pub struct UsbVendor {
+    handle: rusb::DeviceHandle<rusb::Context>,
+    opened: Instant,
+}
+
+impl UsbVendor {
+    /// Opens `device` (in normal mode).
+    pub fn open(device: &UsbDevice) -> Result<Self, UsbError> {
+        let node = device.node();
+        let what = device.to_string();
+        let context = rusb::Context::new().map_err(UsbError::Init)?;
+        let list = rusb::UsbContext::devices(&context).map_err(UsbError::Init)?;
+        let dev = list
+            .iter()
+            .find(|d| d.bus_number() == device.bus && d.address() == device.address)
+            .ok_or_else(|| UsbError::NotFound(format!("{what} is no longer attached")))?;
+        let handle = dev
+            .open()
+            .map_err(|e| usb_err("cannot open", &node, &what, e))?;
+        Ok(Self {
+            handle,
+            opened: Instant::now(),
+        })
+    }
+}
+
+impl VendorPipe for UsbVendor {
+    fn transfer(
+        &mut self,
+        setup: &Setup,
+        data: &[u8],
+        timeout_ms: u32,
+    ) -> Result<Vec<u8>, TransferError> {
+        let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
+        if setup.is_in() {
+            let mut buf = vec![0u8; usize::from(setup.length)];
+            let n = self
+                .handle
+                .read_control(
+                    setup.request_type,
+                    setup.request,
+                    setup.value,
+                    setup.index,
+                    &mut buf,
+                    timeout,
+                )
+                .map_err(transfer_err)?;
+            buf.truncate(n);
+            Ok(buf)
+        } else {
+            let data = data.get(..usize::from(setup.length)).unwrap_or(data);
+            self.handle
+                .write_control(
+                    setup.request_type,
+                    setup.request,
+                    setup.value,
+                    setup.index,
+                    data,
+                    timeout,
+                )
+                .map_err(transfer_err)?;
+            Ok(Vec::new())
+        }
+    }
+
+    fn wait(&mut self, ms: u32) {
+        std::thread::sleep(Duration::from_millis(u64::from(ms)));
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 /// Opens a DFU session on a device in DFU mode.
 pub fn open_session(device: &UsbDevice) -> Result<DfuSession<UsbPort>, UsbError> {
     let (port, info) = UsbPort::open(device)?;
     Ok(DfuSession::new(port, info))
 }
 
-/// How long to wait for re-enumeration.
-#[derive(Clone, Copy, Debug)]
-pub struct Waits {
-    /// For a device switched to DFU mode to show up.
-    pub enter_dfu: Duration,
-    /// For a device that left DFU mode to show up again.
-    pub leave: Duration,
+/// What [`UsbLink`] needs of a USB bus: the Particle devices on it, a DFU pipe and a vendor
+/// pipe to one of them, a baud-rate request, the device's serial console, and a clock to wait
+/// on. [`LibUsb`] is the real bus; `transport::sim::SimBus` puts a virtual device on one
+/// in-process, so the same link code runs against both.
+pub trait UsbBus {
+    /// A claimed DFU interface.
+    type Dfu: DfuPort;
+    /// The Particle devices on the bus now, ordered by bus and address.
+    fn devices(&mut self) -> Result<Vec<UsbDevice>, UsbError>;
+    /// Opens `device` (in DFU mode) and claims its DFU interface.
+    fn open_dfu(&mut self, device: &UsbDevice) -> Result<(Self::Dfu, DfuInfo), UsbError>;
+    /// Opens `device`'s vendor control pipe (in normal mode).
+    fn open_vendor(&mut self, device: &UsbDevice) -> Result<Box<dyn VendorPipe + '_>, UsbError>;
+    /// Asks a device in normal mode for another line rate (14400 baud: DFU mode, 28800:
+    /// listening mode): through its serial port, or a CDC SET_LINE_CODING when none shows.
+    fn baud_request(&mut self, device: &UsbDevice, baud: u32) -> Result<(), UsbError>;
+    /// The module list `s` prints on the device's serial console (listening mode, then out).
+    fn console_inventory(&mut self, device: &UsbDevice) -> Result<Inventory, Error>;
+    /// Lets `time` pass.
+    fn sleep(&mut self, time: Duration);
+    /// Time on the bus's clock since it was opened.
+    fn elapsed(&self) -> Duration;
 }
 
-impl Default for Waits {
-    fn default() -> Self {
+/// The machine's USB bus, through libusb.
+#[derive(Debug)]
+pub struct LibUsb {
+    opened: Instant,
+}
+
+impl LibUsb {
+    /// The bus, its clock started now.
+    pub fn new() -> Self {
         Self {
-            enter_dfu: Duration::from_secs(10),
-            leave: Duration::from_secs(10),
+            opened: Instant::now(),
         }
     }
 }
 
-/// Polls discovery with a short backoff (50 ms doubling to 400 ms) until `pick` finds a
-/// device or `within` passes.
-fn wait_for(
-    within: Duration,
-    mut pick: impl FnMut(&[UsbDevice]) -> Option<UsbDevice>,
-) -> Option<UsbDevice> {
-    let until = Instant::now() + within;
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        if let Ok(devices) = discover() {
-            if let Some(d) = pick(&devices) {
-                return Some(d);
-            }
+impl Default for LibUsb {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UsbBus for LibUsb {
+    type Dfu = UsbPort;
+
+    fn devices(&mut self) -> Result<Vec<UsbDevice>, UsbError> {
+        discover()
+    }
+
+    fn open_dfu(&mut self, device: &UsbDevice) -> Result<(UsbPort, DfuInfo), UsbError> {
+        UsbPort::open(device)
+    }
+
+    fn open_vendor(&mut self, device: &UsbDevice) -> Result<Box<dyn VendorPipe + '_>, UsbError> {
+        Ok(Box::new(UsbVendor::open(device)?))
+    }
+
+    fn baud_request(&mut self, device: &UsbDevice, baud: u32) -> Result<(), UsbError> {
+        let id = device.device_id.clone();
+        let via_port = find_port(id.as_deref())
+            .ok()
+            .filter(|p| p.device_id == id)
+            .and_then(|p| PortLink::open(&p.port, baud).ok());
+        match via_port {
+            Some(link) => drop(link),
+            None => set_line_coding(device, baud)?,
         }
-        let now = Instant::now();
-        if now >= until {
-            return None;
-        }
-        std::thread::sleep(backoff.min(until - now));
-        backoff = (backoff * 2).min(Duration::from_millis(400));
+        Ok(())
+    }
+
+    fn console_inventory(&mut self, device: &UsbDevice) -> Result<Inventory, Error> {
+        serial_inventory(device.device_id.as_deref())
+    }
+
+    fn sleep(&mut self, time: Duration) {
+        std::thread::sleep(time);
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.opened.elapsed()
     }
 }
 
@@ -563,387 +695,6 @@ fn serial_inventory(device_id: Option<&str>) -> Result<Inventory, Error> {
     let inventory = console.listening_inventory();
     let _ = console.exit_listening();
     Ok(inventory?)
-}
-
-/// A real device over USB, as the executor drives it.
-pub struct UsbLink {
-    selector: DeviceRef,
-    device: UsbDevice,
-    session: Option<DfuSession<UsbPort>>,
-    waits: Waits,
-    control_transfers: u64,
-}
-
-impl UsbLink {
-    /// Finds the device `devref` names (`usb` or `usb:ID`), in either mode.
-    pub fn open(devref: &DeviceRef) -> Result<Self, UsbError> {
-        let device = select(devref)?;
-        if let Some(e) = &device.access_error {
-            if e == "permission denied" {
-                return Err(UsbError::Permission {
-                    node: device.node(),
-                    what: device.to_string(),
-                });
-            }
-        }
-        Ok(Self {
-            selector: devref.clone(),
-            device,
-            session: None,
-            waits: Waits::default(),
-            control_transfers: 0,
-        })
-    }
-
-    /// The device as last seen.
-    pub fn device(&self) -> &UsbDevice {
-        &self.device
-    }
-
-    fn close_session(&mut self) {
-        if let Some(s) = self.session.take() {
-            self.control_transfers += u64::from(s.control_transfers());
-        }
-    }
-
-    fn matches(&self, d: &UsbDevice) -> bool {
-        match (&self.device.device_id, &d.device_id) {
-            (Some(a), Some(b)) => a == b,
-            // Without an id, the same port path is the same device.
-            _ => d.port_path == self.device.port_path && d.platform.id == self.device.platform.id,
-        }
-    }
-
-    /// The DFU session, opened on first use (the device must be in DFU mode).
-    pub fn session(&mut self) -> Result<&mut DfuSession<UsbPort>, UsbError> {
-        if self.session.is_none() {
-            if self.device.mode != UsbMode::Dfu {
-                return Err(UsbError::NoDfu(format!(
-                    "{} is not in DFU mode",
-                    self.device
-                )));
-            }
-            self.session = Some(open_session(&self.device)?);
-        }
-        match self.session.as_mut() {
-            Some(s) => Ok(s),
-            None => Err(UsbError::NoDfu(format!(
-                "{} has no DFU session",
-                self.device
-            ))),
-        }
-    }
-
-    /// Reads the modules back over DFU (the device must be in DFU mode).
-    fn read_back(&mut self, observer: &mut dyn Observer) -> Result<ReadBack, UsbError> {
-        let platform = self.device.platform;
-        let r = self.session()?.read_inventory(platform, observer)?;
-        for n in &r.notes {
-            observer.event(Event::note(n.clone()));
-        }
-        Ok(r)
-    }
-
-    /// Looks for the device again (after a mode change).
-    fn refresh(&mut self) -> Option<UsbDevice> {
-        let devices = discover().ok()?;
-        devices.into_iter().find(|d| self.matches(d))
-    }
-
-    /// Switches a device in normal mode to DFU mode: 14400 baud on its serial port (or a CDC
-    /// SET_LINE_CODING through libusb when no serial port shows), then waits for it to
-    /// re-enumerate in DFU mode.
-    pub fn switch_to_dfu(&mut self) -> Result<(), UsbError> {
-        if let Some(d) = self.refresh() {
-            self.device = d;
-        }
-        if self.device.mode == UsbMode::Dfu {
-            return Ok(());
-        }
-        self.baud_request(DFU_BAUD)?;
-        let old = (self.device.bus, self.device.address);
-        let me = self.device.clone();
-        let found = wait_for(self.waits.enter_dfu, |devices| {
-            devices
-                .iter()
-                .find(|d| {
-                    d.mode == UsbMode::Dfu
-                        && (d.bus, d.address) != old
-                        && match (&me.device_id, &d.device_id) {
-                            (Some(a), Some(b)) => a == b,
-                            _ => d.platform.id == me.platform.id,
-                        }
-                })
-                .cloned()
-        });
-        match found {
-            Some(d) => {
-                self.device = d;
-                Ok(())
-            }
-            None => Err(UsbError::NoDfu(format!(
-                "{} did not show up in DFU mode within {} s after the 14400-baud request",
-                self.device,
-                self.waits.enter_dfu.as_secs()
-            ))),
-        }
-    }
-
-    /// A baud-rate request to a device in normal mode (14400 DFU, 28800 listening): through
-    /// its serial port, or a CDC SET_LINE_CODING through libusb when no port shows.
-    fn baud_request(&mut self, baud: u32) -> Result<(), UsbError> {
-        let id = self.device.device_id.clone();
-        let via_port = find_port(id.as_deref())
-            .ok()
-            .filter(|p| p.device_id == id)
-            .and_then(|p| PortLink::open(&p.port, baud).ok());
-        match via_port {
-            Some(link) => drop(link),
-            None => set_line_coding(&self.device, baud)?,
-        }
-        Ok(())
-    }
-
-    /// Where a DFU leave sends the device: the start of its first system part (the
-    /// bootloader resets whatever the address).
-    fn leave_address(&self, inventory: Option<&Inventory>) -> u32 {
-        self.platform()
-            .layout_for(inventory.and_then(Inventory::system_version))
-            .and_then(|l| l.main_bounds(ModuleRef::new(ModuleFunction::SystemPart, 1)))
-            .map_or(0, |b| b.start)
-    }
-
-    /// Leaves DFU mode and waits for the device to come back: `Some(mode)` with the mode it
-    /// came back in, `None` when it did not show up within the wait.
-    fn leave_and_wait(
-        &mut self,
-        address: u32,
-        observer: &mut dyn Observer,
-    ) -> Result<Option<UsbMode>, UsbError> {
-        self.session()?.leave(address)?;
-        self.close_session();
-        let old = (self.device.bus, self.device.address);
-        let me = self.device.clone();
-        let found = wait_for(self.waits.leave, |devices| {
-            devices
-                .iter()
-                .find(|d| {
-                    let same = match (&me.device_id, &d.device_id) {
-                        (Some(a), Some(b)) => a == b,
-                        _ => d.port_path == me.port_path,
-                    };
-                    // The old DFU device lingers until the bootloader resets.
-                    same && (d.mode == UsbMode::Normal || (d.bus, d.address) != old)
-                })
-                .cloned()
-        });
-        Ok(match found {
-            Some(d) => {
-                let mode = d.mode;
-                self.device = d;
-                Some(mode)
-            }
-            None => {
-                observer.event(Event::warning(format!(
-                    "the device left DFU mode and did not show up on USB again within {} s",
-                    self.waits.leave.as_secs()
-                )));
-                None
-            }
-        })
-    }
-}
-
-impl DeviceLink for UsbLink {
-    fn reference(&self) -> String {
-        self.device.reference()
-    }
-
-    fn platform(&self) -> &'static Platform {
-        self.device.platform
-    }
-
-    fn device_id(&self) -> Option<String> {
-        self.device.device_id.clone()
-    }
-
-    fn installed_image(&mut self, slot: ModuleRef) -> Option<Vec<u8>> {
-        let device = self.session.as_ref()?.read_back_device()?;
-        crate::backup::module_image(&device, slot)
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            dfu: true,
-            serial: false,
-            synthetic_modules: false,
-        }
-    }
-
-    fn dfu_id(&self) -> (u16, u16) {
-        (self.device.vendor, self.device.product)
-    }
-
-    fn in_dfu_mode(&self) -> bool {
-        self.device.mode == UsbMode::Dfu
-    }
-
-    fn inventory(&mut self, observer: &mut dyn Observer) -> Result<Inventory, Error> {
-        if let Some(d) = self.refresh() {
-            if (d.bus, d.address) != (self.device.bus, self.device.address) {
-                self.close_session();
-            }
-            self.device = d;
-        }
-        if self.device.mode == UsbMode::Dfu {
-            return Ok(self.read_back(observer)?.inventory);
-        }
-        match serial_inventory(self.device.device_id.as_deref()) {
-            Ok(inv) => Ok(inv),
-            Err(serial) => {
-                // No serial port (no cdc_acm, or an emulated bus): read the flash itself over
-                // DFU, then send the device back to its firmware. Never the tool's own
-                // prediction: what is reported must come from the device.
-                self.switch_to_dfu().map_err(|e| {
-                    UsbError::NoDfu(format!(
-                        "{} is in normal mode, its serial port cannot be read ({serial}) \
-                         and it did not switch to DFU mode: {e}",
-                        self.device
-                    ))
-                })?;
-                let inventory = self.read_back(observer)?.inventory;
-                let start = self.leave_address(Some(&inventory));
-                let back = self.leave_and_wait(start, observer)?;
-                observer.event(Event::note(format!(
-                    "the device's serial port is not reachable, so its modules were read back \
-                     over DFU{}; its running mode cannot be observed over USB alone",
-                    match back {
-                        Some(UsbMode::Dfu) => " (it stayed in DFU mode afterwards)",
-                        _ => " and it was sent back to its firmware",
-                    }
-                )));
-                Ok(inventory)
-            }
-        }
-    }
-
-    fn enter_dfu(&mut self, _: &mut dyn Observer) -> Result<(), Error> {
-        Ok(self.switch_to_dfu()?)
-    }
-
-    fn dfu_alt_name(&mut self, alt: u8) -> Result<String, Error> {
-        Ok(self.session()?.alt_name(alt)?)
-    }
-
-    fn dfu_write(
-        &mut self,
-        alt: u8,
-        address: u32,
-        data: &[u8],
-        verify: bool,
-        observer: &mut dyn Observer,
-    ) -> Result<(), Error> {
-        Ok(self
-            .session()?
-            .write(alt, address, data, verify, observer)?)
-    }
-
-    fn dfu_read(
-        &mut self,
-        alt: u8,
-        address: u32,
-        length: usize,
-        observer: &mut dyn Observer,
-    ) -> Result<Vec<u8>, Error> {
-        Ok(self
-            .session()?
-            .upload(alt, address, length, (0, length as u64), observer)?)
-    }
-
-    fn dfu_leave(
-        &mut self,
-        address: u32,
-        observer: &mut dyn Observer,
-    ) -> Result<AfterLeave, Error> {
-        Ok(match self.leave_and_wait(address, observer)? {
-            Some(UsbMode::Dfu) => AfterLeave::Dfu,
-            Some(UsbMode::Normal) => AfterLeave::Firmware,
-            None => AfterLeave::NotSeen,
-        })
-    }
-
-    /// DFU mode and back by the DFU requests and the 14400-baud trick, listening mode by the
-    /// 28800-baud trick; a reset or safe mode from normal mode needs Particle's control
-    /// requests.
-    fn change_mode(
-        &mut self,
-        change: ModeChange,
-        observer: &mut dyn Observer,
-    ) -> Result<Option<&'static str>, Error> {
-        if let Some(d) = self.refresh() {
-            self.device = d;
-        }
-        let in_dfu = self.device.mode == UsbMode::Dfu;
-        let seen = |mode: Option<UsbMode>| mode.map(UsbMode::name);
-        match change {
-            ModeChange::Dfu => {
-                self.switch_to_dfu()?;
-                Ok(Some(UsbMode::Dfu.name()))
-            }
-            ModeChange::Normal | ModeChange::Reset if in_dfu => {
-                let address = self.leave_address(None);
-                Ok(seen(self.leave_and_wait(address, observer)?))
-            }
-            ModeChange::Normal => Ok(Some(UsbMode::Normal.name())),
-            ModeChange::Listening => {
-                if in_dfu {
-                    let address = self.leave_address(None);
-                    if self.leave_and_wait(address, observer)? != Some(UsbMode::Normal) {
-                        return Err(Error::WrongMode {
-                            device: self.reference(),
-                            mode: "dfu".into(),
-                            what: change.describe().into(),
-                            help: "its firmware does not run: `modflash doctor` says why".into(),
-                        });
-                    }
-                }
-                self.baud_request(LISTENING_BAUD)?;
-                Ok(None)
-            }
-            ModeChange::Reset | ModeChange::Safe => Err(unsupported(
-                self.reference(),
-                change.describe(),
-                "press RESET (for safe mode hold SETUP through RESET until the LED blinks \
-                 magenta); a device in DFU mode can be reset with `modflash reset`",
-            )),
-        }
-    }
-
-    fn serial_flash(
-        &mut self,
-        name: &str,
-        _: &[u8],
-        _: &mut dyn Observer,
-        _: &Cancel,
-    ) -> Result<FlashReport, Error> {
-        Err(unsupported(
-            self.reference(),
-            &format!("send {name} over serial through its USB DFU connection"),
-            &format!(
-                "serial flashing goes through --device serial:PORT (or `modflash serial flash`); \
-                 use --via dfu with --device {}",
-                self.selector
-            ),
-        ))
-    }
-
-    fn control_transfers(&self) -> u64 {
-        self.control_transfers
-            + self
-                .session
-                .as_ref()
-                .map_or(0, |s| u64::from(s.control_transfers()))
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,273 @@
+//! `UsbLink`, the code that drives a real USB device, driving virtual devices on a USB bus of
+//! their own in-process (`SimBus`, no serial port, as on the emulated bus): the module table
+//! in normal mode without a serial port, firmware updates over control requests validated
+//! per step with refusals in the device's words, and what `flash` costs from DFU mode next
+//! to a plain DFU download (reading only headers and suffixes, the final state from the
+//! device's own module table).
+
+use modflash::catalog::{Candidate, Catalog, Origin};
+use modflash::direct::{dfu_download, Download};
+use modflash::exec::{execute, Options, Task, TaskAction};
+use modflash::inventory::Inventory;
+use modflash::plan::{flash, plan, Action, FlashOptions, Flashed, Force, Request, Via};
+use modflash::progress::{Cancel, Evidence, Quiet};
+use modflash::transport::sim::SimBus;
+use modflash::transport::usb::UsbLink;
+use modflash::{DeviceRef, Error, Session};
+use modflash_device::{Device, DeviceEvent, Mode, ResetReason};
+use modflash_module::{platform, ModuleFunction};
+use modflash_testkit::device::{device, release_app};
+use modflash_testkit::fixtures::fixture;
+
+/// A session on `d` through `UsbLink` over the device's own bus, without a serial port.
+fn usb_session(d: &mut Device) -> Session<'_> {
+    let link = UsbLink::on_bus(SimBus::new(d).without_serial_port(), &DeviceRef::Usb).unwrap();
+    Session::from_link(Box::new(link))
+}
+
+fn releases(platform_id: u16) -> Catalog {
+    let mut c = Catalog::default();
+    c.add_release_table(platform::platform(platform_id).unwrap());
+    c
+}
+
+fn file(name: &str, bytes: Vec<u8>) -> Candidate {
+    Candidate::from_bytes(Origin::File(name.into()), bytes).unwrap()
+}
+
+/// Plans `targets` for the device `session` reads, allowing `via` (and DFU where it is
+/// cheaper when `mix`), and flashes it without a backup unless `backup`.
+fn plan_and_flash(
+    session: &mut Session<'_>,
+    targets: Vec<Candidate>,
+    via: Via,
+    also: Vec<Via>,
+    backup: bool,
+) -> Result<(modflash::plan::Plan, Flashed), Error> {
+    let twin = session.twin(&mut Quiet)?;
+    let catalog = releases(twin.platform().id);
+    let request = Request {
+        twin: &twin,
+        targets,
+        catalog: &catalog,
+        via,
+        also,
+        alternative: None,
+        force: Force::default(),
+        factory: false,
+    };
+    let p = plan(&request)?;
+    let flashed = flash(
+        session,
+        &p,
+        FlashOptions { backup },
+        &mut Quiet,
+        &Cancel::new(),
+    )?;
+    Ok((p, flashed))
+}
+
+#[test]
+fn normal_mode_inventory_is_the_module_table_without_a_serial_port() {
+    for (platform_id, release, new_format) in [
+        (6u16, "1.5.0", false),
+        (12, "2.2.0", false),
+        (32, "6.2.0", true),
+    ] {
+        let mut d = device(platform_id).release(release).running();
+        let mut expected = Inventory::from_device(&d);
+        expected.modules.retain(|m| new_format || m.is_main());
+        for m in &mut expected.modules {
+            m.start_address = None;
+            if !new_format {
+                m.sha256 = None;
+            }
+        }
+        let resets = d.state.events.len();
+        let got = usb_session(&mut d).inventory(&mut Quiet).unwrap();
+        assert_eq!(got, expected, "platform {platform_id} {release}");
+        // Read in normal mode: no switch to DFU mode or any other mode.
+        assert_eq!(d.state.mode, Mode::App);
+        assert!(
+            !d.state.events[resets..].iter().any(|e| matches!(
+                e,
+                DeviceEvent::DfuRequested
+                    | DeviceEvent::DfuBaud
+                    | DeviceEvent::DfuLeave
+                    | DeviceEvent::UsbModeChange(_)
+            )),
+            "{:?}",
+            &d.state.events[resets..]
+        );
+    }
+}
+
+#[test]
+fn via_usb_over_the_bus_installs_system_parts_and_an_app_validated_per_step() {
+    let mut d = device(6).release("1.5.0").running();
+    let app = file("app-2.3.1.bin", release_app(6, "2.3.1"));
+    let (p, flashed) =
+        plan_and_flash(&mut usb_session(&mut d), vec![app], Via::Usb, vec![], false).unwrap();
+    assert!(p.steps.iter().all(|s| s.action == Action::Usb), "{p:?}");
+    assert!(p
+        .steps
+        .iter()
+        .any(|s| s.module.info.function == ModuleFunction::SystemPart));
+    // As predicted, each module validated by the device as it arrived; a module table
+    // before 5.6.0 carries no hashes, so without a serial port nothing proves the bytes and
+    // the result says how to prove them.
+    assert!(flashed.mismatches.is_empty(), "{:?}", flashed.mismatches);
+    assert!(flashed
+        .proofs
+        .iter()
+        .all(|p| p.evidence == Evidence::DeviceAccepted && p.via == Via::Usb));
+    let unproven = flashed.require_proof(&p).unwrap_err();
+    assert!(matches!(unproven, Error::Unverified { .. }), "{unproven}");
+    assert!(
+        unproven.help_text().unwrap().contains("dfu"),
+        "{unproven:?}"
+    );
+    assert_eq!(d.state.mode, Mode::App);
+    let validated = d
+        .state
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                DeviceEvent::UpdateValidated { .. } | DeviceEvent::BootloaderInstalled { .. }
+            )
+        })
+        .count();
+    assert_eq!(validated, p.steps.len());
+}
+
+#[test]
+fn a_refusal_over_the_bus_is_in_the_device_words() {
+    // System part 2 of 2.3.1 onto a 1.5.0 Photon: it needs system part 1 of 2.3.1 first.
+    let mut d = device(6).release("1.5.0").running();
+    let system =
+        modflash_module::release::platform_release(platform::platform(6).unwrap(), "2.3.1")
+            .unwrap()
+            .system_version;
+    let part2 = releases(6)
+        .for_platform(6)
+        .find(|c| {
+            c.slot() == modflash_module::ModuleRef::new(ModuleFunction::SystemPart, 2)
+                && c.info.version == system
+        })
+        .cloned()
+        .unwrap();
+    let before = modflash_device::describe::describe(&d);
+    let tasks = [Task {
+        label: "writing system part 2 of 2.3.1".into(),
+        action: TaskAction::Usb {
+            name: "system-part2.bin".into(),
+            data: &part2.bytes,
+        },
+    }];
+    let options = Options {
+        verify: true,
+        leave_at: None,
+    };
+    let err = execute(
+        &mut usb_session(&mut d),
+        &tasks,
+        options,
+        &mut Quiet,
+        &Cancel::new(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the device refused system-part2.bin: dependency check failed (-1340)"
+    );
+    assert!(matches!(
+        err,
+        Error::Refused {
+            code: Some(-1340),
+            ..
+        }
+    ));
+    assert_eq!(d.state.mode, Mode::App);
+    assert_eq!(modflash_device::describe::describe(&d), before);
+}
+
+/// (control transfers, modelled µs) that `f` costs the device.
+fn cost(d: &mut Device, f: impl FnOnce(&mut Device)) -> (u64, u64) {
+    let (t, us) = (d.state.control_transfers, d.flash_stats().modelled_us);
+    f(d);
+    (
+        d.state.control_transfers - t,
+        d.flash_stats().modelled_us - us,
+    )
+}
+
+fn photon_in_dfu_mode() -> Device {
+    let mut d = device(6).release("1.5.0").running();
+    d.reset(ResetReason::Button, Some(3.0));
+    assert!(d.in_dfu_mode());
+    d
+}
+
+#[test]
+fn flash_from_dfu_mode_costs_little_more_than_a_dfu_download() {
+    // bench/dfu.sh's case in-process: one app onto a 1.5.0 Photon held in DFU mode.
+    let app = fixture("photon_tinker.bin");
+    let mut d = photon_in_dfu_mode();
+    let download = cost(&mut d, |d| {
+        let how = Download {
+            verify: true,
+            leave: true,
+            ..Download::default()
+        };
+        dfu_download(&mut usb_session(d), &app, how, &mut Quiet, &Cancel::new()).unwrap();
+    });
+    let home = tempfile::tempdir().unwrap();
+    std::env::set_var("MODFLASH_HOME", home.path());
+    let mut d = photon_in_dfu_mode();
+    let user = modflash_module::ModuleRef::new(ModuleFunction::UserPart, 1);
+    let replaced = modflash::backup::module_image(&d, user).unwrap();
+    let mut flashed = None;
+    let flashing = cost(&mut d, |d| {
+        let target = file("app.bin", app.clone());
+        let (_, f) = plan_and_flash(
+            &mut usb_session(d),
+            vec![target],
+            Via::Dfu,
+            vec![Via::Usb],
+            true,
+        )
+        .unwrap();
+        flashed = Some(f);
+    });
+    let flashed = flashed.unwrap();
+    // The same evidence as before: the write read back, the final state from the device.
+    assert!(
+        flashed.verified(),
+        "{:?} {:?}",
+        flashed.mismatches,
+        flashed.proofs
+    );
+    assert!(flashed
+        .proofs
+        .iter()
+        .all(|p| p.evidence == Evidence::ReadBack));
+    // What it replaced was read in full for the backup.
+    let backup = flashed.backup.as_ref().unwrap();
+    let [kept] = &backup.manifest.modules[..] else {
+        panic!("{:?}", backup.manifest);
+    };
+    let kept = std::fs::read(backup.dir.join(kept.file.as_ref().unwrap())).unwrap();
+    assert_eq!(kept, replaced);
+    assert_eq!(d.state.mode, Mode::App);
+    // bench/dfu.sh: dfu-util takes 21 transfers and the same modelled time as the download.
+    assert!(
+        flashing.0 <= 42,
+        "{flashing:?} vs the download's {download:?}"
+    );
+    assert!(
+        flashing.1 * 10 <= download.1 * 11,
+        "{flashing:?} vs the download's {download:?}"
+    );
+}
