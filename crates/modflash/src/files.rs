@@ -35,6 +35,8 @@ pub enum Expected {
     Describe,
     /// A virtual device's image file (its state and flash).
     VirtualDevice,
+    /// An application bundle (a zip of the application and its assets).
+    Bundle,
 }
 
 impl Expected {
@@ -52,6 +54,7 @@ impl Expected {
                     .unwrap_or(0);
                 largest_flash + MAX_DEVICE_STATE
             }
+            Self::Bundle => crate::bundle::MAX_BUNDLE,
         }
     }
 
@@ -62,6 +65,7 @@ impl Expected {
             Self::Image { .. } => "the device's flash",
             Self::Describe => "any describe document",
             Self::VirtualDevice => "any virtual device's image",
+            Self::Bundle => "any application bundle",
         }
     }
 
@@ -72,6 +76,7 @@ impl Expected {
             Self::Image { .. } => "name the file to write",
             Self::Describe => "a folder of describe documents is given with --inventories DIR",
             Self::VirtualDevice => "remove it: virtual devices are files",
+            Self::Bundle => "name the bundle's .zip file",
         }
     }
 }

@@ -12,7 +12,7 @@ use core::fmt;
 
 use crate::asset::AssetRef;
 use crate::header::{Dependency, ModuleFunction, ModuleInfo, ModuleRef};
-use crate::platform::{dct, Family, Layout, Location, ModuleBounds, Platform, Store};
+use crate::platform::{dct, AssetStorage, Family, Layout, Location, ModuleBounds, Platform, Store};
 use crate::release::{platform_releases, ReleaseModule};
 
 // ---- what is installed ----------------------------------------------------------------------
@@ -759,6 +759,80 @@ pub fn asset_dependency<'a>(
         (None, Some(found)) => AssetVerdict::Renamed { found },
         (None, None) => AssetVerdict::Missing,
     }
+}
+
+/// Device OS 5.5.0 (module version 5501): the first release with an asset store, which checks
+/// the application's assets at boot and stores asset modules received as updates.
+pub const ASSETS_SINCE: u16 = 5501;
+
+/// Whether a device of `platform` running system version `system` keeps assets: the platform
+/// has an asset store and the release is [`ASSETS_SINCE`] or later.
+pub fn has_assets(platform: &Platform, system: Option<u16>) -> bool {
+    platform.asset_storage().is_some() && system.is_some_and(|v| v >= ASSETS_SINCE)
+}
+
+/// Why a set of asset modules does not fit a platform's asset store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssetStorageRefusal {
+    /// One asset module is larger than the platform takes.
+    TooLarge {
+        /// Its position among the modules given.
+        index: usize,
+        /// Its length in bytes.
+        len: u64,
+        /// The largest the platform takes.
+        max: u32,
+    },
+    /// Together they need more storage than there is.
+    Full {
+        /// Bytes of storage they need.
+        needed: u64,
+        /// Bytes the store has for assets.
+        capacity: u64,
+    },
+}
+
+impl fmt::Display for AssetStorageRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::TooLarge { len, max, .. } => write!(
+                f,
+                "an asset module of {len} bytes is larger than the {max} bytes the platform takes for one asset"
+            ),
+            Self::Full { needed, capacity } => write!(
+                f,
+                "the assets need {needed} bytes of asset storage and the platform has {capacity}"
+            ),
+        }
+    }
+}
+
+/// Whether asset modules of the given lengths fit `storage` together, as
+/// binary-version-reader's `validateAssetLimits` (which particle-cli applies to a bundle) sizes
+/// them: each no larger than `max_single_asset`, all together within the capacity, each taking
+/// whole blocks ([`AssetStorage::storage_size`]). Returns the bytes of storage they take.
+pub fn assets_fit(
+    storage: &AssetStorage,
+    module_lens: impl IntoIterator<Item = u64>,
+) -> Result<u64, AssetStorageRefusal> {
+    let mut needed = 0u64;
+    for (index, len) in module_lens.into_iter().enumerate() {
+        if len > u64::from(storage.max_single_asset) {
+            return Err(AssetStorageRefusal::TooLarge {
+                index,
+                len,
+                max: storage.max_single_asset,
+            });
+        }
+        needed = needed.saturating_add(storage.storage_size(len));
+    }
+    if needed > storage.capacity() {
+        return Err(AssetStorageRefusal::Full {
+            needed,
+            capacity: storage.capacity(),
+        });
+    }
+    Ok(needed)
 }
 
 // ---- Device Protection (Device OS 6.x) ------------------------------------------------------
@@ -1590,6 +1664,31 @@ mod tests {
             AssetVerdict::OtherContents { found: md5ish },
             "another hash type is other contents"
         );
+    }
+
+    #[test]
+    fn assets_fit_in_whole_blocks_within_capacity() {
+        let p2 = crate::platform::platform(32).unwrap();
+        let store = p2.asset_storage().unwrap();
+        assert_eq!(assets_fit(store, [1, 4088, 4089]), Ok(4 * 4096));
+        assert_eq!(
+            assets_fit(store, [10, u64::from(store.max_single_asset) + 1]),
+            Err(AssetStorageRefusal::TooLarge {
+                index: 1,
+                len: u64::from(store.max_single_asset) + 1,
+                max: store.max_single_asset
+            })
+        );
+        let full = [u64::from(store.max_single_asset); 2];
+        assert!(matches!(
+            assets_fit(store, full),
+            Err(AssetStorageRefusal::Full { .. })
+        ));
+        assert!(has_assets(p2, Some(5501)) && !has_assets(p2, Some(5400)));
+        assert!(!has_assets(
+            crate::platform::platform(6).unwrap(),
+            Some(6000)
+        ));
     }
 
     #[test]

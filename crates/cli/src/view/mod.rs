@@ -1,5 +1,6 @@
 //! How results are shown: modules, plans and virtual devices, in words and as stable JSON.
 
+pub mod assets;
 pub mod fleet;
 pub mod module_json;
 pub mod module_text;
