@@ -7,11 +7,11 @@
 
 use modflash_control::channel::{Channel, Ready};
 use modflash_control::proto::{
-    legacy_validity, FinishFirmwareUpdateRequest, FirmwareModule, FirmwareModuleDependency,
-    FirmwareUpdateDataRequest, GetDeviceIdReply, GetDeviceModeReply, GetModuleInfoReply,
-    GetNcpFirmwareVersionReply, GetSerialNumberReply, GetSystemVersionReply,
-    IsDeviceSetupDoneReply, LegacyDependency, LegacyModule, LegacyModuleType,
-    SetDeviceSetupDoneRequest, SetStartupModeRequest, StartFirmwareUpdateReply,
+    legacy_validity, FinishFirmwareUpdateRequest, FirmwareModule, FirmwareModuleAsset,
+    FirmwareModuleDependency, FirmwareUpdateDataRequest, GetAssetInfoReply, GetDeviceIdReply,
+    GetDeviceModeReply, GetModuleInfoReply, GetNcpFirmwareVersionReply, GetSerialNumberReply,
+    GetSystemVersionReply, IsDeviceSetupDoneReply, LegacyDependency, LegacyModule,
+    LegacyModuleType, SetDeviceSetupDoneRequest, SetStartupModeRequest, StartFirmwareUpdateReply,
     StartFirmwareUpdateRequest,
 };
 use modflash_control::service::{RAW, SERVICE_REQUESTS};
@@ -360,8 +360,10 @@ impl Device {
             // An unprotected device: an empty reply.
             RequestType::GET_PROTECTED_STATE => result_only(0),
             RequestType::GET_MODULE_INFO => self.get_module_info(),
-            // No assets are modelled yet: both lists empty.
-            RequestType::GET_ASSET_INFO => result_only(0),
+            RequestType::GET_ASSET_INFO => reply(&GetAssetInfoReply {
+                available: self.available_assets().iter().map(module_asset).collect(),
+                required: self.required_assets().iter().map(module_asset).collect(),
+            }),
             RequestType::START_FIRMWARE_UPDATE => self.start_update(payload),
             RequestType::FIRMWARE_UPDATE_DATA => self.update_data(payload),
             RequestType::FINISH_FIRMWARE_UPDATE => self.finish_update(payload),
@@ -392,9 +394,18 @@ impl Device {
         }
         let modules = self.system_info();
         let reply = if version >= since::MODULE_INFO_V2 {
+            let required: Vec<FirmwareModuleAsset> =
+                self.required_assets().iter().map(module_asset).collect();
+            let mut listed: Vec<FirmwareModule> =
+                modules.iter().filter_map(firmware_module).collect();
+            // The application's entry lists the assets it requires.
+            let user = i32::from(ModuleFunction::UserPart.to_u8());
+            for m in listed.iter_mut().filter(|m| m.r#type == user) {
+                m.asset_dependencies.clone_from(&required);
+            }
             GetModuleInfoReply {
                 modules_deprecated: Vec::new(),
-                modules: modules.iter().filter_map(firmware_module).collect(),
+                modules: listed,
             }
         } else {
             GetModuleInfoReply {
@@ -757,6 +768,16 @@ fn firmware_module(f: &Fetched) -> Option<FirmwareModule> {
         size: if length > 0 { length + 4 } else { 0 },
         security: None,
     })
+}
+
+/// An asset as GetAssetInfo and GetModuleInfo encode it (`encodeAssetDependencies`).
+fn module_asset(a: &crate::asset::AssetInfo) -> FirmwareModuleAsset {
+    FirmwareModuleAsset {
+        hash: a.hash.clone(),
+        name: a.name.clone(),
+        size: a.size,
+        storage_size: a.storage_size,
+    }
 }
 
 /// One module in the old format (Device OS < 5.6.0): MAIN-store modules whose type the old

@@ -60,6 +60,7 @@ impl Device {
                 control_transfers: 0,
                 flash_stats: FlashStats::default(),
                 power_cut_at: None,
+                assets: Vec::new(),
             },
             ota_length: None,
             dfu: crate::dfuse::DfuSession::default(),

@@ -189,4 +189,7 @@ pub struct DeviceState {
     /// a cut is armed (`modflash sim power-cut`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_cut_at: Option<u64>,
+    /// The asset store's files (Device OS 5.5.0 and later).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assets: Vec<crate::asset::StoredAsset>,
 }

@@ -155,7 +155,10 @@ fn core_image_is_refused() {
         catalog: &catalog,
         via: Via::Dfu,
         alternative: None,
-        force: Force { dependencies: true },
+        force: Force {
+            dependencies: true,
+            ..Force::default()
+        },
         factory: false,
     };
     let err = plan(&req).unwrap_err();

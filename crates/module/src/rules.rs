@@ -402,6 +402,18 @@ pub fn ota_accepts(
     module: &ModuleInfo,
     intact: bool,
 ) -> Result<(), OtaRefusal> {
+    if module.function == ModuleFunction::Asset {
+        // `fetch_module` takes an asset module as it is, on a release that keeps assets (no
+        // range, platform, integrity or dependency check: the asset store checks it when it
+        // stores it); a release without an asset store finds no region for it.
+        let system = installed.version(ModuleRef::new(ModuleFunction::SystemPart, 1));
+        let keeps = crate::platform::platform(platform_id).is_some_and(|p| has_assets(p, system));
+        return if keeps {
+            Ok(())
+        } else {
+            Err(OtaRefusal::NotFound)
+        };
+    }
     let in_range = layout
         .find_bounds(module.slot())
         .is_some_and(|b| b.end_in_range(module.end_address));

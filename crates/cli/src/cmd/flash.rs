@@ -112,7 +112,7 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
             .iter()
             .map(|p| json!({
                 "step": p.step, "function": p.slot.function.name(), "index": p.slot.index,
-                "version": p.version, "evidence": p.evidence.name(),
+                "version": p.version, "asset": p.asset, "evidence": p.evidence.name(),
             }))
             .collect::<Vec<_>>());
         v["after"] = serde_json::to_value(&flashed.after).unwrap_or(Value::Null);
@@ -178,7 +178,10 @@ fn evidence_words(style: &Style, proofs: &[Proof]) -> String {
                 ),
                 Evidence::None => style.warn("NOT PROVEN (not read back)"),
             };
-            format!("{} {} {how}", p.slot, p.version)
+            match &p.asset {
+                Some(name) => format!("asset `{name}` {how}"),
+                None => format!("{} {} {how}", p.slot, p.version),
+            }
         })
         .collect();
     format!("Evidence: {}.", each.join("; "))

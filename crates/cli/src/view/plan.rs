@@ -34,6 +34,7 @@ pub fn plan_json(device: &str, p: &Plan) -> Value {
                 "transport": s.transport(),
                 "bytes": s.bytes(),
                 "reason": s.reason,
+                "asset": s.module.asset_name(),
             })
         })
         .collect();
@@ -95,6 +96,20 @@ pub fn print_plan(style: &Style, device: &str, p: &Plan) {
                 i + 1
             );
             println!("     {}", style.dim(&s.reason));
+            continue;
+        }
+        if let Some(name) = s.module.asset_name() {
+            println!(
+                "  {}. asset {}  asset store, through the system's update path  {}  {} bytes",
+                i + 1,
+                style.bold(&format!("`{name}`")),
+                s.transport(),
+                s.bytes()
+            );
+            println!(
+                "     {}",
+                style.dim(&format!("{} — {}", s.module.origin, s.reason))
+            );
             continue;
         }
         let from = s

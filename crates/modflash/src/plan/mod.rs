@@ -3,6 +3,7 @@
 //! the app running — searched on a header-level model ([`model`]), ordered by [`search`],
 //! placed ([`placement`]) and proven on a `Device` twin ([`prove`]).
 
+mod assets;
 mod model;
 mod placement;
 mod prove;
@@ -26,6 +27,17 @@ pub use types::{
 
 /// Finds and proves a plan.
 pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
+    // Asset modules are written after the others, outside the search.
+    let (asset_targets, targets): (Vec<Candidate>, Vec<Candidate>) = req
+        .targets
+        .iter()
+        .cloned()
+        .partition(|t| t.info.function == ModuleFunction::Asset);
+    let modules_only = Request {
+        targets,
+        ..req.clone()
+    };
+    let req = &modules_only;
     let twin = req.twin;
     let platform = twin.platform();
     // Gate every requested file.
@@ -110,6 +122,9 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
     if req.via == Via::Dfu {
         invalidate_legacy_app(&mut plan_steps, &start, final_layout);
     }
+    let (asset_steps, assets_skipped) = assets::asset_steps(req, &asset_targets, &plan_steps)?;
+    plan_steps.extend(asset_steps);
+    skipped.extend(assets_skipped);
     let prediction = prove(twin, &plan_steps, req.via, req.force)?;
     Ok(Plan {
         via: req.via,
