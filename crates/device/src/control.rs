@@ -9,15 +9,15 @@ use modflash_control::channel::{Channel, Ready};
 use modflash_control::proto::{
     legacy_validity, FinishFirmwareUpdateRequest, FirmwareModule, FirmwareModuleAsset,
     FirmwareModuleDependency, FirmwareUpdateDataRequest, GetAssetInfoReply, GetDeviceIdReply,
-    GetDeviceModeReply, GetModuleInfoReply, GetNcpFirmwareVersionReply, GetSerialNumberReply,
-    GetSystemVersionReply, IsDeviceSetupDoneReply, LegacyDependency, LegacyModule,
-    LegacyModuleType, SetDeviceSetupDoneRequest, SetStartupModeRequest, StartFirmwareUpdateReply,
-    StartFirmwareUpdateRequest,
+    GetDeviceModeReply, GetModuleInfoReply, GetNcpFirmwareVersionReply, GetProtectedStateReply,
+    GetSerialNumberReply, GetSystemVersionReply, IsDeviceSetupDoneReply, LegacyDependency,
+    LegacyModule, LegacyModuleType, SetDeviceSetupDoneRequest, SetStartupModeRequest,
+    StartFirmwareUpdateReply, StartFirmwareUpdateRequest,
 };
 use modflash_control::service::{RAW, SERVICE_REQUESTS};
 use modflash_control::{OtaCode, RequestType, Setup, Stall, SystemError};
 use modflash_module::platform::{Mcu, Store};
-use modflash_module::rules::OtaRefusal;
+use modflash_module::rules::{OtaRefusal, Protection};
 use modflash_module::ModuleFunction;
 use prost::Message;
 
@@ -357,8 +357,12 @@ impl Device {
                 Ok(_) => result_only(0),
                 Err(_) => bad_data(),
             },
-            // An unprotected device: an empty reply.
-            RequestType::GET_PROTECTED_STATE => result_only(0),
+            // `security_mode_get` reads NONE in service mode; an open device sends an empty
+            // reply (both fields false).
+            RequestType::GET_PROTECTED_STATE => reply(&GetProtectedStateReply {
+                state: self.protection() == Protection::Protected,
+                overridden: self.protection() == Protection::Service,
+            }),
             RequestType::GET_MODULE_INFO => self.get_module_info(),
             RequestType::GET_ASSET_INFO => reply(&GetAssetInfoReply {
                 available: self.available_assets().iter().map(module_asset).collect(),

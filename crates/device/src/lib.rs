@@ -20,6 +20,7 @@ pub mod event;
 pub mod flash;
 pub mod hal;
 pub mod ota;
+pub mod protection;
 pub mod state;
 pub mod usb;
 mod validate;
