@@ -15,7 +15,7 @@ pub fn plan_json(device: &str, p: &Plan) -> Value {
         .steps
         .iter()
         .map(|s| {
-            json!({
+            let mut step = json!({
                 "file": s.module.origin.to_string(),
                 "synthetic": s.module.origin.is_synthetic(),
                 "function": s.module.info.function.name(),
@@ -34,8 +34,11 @@ pub fn plan_json(device: &str, p: &Plan) -> Value {
                 "transport": s.transport(),
                 "bytes": s.bytes(),
                 "reason": s.reason,
-                "asset": s.module.asset_name(),
-            })
+            });
+            if let Some(name) = s.module.asset_name() {
+                step["asset"] = json!(name);
+            }
+            step
         })
         .collect();
     json!({
