@@ -2,7 +2,7 @@
 //! files only, and never more bytes than the largest file of that kind can have, so a FIFO,
 //! `/dev/zero` or a huge sparse file is refused at once instead of hanging or filling memory.
 
-use std::fs::{FileType, OpenOptions};
+use std::fs::{File, FileType, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -16,6 +16,9 @@ const SLACK: u64 = 64 * 1024;
 
 /// The largest describe document read from a file (a device prints a few kilobytes).
 pub const MAX_DESCRIBE: u64 = 256 * 1024;
+
+/// The largest zip archive opened (every platform's modules of a few releases fit).
+pub const MAX_ARCHIVE: u64 = 1024 * 1024 * 1024;
 
 /// Room for a virtual device's saved state besides its flash (its event log is bounded).
 const MAX_DEVICE_STATE: u64 = 4 * 1024 * 1024;
@@ -37,6 +40,9 @@ pub enum Expected {
     VirtualDevice,
     /// An application bundle (a zip of the application and its assets).
     Bundle,
+    /// A zip archive of module files (a Device OS release archive, an application bundle):
+    /// opened and read entry by entry, never whole.
+    Archive,
 }
 
 impl Expected {
@@ -55,6 +61,7 @@ impl Expected {
                 largest_flash + MAX_DEVICE_STATE
             }
             Self::Bundle => crate::bundle::MAX_BUNDLE,
+            Self::Archive => MAX_ARCHIVE,
         }
     }
 
@@ -66,6 +73,7 @@ impl Expected {
             Self::Describe => "any describe document",
             Self::VirtualDevice => "any virtual device's image",
             Self::Bundle => "any application bundle",
+            Self::Archive => "any archive of Device OS modules",
         }
     }
 
@@ -77,6 +85,7 @@ impl Expected {
             Self::Describe => "a folder of describe documents is given with --inventories DIR",
             Self::VirtualDevice => "remove it: virtual devices are files",
             Self::Bundle => "name the bundle's .zip file",
+            Self::Archive => "name the .zip file",
         }
     }
 }
@@ -178,6 +187,24 @@ pub fn read_describe_file(path: &Path) -> Result<String, FileError> {
 /// refused before a byte is read (its type and size are looked at first, without opening
 /// it) or, when it changes meanwhile, as soon as the open file shows it.
 pub fn read(path: &Path, expected: Expected) -> Result<Vec<u8>, FileError> {
+    let file = open(path, expected)?;
+    read_at_most(file, expected.limit())
+        .map_err(|source| FileError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .ok_or_else(|| FileError::TooLarge {
+            path: path.to_path_buf(),
+            size: None,
+            limit: expected.limit(),
+            bound: expected.bound_words(),
+        })
+}
+
+/// Opens `path`, a regular file of at most `expected.limit()` bytes, for reading: anything
+/// else is refused before it is opened (its type and size are looked at first) or, when it
+/// changes meanwhile, as soon as the open file shows it.
+pub fn open(path: &Path, expected: Expected) -> Result<File, FileError> {
     let unreadable = |source| FileError::Unreadable {
         path: path.to_path_buf(),
         source,
@@ -205,9 +232,7 @@ pub fn read(path: &Path, expected: Expected) -> Result<Vec<u8>, FileError> {
         .open(path)
         .map_err(unreadable)?;
     regular(&file.metadata().map_err(unreadable)?)?;
-    read_at_most(file, limit)
-        .map_err(unreadable)?
-        .ok_or_else(|| too_large(None))
+    Ok(file)
 }
 
 fn check_type(path: &Path, kind: FileType, expected: Expected) -> Result<(), FileError> {

@@ -23,6 +23,7 @@ pub mod fleet;
 pub mod history;
 pub mod home;
 pub mod inventory;
+pub mod map;
 pub mod offline;
 pub mod plan;
 pub mod precheck;
