@@ -7,6 +7,7 @@ async function parse(file) {
   try {
     const info = await new HalModuleParser().parseFile(file);
     const p = info.prefixInfo;
+    const exts = [].concat(p.extensions || [], (info.suffixInfo && info.suffixInfo.extensions) || []);
     return {
       file,
       platform: p.platformID,
@@ -21,6 +22,9 @@ async function parse(file) {
         [p.dep2ModuleFunction, p.dep2ModuleIndex, p.dep2ModuleVersion],
       ],
       crc_ok: info.crc.ok,
+      asset_dependencies: exts
+        .filter((e) => e.type === 0x12)
+        .map((e) => ({ name: e.name, hash: e.hash })),
     };
   } catch (e) {
     return { file, error: String(e && e.message ? e.message : e) };

@@ -94,6 +94,9 @@ pub enum ModeArg {
 pub enum ForceArg {
     /// Flash even when dependencies stay unmet (the device ends in safe mode).
     Dependencies,
+    /// Flash a bundle even when the application's assets stay missing (the device ends in
+    /// safe mode).
+    Assets,
 }
 
 /// What to install, shared by `plan` and `flash`.
@@ -140,6 +143,7 @@ impl PlanArgs {
             factory: self.factory,
             force: Force {
                 dependencies: self.force.contains(&ForceArg::Dependencies),
+                assets: self.force.contains(&ForceArg::Assets),
             },
         }
     }

@@ -170,3 +170,60 @@ fn combined_file_lists_each_module() {
     assert_eq!(chain.len(), 2);
     assert_eq!(chain[1]["index"], 2);
 }
+
+#[test]
+fn a_bundle_is_judged_whole() {
+    use modflash_testkit::asset_fixture_path;
+    let (code, reports) = inspect_json(&[asset_fixture_path("p2-bundle.zip")]);
+    assert_eq!(code, 0);
+    let r = &reports[0];
+    assert_eq!(r["bundle"]["application"]["name"], "p2-app.bin");
+    assert_eq!(r["assets"]["valid"], true);
+    assert_eq!(r["assets"]["storage"]["used"], 8 * 4096);
+    let (code, reports) = inspect_json(&[
+        asset_fixture_path("p2-bundle-renamed.zip"),
+        asset_fixture_path("p2-bundle-corrupted.zip"),
+    ]);
+    assert_eq!(code, 1);
+    let renamed = &reports[0]["assets"]["required"][0];
+    assert_eq!(renamed["status"], "renamed");
+    assert_eq!(renamed["found_name"], "coproc-v2.bin");
+    assert_eq!(
+        reports[1]["assets"]["required"][0]["status"],
+        "other_contents"
+    );
+    let out = Command::cargo_bin("modflash")
+        .unwrap()
+        .arg("inspect")
+        .arg(asset_fixture_path("p2-bundle-damaged-entry.zip"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("damaged entry assets/greeting.txt"), "{text}");
+    assert!(text.contains("missing  `greeting.txt`"), "{text}");
+}
+
+#[test]
+fn asset_files_beside_an_application_satisfy_it_or_not() {
+    use modflash_testkit::asset_fixture_path;
+    let app = asset_fixture_path("p2-app-assets.bin");
+    let (code, reports) = inspect_json(&[
+        app.clone(),
+        asset_fixture_path("coproc.bin"),
+        asset_fixture_path("greeting-asset.bin"),
+    ]);
+    assert_eq!(code, 0, "{reports:?}");
+    assert_eq!(reports[0]["assets"]["valid"], true);
+    assert_eq!(reports[1]["asset"]["name"], "coproc.bin");
+    let (code, reports) = inspect_json(&[app, asset_fixture_path("greeting.txt")]);
+    assert_eq!(code, 1);
+    assert_eq!(reports[0]["assets"]["required"][0]["status"], "missing");
+    // Without an application that needs assets, a file that is no module is still refused.
+    let (code, reports) = inspect_json(&[asset_fixture_path("coproc.bin")]);
+    assert_eq!(code, 1);
+    assert!(reports[0]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("not a module"));
+}

@@ -2,8 +2,9 @@
 //! (`modflash sim attach`): virtual Photons (Device OS 1.5.0 and 2.2.0) and an Argon (2.2.0)
 //! answer its control requests as hardware does — `usb list` in normal and DFU mode, the mode
 //! commands, `flash --local` of an app from normal mode (into DFU mode and back) and of a Gen3
-//! bootloader (control requests 250–253), and `serial identify`, which finds the serial port
-//! (udevadm) and asks over control requests.
+//! bootloader (control requests 250–253), `flash --local` of an application bundle (the
+//! assets over 250–253, skipped the second time after GetAssetInfo), and `serial identify`,
+//! which finds the serial port (udevadm) and asks over control requests.
 //!
 //! Skipped with a loud notice when particle-cli, node 22 or umockdev are missing, unless
 //! `MODFLASH_REQUIRE_INTEROP=1`, which makes that a failure (`.ci/run` installs them).
@@ -364,4 +365,68 @@ fn serial_identify_finds_the_port_and_asks_over_control_requests() {
         out.contains("Your system firmware version is 2.2.0"),
         "{out}"
     );
+}
+
+/// The names of the assets a virtual device's store holds (`sim show --json`).
+fn stored_assets(sim: &Value) -> Vec<String> {
+    sim["assets"]["available"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn flash_local_of_a_bundle_installs_the_assets_modflash_would() {
+    let Some(cli) = peers("flash_local_of_a_bundle_installs_the_assets_modflash_would") else {
+        return;
+    };
+    let h = home();
+    h.create("p2-bundle", "p2", "6.2.0");
+    let bundle = modflash_testkit::asset_fixture_path("p2-bundle.zip");
+    let out = particle(
+        &h,
+        &cli,
+        &["p2-bundle"],
+        true,
+        &["flash", "--local", path_arg(&bundle)],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("Flash success!"),
+        "{stdout}\n{stderr}"
+    );
+    // The assets went over control requests (250–253), the application over DFU.
+    let types = request_types(&stderr);
+    for (ty, what) in [(250, "START"), (253, "DATA"), (251, "FINISH")] {
+        assert!(types.contains(&ty), "no {what} ({ty}) in {types:?}");
+    }
+    let after = h.show("p2-bundle");
+    assert_eq!(after["mode"], "app", "{after:#}");
+    assert_eq!(stored_assets(&after), ["coproc.bin", "greeting.txt"]);
+    // modflash sees the same device: the bundle again writes nothing.
+    let plan = h.run(&[
+        "plan",
+        path_arg(&bundle),
+        "--device",
+        "sim:p2-bundle",
+        "--json",
+    ]);
+    let plan: Value = serde_json::from_slice(&plan.stdout).expect("plan JSON");
+    assert_eq!(plan["steps"].as_array().map(Vec::len), Some(0), "{plan:#}");
+    // And particle-cli, asking GetAssetInfo, skips both assets the second time.
+    let again = particle(
+        &h,
+        &cli,
+        &["p2-bundle"],
+        true,
+        &["flash", "--local", path_arg(&bundle)],
+    );
+    assert!(again.status.success(), "{}", text(&again.stdout));
+    let types = request_types(&text(&again.stderr));
+    assert!(types.contains(&91), "GetAssetInfo asked: {types:?}");
+    assert!(!types.contains(&250), "no asset rewritten: {types:?}");
 }

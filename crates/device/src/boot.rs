@@ -176,6 +176,19 @@ impl Device {
             return Ok(self.settle(Mode::SafeMode));
         }
         match self.validate_user_app() {
+            UserApp::Valid(_) if !self.missing_assets().is_empty() => {
+                let missing = self
+                    .missing_assets()
+                    .iter()
+                    .map(|a| {
+                        let hex: String =
+                            a.hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
+                        format!("{} (sha256 {hex}…)", a.name)
+                    })
+                    .collect();
+                self.event(DeviceEvent::SafeMode(SafeModeCause::MissingAssets(missing)));
+                Ok(self.settle(Mode::SafeMode))
+            }
             UserApp::Valid(info) => {
                 self.event(DeviceEvent::AppRunning {
                     version: info.version,

@@ -252,6 +252,9 @@ pub enum SafeModeCause {
     },
     /// The user part's header is invalid and there is no factory application to restore.
     AppHeader(InvalidUserPart),
+    /// Assets the application requires are not in the asset store (`missingAssets`,
+    /// Device OS 5.5.0 and later): each as "name (sha256 abcd…)".
+    MissingAssets(Vec<String>),
 }
 
 impl fmt::Display for SafeModeCause {
@@ -267,6 +270,11 @@ impl fmt::Display for SafeModeCause {
                 write!(f, "the application failed {}", describe_flags(*checks))
             }
             Self::AppHeader(invalid) => invalid.fmt(f),
+            Self::MissingAssets(assets) => write!(
+                f,
+                "the application's assets are missing: {}",
+                assets.join(", ")
+            ),
         }
     }
 }

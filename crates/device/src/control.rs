@@ -7,18 +7,18 @@
 
 use modflash_control::channel::{Channel, Ready};
 use modflash_control::proto::{
-    legacy_validity, FinishFirmwareUpdateRequest, FirmwareModule, FirmwareModuleDependency,
-    FirmwareUpdateDataRequest, GetDeviceIdReply, GetDeviceModeReply, GetModuleInfoReply,
-    GetNcpFirmwareVersionReply, GetSerialNumberReply, GetSystemVersionReply,
-    IsDeviceSetupDoneReply, LegacyDependency, LegacyModule, LegacyModuleType,
-    SetDeviceSetupDoneRequest, SetStartupModeRequest, StartFirmwareUpdateReply,
-    StartFirmwareUpdateRequest,
+    legacy_validity, FinishFirmwareUpdateRequest, FirmwareModule, FirmwareModuleAsset,
+    FirmwareModuleDependency, FirmwareUpdateDataRequest, GetAssetInfoReply, GetDeviceIdReply,
+    GetDeviceModeReply, GetModuleInfoReply, GetNcpFirmwareVersionReply, GetProtectedStateReply,
+    GetSerialNumberReply, GetSystemVersionReply, IsDeviceSetupDoneReply, LegacyDependency,
+    LegacyModule, LegacyModuleType, SetDeviceSetupDoneRequest, SetStartupModeRequest,
+    StartFirmwareUpdateReply, StartFirmwareUpdateRequest,
 };
 use modflash_control::service::{RAW, SERVICE_REQUESTS};
 use modflash_control::{OtaCode, RequestType, Setup, Stall, SystemError};
 use modflash_module::platform::{Mcu, Store};
 pub use modflash_module::rules::ControlProtocol;
-use modflash_module::rules::{self, OtaRefusal};
+use modflash_module::rules::{self, OtaRefusal, Protection};
 use modflash_module::ModuleFunction;
 use prost::Message;
 
@@ -331,11 +331,17 @@ impl Device {
                 Ok(_) => result_only(0),
                 Err(_) => bad_data(),
             },
-            // An unprotected device: an empty reply.
-            RequestType::GET_PROTECTED_STATE => result_only(0),
+            // `security_mode_get` reads NONE in service mode; an open device sends an empty
+            // reply (both fields false).
+            RequestType::GET_PROTECTED_STATE => reply(&GetProtectedStateReply {
+                state: self.protection() == Protection::Protected,
+                overridden: self.protection() == Protection::Service,
+            }),
             RequestType::GET_MODULE_INFO => self.get_module_info(),
-            // No assets are modelled yet: both lists empty.
-            RequestType::GET_ASSET_INFO => result_only(0),
+            RequestType::GET_ASSET_INFO => reply(&GetAssetInfoReply {
+                available: self.available_assets().iter().map(module_asset).collect(),
+                required: self.required_assets().iter().map(module_asset).collect(),
+            }),
             RequestType::START_FIRMWARE_UPDATE => self.start_update(payload),
             RequestType::FIRMWARE_UPDATE_DATA => self.update_data(payload),
             RequestType::FINISH_FIRMWARE_UPDATE => self.finish_update(payload),
@@ -366,9 +372,18 @@ impl Device {
         }
         let modules = self.system_info();
         let reply = if version >= since::MODULE_INFO_V2 {
+            let required: Vec<FirmwareModuleAsset> =
+                self.required_assets().iter().map(module_asset).collect();
+            let mut listed: Vec<FirmwareModule> =
+                modules.iter().filter_map(firmware_module).collect();
+            // The application's entry lists the assets it requires.
+            let user = i32::from(ModuleFunction::UserPart.to_u8());
+            for m in listed.iter_mut().filter(|m| m.r#type == user) {
+                m.asset_dependencies.clone_from(&required);
+            }
             GetModuleInfoReply {
                 modules_deprecated: Vec::new(),
-                modules: modules.iter().filter_map(firmware_module).collect(),
+                modules: listed,
             }
         } else {
             GetModuleInfoReply {
@@ -731,6 +746,16 @@ fn firmware_module(f: &Fetched) -> Option<FirmwareModule> {
         size: if length > 0 { length + 4 } else { 0 },
         security: None,
     })
+}
+
+/// An asset as GetAssetInfo and GetModuleInfo encode it (`encodeAssetDependencies`).
+fn module_asset(a: &crate::asset::AssetInfo) -> FirmwareModuleAsset {
+    FirmwareModuleAsset {
+        hash: a.hash.clone(),
+        name: a.name.clone(),
+        size: a.size,
+        storage_size: a.storage_size,
+    }
 }
 
 /// One module in the old format (Device OS < 5.6.0): MAIN-store modules whose type the old

@@ -60,6 +60,8 @@ impl Device {
                 control_transfers: 0,
                 flash_stats: FlashStats::default(),
                 power_cut_at: None,
+                security_override: false,
+                assets: Vec::new(),
             },
             ota_length: None,
             dfu: crate::dfuse::DfuSession::default(),

@@ -10,7 +10,7 @@ use modflash_dfu::descriptor::{
     DESCRIPTOR_CONFIGURATION, DESCRIPTOR_DEVICE, DESCRIPTOR_DFU_FUNCTIONAL, DESCRIPTOR_STRING,
 };
 use modflash_dfu::{Setup, State, Status, StatusRecord};
-use modflash_module::rules::{self, AltMemory, DfuAlt};
+use modflash_module::rules::{self, AltMemory, DfuAlt, DfuProtectionVerdict, DfuRequest};
 use modflash_module::{ModuleFunction, ModuleRef};
 
 use crate::dct as dct_store;
@@ -377,6 +377,21 @@ impl Device {
             string_descriptor("DFU"),
         ];
         strings.extend(alts.iter().map(|a| string_descriptor(a)));
+        let reports_state = self.platform().has_device_protection()
+            && self
+                .hal()
+                .system_info()
+                .iter()
+                .filter_map(|f| f.info)
+                .any(|i| {
+                    i.slot() == ModuleRef::new(ModuleFunction::Bootloader, 0)
+                        && i.version >= crate::protection::STATE_STRING_SINCE
+                });
+        if reports_state {
+            let index = usize::from(crate::protection::STATE_STRING_INDEX);
+            strings.resize(index, Vec::new());
+            strings.push(string_descriptor(self.protection().descriptor()));
+        }
         UsbDescriptors {
             device,
             configuration,
@@ -648,6 +663,15 @@ impl Device {
                 self.dfu.state = State::UploadIdle;
                 self.dfu.poll_timeout_ms = 0;
                 let address = self.block_address(block);
+                let read = DfuRequest::Read {
+                    address,
+                    len: u32::from(s.length),
+                };
+                if matches!(self.dfu_protection(&read), DfuProtectionVerdict::Refused(_)) {
+                    self.dfu.state = State::Error;
+                    self.dfu.status = Status::ErrVendor;
+                    return Err(Stall);
+                }
                 match self.alt_read(address, len) {
                     Some(bytes) => Ok(bytes),
                     None if self.dfu.quirks.wrong_state_stalls_without_error => Err(Stall),
@@ -773,6 +797,41 @@ impl Device {
                 .get(1..5)
                 .map(|a| u32::from_le_bytes([a[0], a[1], a[2], a[3]]))
         };
+        // Device Protection first ("Device is in protected mode": errVENDOR).
+        let request = match p.block {
+            0 => match (p.data.first().copied(), address()) {
+                (Some(DFUSE_SET_ADDRESS), _) => {
+                    Some((Operation::SetAddress, DfuRequest::SetAddress))
+                }
+                (Some(DFUSE_ERASE), Some(a)) => {
+                    Some((Operation::Erase, DfuRequest::Erase { address: a }))
+                }
+                (Some(DFUSE_ERASE | DFUSE_READ_UNPROTECT), None) => Some((
+                    Operation::MassErase,
+                    DfuRequest::Erase {
+                        address: self.pointer(),
+                    },
+                )),
+                _ => None,
+            },
+            1 => None,
+            block => Some((
+                Operation::Write,
+                DfuRequest::Write {
+                    address: self.block_address(block),
+                    data: &p.data,
+                },
+            )),
+        };
+        if let Some((operation, request)) = request {
+            match self.dfu_protection(&request) {
+                DfuProtectionVerdict::Allowed => {}
+                DfuProtectionVerdict::EraseIgnored => return (operation, Ok(())),
+                DfuProtectionVerdict::Refused(_) => {
+                    return (operation, Err(Failure::Refused(Status::ErrVendor)))
+                }
+            }
+        }
         match p.block {
             0 => match (p.data.first().copied(), p.data.len(), address()) {
                 (Some(DFUSE_SET_ADDRESS), 5, Some(a)) => {

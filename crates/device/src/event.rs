@@ -6,6 +6,7 @@ use std::fmt;
 use modflash_module::ModuleRef;
 use serde::{Deserialize, Serialize};
 
+use crate::asset::AssetStoreError;
 use crate::cause::{CopyRefusal, Crash, FactoryResetCause, SafeModeCause, SystemFault};
 use crate::flash::FlashError;
 use crate::ota::OtaError;
@@ -125,6 +126,20 @@ pub enum DeviceEvent {
     },
     /// A bootloader received over OTA was refused by the copy's checks.
     BootloaderRefused(CopyRefusal),
+    /// An asset module received as an update was stored in the asset store.
+    AssetStored {
+        /// The asset's name.
+        name: String,
+        /// The module's length.
+        len: usize,
+    },
+    /// A stored asset the application does not require was removed to make way for another.
+    AssetRemoved {
+        /// The asset's name.
+        name: String,
+    },
+    /// An asset module received as an update was not stored.
+    AssetRefused(AssetStoreError),
     /// A module received over OTA was validated and queued for the bootloader.
     UpdateValidated {
         /// Its slot.
@@ -200,6 +215,9 @@ impl DeviceEvent {
             | Self::UpdateReceiving { .. }
             | Self::BootloaderInstalled { .. }
             | Self::BootloaderRefused(_)
+            | Self::AssetStored { .. }
+            | Self::AssetRemoved { .. }
+            | Self::AssetRefused(_)
             | Self::UpdateValidated { .. }
             | Self::YmodemRefused(_)
             | Self::ListeningEntered
@@ -298,6 +316,13 @@ impl fmt::Display for Message<'_> {
                 write!(f, "installed bootloader version {version}")
             }
             E::BootloaderRefused(why) => write!(f, "bootloader update refused: {why}"),
+            E::AssetStored { name, len } => {
+                write!(f, "stored asset `{name}` ({len}-byte asset module)")
+            }
+            E::AssetRemoved { name } => {
+                write!(f, "removed asset `{name}`, which the application does not require")
+            }
+            E::AssetRefused(why) => write!(f, "asset update refused: {why}"),
             E::UpdateValidated { module, version } => write!(
                 f,
                 "{module} version {version} validated; it will be installed at the next reset"

@@ -4,6 +4,7 @@
 //! normal-mode USB device with Particle's control requests and the listening-mode console with
 //! its Wi-Fi credentials. No I/O: callers persist snapshots and move bytes.
 
+pub mod asset;
 mod boot;
 pub mod cause;
 pub mod console;
@@ -19,6 +20,7 @@ pub mod event;
 pub mod flash;
 pub mod hal;
 pub mod ota;
+pub mod protection;
 pub mod state;
 pub mod usb;
 mod validate;

@@ -99,14 +99,54 @@ impl Device {
     /// device afterwards.
     pub fn ota_finish(&mut self) -> Result<OtaOutcome, OtaError> {
         self.ota_length = None;
+        if let Some(module) = self.ota_staged_asset()? {
+            // `HAL_FLASH_End`: an asset module goes to the asset store at once.
+            return match self.store_asset(&module) {
+                Ok(()) => Ok(OtaOutcome::Applied),
+                Err(why) => {
+                    self.event(DeviceEvent::AssetRefused(why));
+                    Err(OtaError::Refused(OtaRefusal::Integrity))
+                }
+            };
+        }
         let (info, slot) = self.ota_staged()?;
         self.ota_apply(info, slot)
+    }
+
+    /// The asset module staged in the OTA region, when the staged module is one the system
+    /// takes ([`rules::ota_accepts`]).
+    fn ota_staged_asset(&self) -> Result<Option<Vec<u8>>, OtaError> {
+        let ota: &'static ModuleBounds = &self.layout().ota;
+        let hal = self.hal();
+        let Some((info, address)) = hal.read_info(ota) else {
+            return Ok(None);
+        };
+        if info.function != ModuleFunction::Asset {
+            return Ok(None);
+        }
+        rules::ota_accepts(&hal, hal.layout, self.platform.id, &info, true)
+            .map_err(OtaError::Refused)?;
+        let len = info.module_length().unwrap_or(0) as usize + 4;
+        let bytes = self
+            .flash
+            .read(Space::of(ota.location), address, len)
+            .ok_or(OtaError::Refused(OtaRefusal::NotFound))?;
+        Ok(Some(bytes.to_vec()))
     }
 
     /// `HAL_FLASH_OTA_Validate`: the system's verdict on the module received in the OTA region
     /// ([`rules::ota_accepts`]: INTEGRITY | DEPENDENCIES_FULL, user dependencies optional).
     /// Nothing changes; returns the module's header.
     pub fn ota_validate(&self) -> Result<ModuleInfo, OtaError> {
+        if self.ota_staged_asset()?.is_some() {
+            let ota = &self.layout().ota;
+            let not_found = OtaError::Refused(OtaRefusal::NotFound);
+            return self
+                .hal()
+                .read_info(ota)
+                .map(|(info, _)| info)
+                .ok_or(not_found);
+        }
         self.ota_staged().map(|(info, _)| info)
     }
 

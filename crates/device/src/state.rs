@@ -189,4 +189,11 @@ pub struct DeviceState {
     /// a cut is armed (`modflash sim power-cut`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_cut_at: Option<u64>,
+    /// Service mode: Device Protection's override is set (a protected device answers DFU
+    /// as an open one, within limits, until it is cleared).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub security_override: bool,
+    /// The asset store's files (Device OS 5.5.0 and later).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assets: Vec<crate::asset::StoredAsset>,
 }

@@ -246,6 +246,21 @@ fn identity_requests_answer_as_an_unprotected_device() {
 }
 
 #[test]
+fn get_protected_state_follows_the_bootloader_and_service_mode() {
+    use modflash_control::proto::GetProtectedStateReply;
+    let mut d = device(32).release("6.2.0").powered_off();
+    d.install_module(&modflash_testkit::device::protected_bootloader(32, "6.2.0"))
+        .unwrap();
+    d.reset(ResetReason::Button, None);
+    assert_eq!(d.state.mode, Mode::App);
+    let state: GetProtectedStateReply = ask(&mut d, &GetProtectedStateRequest {}).decode().unwrap();
+    assert_eq!((state.state, state.overridden), (true, false));
+    d.set_service_mode(true);
+    let state: GetProtectedStateReply = ask(&mut d, &GetProtectedStateRequest {}).decode().unwrap();
+    assert_eq!((state.state, state.overridden), (false, true));
+}
+
+#[test]
 fn mode_changes_come_one_second_after_the_final_reply() {
     let mut d = device(6).release("1.5.0").running();
     assert_eq!(ask(&mut d, &DfuModeRequest {}).result, 0);

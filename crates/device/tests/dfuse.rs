@@ -1454,3 +1454,82 @@ proptest! {
         }
     }
 }
+
+// ---- Device Protection ---------------------------------------------------------------------
+
+/// `platform_id` at `release`, its bootloader replaced by the same one carrying the
+/// SECURITY_MODE "protected" extension, powered off.
+fn protected(platform_id: u16, release: &str) -> Device {
+    let mut d = device(platform_id).release(release).powered_off();
+    d.install_module(&modflash_testkit::device::protected_bootloader(
+        platform_id,
+        release,
+    ))
+    .unwrap();
+    d
+}
+
+#[test]
+fn a_protected_bootloader_reports_its_state_and_refuses_flash_access() {
+    use modflash_module::rules::Protection;
+    // Open devices report "sm=o" from the 6.2.0 bootloader on; older ones have no 0xFA string.
+    let open = in_dfu(32, "6.2.0", true).usb_descriptors();
+    assert_eq!(Host::ascii(open.string(0xFA).unwrap()), "sm=o");
+    assert!(in_dfu(32, "5.9.0", true)
+        .usb_descriptors()
+        .string(0xFA)
+        .is_none());
+
+    for platform_id in [32u16, 35, 12] {
+        let mut d = protected(platform_id, "6.2.0");
+        assert_eq!(d.protection(), Protection::Protected);
+        d.reset(ResetReason::Button, Some(3.5));
+        assert_eq!(d.state.mode, Mode::Dfu);
+        assert_eq!(
+            Host::ascii(d.usb_descriptors().string(0xFA).unwrap()),
+            "sm=p"
+        );
+        let before = internal(&d);
+        let app = release_app(platform_id, "6.2.0");
+        let start = modflash_module::Module::parse(&app)
+            .unwrap()
+            .info
+            .start_address;
+        let mut host = Host::new(&mut d);
+        assert!(
+            host.download(0, start, &app, false).is_err(),
+            "{platform_id}"
+        );
+        host.abort().unwrap();
+        assert!(
+            host.upload_file(0, start, 256).is_err(),
+            "{platform_id}: no reads"
+        );
+        drop(host);
+        assert_eq!(internal(&d), before, "{platform_id}: nothing written");
+        assert!(d
+            .state
+            .events
+            .iter()
+            .any(|e| matches!(e, DeviceEvent::DfuRefused { .. })));
+
+        // Service mode: the application region is writable again.
+        d.set_service_mode(true);
+        d.reset(ResetReason::Button, Some(3.5));
+        assert_eq!(
+            Host::ascii(d.usb_descriptors().string(0xFA).unwrap()),
+            "sm=s"
+        );
+        let mut host = Host::new(&mut d);
+        host.download(0, start, &app, false)
+            .unwrap_or_else(|e| panic!("{platform_id}: {e}"));
+        drop(host);
+        assert_eq!(
+            d.flash()
+                .read(Space::Internal, start, app.len())
+                .map(<[u8]>::to_vec),
+            Some(app),
+            "{platform_id}"
+        );
+    }
+}

@@ -38,6 +38,13 @@ pub enum Origin {
         /// Where it is stored.
         stored: PathBuf,
     },
+    /// A file in an application bundle the user named (an asset wrapped in its module).
+    Bundle {
+        /// The bundle.
+        bundle: PathBuf,
+        /// The entry's name in it.
+        entry: String,
+    },
     /// A synthetic image of a known release (virtual devices only).
     Release {
         /// Release name.
@@ -59,6 +66,7 @@ impl fmt::Display for Origin {
         match self {
             Self::File(p) | Self::Catalog(p) => write!(f, "{}", p.display()),
             Self::Home { name, .. } => write!(f, "{name} (modflash catalogue)"),
+            Self::Bundle { bundle, entry } => write!(f, "{}:{entry}", bundle.display()),
             Self::Release { release, file_name } => {
                 write!(
                     f,
@@ -183,6 +191,12 @@ impl Candidate {
     /// SHA-256 as lower-case hex.
     pub fn sha_hex(&self) -> String {
         crate::inventory::hex(&self.sha256)
+    }
+
+    /// The name of the asset an asset module carries (`None` for any other module).
+    pub fn asset_name(&self) -> Option<String> {
+        let m = Module::parse(&self.bytes).ok()?;
+        Some(m.asset()?.asset.display_name().to_string())
     }
 }
 

@@ -93,8 +93,20 @@ pub fn diagnose(
             if failing.len() == 1 { "fails" } else { "fail" }
         );
     }
+    let missing_assets = twin.missing_assets();
     let (fix, blocker) = if mode == Mode::App && failing.is_empty() {
         (None, None)
+    } else if mode == Mode::SafeMode && !missing_assets.is_empty() {
+        // No module release brings an application's assets: its bundle does.
+        let names: Vec<String> = missing_assets
+            .iter()
+            .map(|a| format!("`{}`", a.name))
+            .collect();
+        let words = format!(
+            "the application needs its assets {}: flash the application's bundle (`modflash flash BUNDLE.zip`), which installs them",
+            names.join(", ")
+        );
+        (None, Some(words))
     } else {
         let mut catalog = Catalog::load_home(observer);
         for dir in catalogs {
@@ -190,7 +202,8 @@ fn explains_mode(event: &DeviceEvent) -> bool {
         | E::BootloaderRefused(_)
         | E::YmodemRefused(_)
         | E::UsbModeChange(_)
-        | E::UsbUpdateRefused(_) => true,
+        | E::UsbUpdateRefused(_)
+        | E::AssetRefused(_) => true,
         E::PowerOn
         | E::PowerLost
         | E::PendingUpdateInstalled { .. }
@@ -199,6 +212,8 @@ fn explains_mode(event: &DeviceEvent) -> bool {
         | E::NoApp
         | E::UpdateReceiving { .. }
         | E::BootloaderInstalled { .. }
+        | E::AssetStored { .. }
+        | E::AssetRemoved { .. }
         | E::UpdateValidated { .. }
         | E::ListeningEntered
         | E::ListeningLeft

@@ -6,6 +6,7 @@
 //! transparently and adds what only the orchestration knows (a transport the device cannot
 //! do, the device's own refusal, a final state that differs from the prediction).
 
+use crate::bundle::BundleError;
 use crate::catalog::store::CatalogError;
 use crate::catalog::CandidateError;
 use crate::dfucheck::Refusal;
@@ -65,6 +66,10 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     File(#[from] FileError),
+    /// An application bundle cannot be read.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Bundle(#[from] BundleError),
     /// What the device reports could not be read.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -235,6 +240,8 @@ impl Error {
                 !matches!(e, CandidateError::Io { .. } | CandidateError::File(_))
             }
             Self::Download(r) => !r.is_usage(),
+            // A damaged or malformed bundle is a failed check; one that cannot be read is not.
+            Self::Bundle(e) => !matches!(e, BundleError::File(_)),
             Self::Catalog(CatalogError::Source(e)) => e.is_damage(),
             Self::Dfu(e) => e.is_refusal(),
             Self::Usb(UsbError::Dfu(e)) => e.is_refusal(),

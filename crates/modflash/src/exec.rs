@@ -462,7 +462,7 @@ fn readback_command(module: &Candidate) -> Option<String> {
     }
     let file = match &module.origin {
         Origin::File(p) | Origin::Catalog(p) | Origin::Home { stored: p, .. } => p,
-        Origin::Release { .. } => return None,
+        Origin::Release { .. } | Origin::Bundle { .. } => return None,
     };
     let name = file.file_name()?.to_string_lossy();
     Some(format!(

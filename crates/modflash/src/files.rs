@@ -38,6 +38,8 @@ pub enum Expected {
     Describe,
     /// A virtual device's image file (its state and flash).
     VirtualDevice,
+    /// An application bundle (a zip of the application and its assets).
+    Bundle,
     /// A zip archive of module files (a Device OS release archive, an application bundle):
     /// opened and read entry by entry, never whole.
     Archive,
@@ -58,6 +60,7 @@ impl Expected {
                     .unwrap_or(0);
                 largest_flash + MAX_DEVICE_STATE
             }
+            Self::Bundle => crate::bundle::MAX_BUNDLE,
             Self::Archive => MAX_ARCHIVE,
         }
     }
@@ -69,6 +72,7 @@ impl Expected {
             Self::Image { .. } => "the device's flash",
             Self::Describe => "any describe document",
             Self::VirtualDevice => "any virtual device's image",
+            Self::Bundle => "any application bundle",
             Self::Archive => "any archive of Device OS modules",
         }
     }
@@ -80,6 +84,7 @@ impl Expected {
             Self::Image { .. } => "name the file to write",
             Self::Describe => "a folder of describe documents is given with --inventories DIR",
             Self::VirtualDevice => "remove it: virtual devices are files",
+            Self::Bundle => "name the bundle's .zip file",
             Self::Archive => "name the .zip file",
         }
     }

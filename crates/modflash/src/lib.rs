@@ -8,6 +8,7 @@
 //! reads what the user names, [`home`] keeps modflash's own files.
 
 pub mod backup;
+pub mod bundle;
 pub mod catalog;
 pub mod describe;
 pub mod devices;

@@ -8,6 +8,7 @@ use modflash_device::Device;
 use modflash_module::release::{platform_release, platform_releases};
 use modflash_module::{ModuleFunction, ModuleRef, Platform};
 
+use crate::bundle::{is_bundle_path, Bundle};
 use crate::catalog::{module_words, several_images_words, Candidate, Catalog, Origin};
 use crate::error::Error;
 use crate::inventory::Inventory;
@@ -55,6 +56,8 @@ impl Wanted {
                 help: "use --via serial, or name the USB device (--device usb)".into(),
             }),
             Some(via) => Ok(via),
+            // Assets go through the system's update path.
+            None if caps.serial && self.files.iter().any(|f| is_bundle_path(f)) => Ok(Via::Serial),
             None if caps.dfu => Ok(Via::Dfu),
             None if caps.serial => Ok(Via::Serial),
             None => Err(Error::Unsupported {
@@ -108,10 +111,40 @@ impl Wanted {
         self.targets_with(self.read_files()?, catalog, platform)
     }
 
-    /// The files asked for, read.
+    /// The files asked for, read: module files, and for a bundle its application and its
+    /// assets, each wrapped in the asset module that installs it.
     pub fn read_files(&self) -> Result<Vec<Candidate>, Error> {
-        let read = |path: &PathBuf| Candidate::from_file(path, Origin::File(path.clone()));
-        Ok(self.files.iter().map(read).collect::<Result<_, _>>()?)
+        let mut files = Vec::new();
+        for path in &self.files {
+            if !is_bundle_path(path) {
+                files.push(Candidate::from_file(path, Origin::File(path.clone()))?);
+                continue;
+            }
+            let bundle = Bundle::read(path)?;
+            let origin = |entry: String| Origin::Bundle {
+                bundle: path.clone(),
+                entry,
+            };
+            files.push(Candidate::from_bytes(
+                origin(bundle.application_name.clone()),
+                bundle.application.clone(),
+            )?);
+            for a in &bundle.assets {
+                let module = a.module().map_err(|e| Error::BadRequest {
+                    what: format!(
+                        "{}: asset `{}` cannot be put in an asset module: {e}",
+                        path.display(),
+                        a.name
+                    ),
+                    help: "check the asset's name and size".into(),
+                })?;
+                files.push(Candidate::from_bytes(
+                    origin(format!("assets/{}", a.name)),
+                    module,
+                )?);
+            }
+        }
+        Ok(files)
     }
 
     /// `files` (the files asked for, read), then the release's system modules from

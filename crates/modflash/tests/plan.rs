@@ -160,7 +160,10 @@ fn core_image_is_refused() {
         via: Via::Dfu,
         also: Vec::new(),
         alternative: None,
-        force: Force { dependencies: true },
+        force: Force {
+            dependencies: true,
+            ..Force::default()
+        },
         factory: false,
     };
     let err = plan(&req).unwrap_err();

@@ -1,7 +1,7 @@
 //! Building and editing modules: create from a payload, change header fields, recompute
 //! SHA-256 and CRC, compress and decompress, combine and split, add and remove extensions.
 
-use alloc::vec::Vec;
+use alloc::{vec, vec::Vec};
 use core::fmt;
 
 use crate::checksum::{crc32, sha256};
@@ -407,6 +407,150 @@ pub fn remove_extensions(bytes: &[u8], kind: ExtensionKind) -> Result<Vec<u8>, E
         b.suffix_extra = suffix;
     }
     b.build()
+}
+
+/// Puts `payloads` into a module as extensions of `kind`, in place of the ones of `kind` it
+/// has (none: it loses them), where binary-version-reader's `addModuleExtensions` with
+/// `replaceWithSameType` puts them:
+///
+/// - in the **prefix** when the module has prefix extensions already or its region grows down
+///   from a fixed end (the P2 family's application): the end address stays, the start moves
+///   down by what the prefix grows, kept 8-byte aligned by the END extension's padding, and
+///   the suffix's DYNAMIC_LOCATION names the new start;
+/// - in the **suffix** otherwise, before the extensions it keeps; an END closes the list
+///   unless PRODUCT_DATA does, and without a PRODUCT_DATA extension the raw product id and
+///   version (0xFFFF when the module had none) stay right below the base suffix.
+///
+/// For a module without extensions of `kind` the result is byte for byte
+/// binary-version-reader's. One difference, deliberate: when the prefix has extensions
+/// already, binary-version-reader appends the new ones after the old END, where Device OS,
+/// which stops at the first END, never reads them; here the list keeps one END, last.
+pub fn replace_extensions(
+    bytes: &[u8],
+    kind: ExtensionKind,
+    payloads: &[Vec<u8>],
+) -> Result<Vec<u8>, EditError> {
+    if matches!(kind, ExtensionKind::End | ExtensionKind::Invalid) {
+        return Err(EditError::Unsupported(
+            "END marks the end of a list; it is not replaced",
+        ));
+    }
+    let m = Module::parse(bytes).map_err(EditError::NotAModule)?;
+    if m.info.flags.contains(ModuleFlags::COMPRESSED) {
+        return Err(EditError::Unsupported(
+            "extensions cannot be changed in a compressed module: decompress it first",
+        ));
+    }
+    if m.info.flags.contains(ModuleFlags::COMBINED) {
+        return Err(EditError::Unsupported(
+            "extensions cannot be changed in a combined module: split it first",
+        ));
+    }
+    if m.size != crate::parse::SizeCheck::Exact {
+        return Err(EditError::Damaged(
+            "its length does not match its addresses",
+        ));
+    }
+    let malformed = |_| EditError::Damaged("its extensions are malformed");
+    let prefix: Vec<RawExtension<'_>> = m
+        .prefix_extensions()
+        .collect::<Result<_, _>>()
+        .map_err(malformed)?;
+    let suffix: Vec<RawExtension<'_>> = m
+        .suffix_extensions()
+        .collect::<Result<_, _>>()
+        .map_err(malformed)?;
+    let mut added = Vec::new();
+    for p in payloads {
+        if p.len() + 4 > usize::from(u16::MAX) {
+            return Err(EditError::TooLarge);
+        }
+        added.push(encode_extension(kind, p));
+    }
+    let slot = m.info.slot();
+    let grows_down = m
+        .platform
+        .layouts()
+        .iter()
+        .any(|l| l.main_bounds(slot).is_some_and(|b| b.fixed_end));
+    let mut b = ModuleBuilder::from_module(&m)?;
+    if m.info.flags.contains(ModuleFlags::PREFIX_EXTENSIONS) || grows_down {
+        if m.prefix_offset != 0 {
+            return Err(EditError::Unsupported(
+                "prefix extensions need the header at the start of the module",
+            ));
+        }
+        let mut list: Vec<u8> = prefix
+            .iter()
+            .filter(|e| e.kind != kind && e.kind != ExtensionKind::End)
+            .flat_map(|e| encode_extension(e.kind, e.payload))
+            .collect();
+        added.iter().for_each(|e| list.extend_from_slice(e));
+        let rest = b.payload.len() + b.suffix_extra.len() + BASE_SUFFIX_SIZE;
+        let unpadded = ModuleInfo::SIZE + list.len() + rest + usize::from(!list.is_empty()) * 4;
+        let length = |total: usize| u32::try_from(total).map_err(|_| EditError::TooLarge);
+        let end = m.info.end_address;
+        let unaligned_start = end
+            .checked_sub(length(unpadded)?)
+            .ok_or(EditError::TooLarge)?;
+        if !list.is_empty() {
+            let padding = (unaligned_start % 8) as usize;
+            list.extend_from_slice(&encode_extension(ExtensionKind::End, &vec![0; padding]));
+        }
+        let start = end
+            .checked_sub(length(ModuleInfo::SIZE + list.len() + rest)?)
+            .ok_or(EditError::TooLarge)?;
+        b.prefix_extensions = list;
+        b.info.start_address = start;
+        if let Ok(s) = m.suffix {
+            for e in suffix
+                .iter()
+                .filter(|e| e.kind == ExtensionKind::DynamicLocation)
+            {
+                let at = e.offset + 4 - s.offset;
+                if let Some(field) = b.suffix_extra.get_mut(at..at + 4) {
+                    field.copy_from_slice(&start.to_le_bytes());
+                }
+            }
+        }
+    } else {
+        let mut list: Vec<(ExtensionKind, Vec<u8>)> =
+            added.into_iter().map(|e| (kind, e)).collect();
+        list.extend(
+            suffix
+                .iter()
+                .filter(|e| e.kind != kind)
+                .map(|e| (e.kind, encode_extension(e.kind, e.payload))),
+        );
+        let closed = matches!(
+            list.last(),
+            None | Some((ExtensionKind::End | ExtensionKind::ProductData, _))
+        );
+        if !closed {
+            list.push((
+                ExtensionKind::End,
+                encode_extension(ExtensionKind::End, &[]),
+            ));
+        }
+        let has_product_data = list.iter().any(|(k, _)| *k == ExtensionKind::ProductData);
+        let had_product = m.product().is_some();
+        let mut extra: Vec<u8> = list.into_iter().flat_map(|(_, e)| e).collect();
+        if !has_product_data && (!extra.is_empty() || had_product) {
+            let p = m.product().unwrap_or(Product {
+                id: 0xFFFF,
+                version: 0xFFFF,
+            });
+            extra.extend_from_slice(&legacy_product(p));
+        }
+        b.suffix_extra = extra;
+    }
+    let out = b.build()?;
+    let fits =
+        |r: &crate::parse::RegionCheck| !matches!(r, crate::parse::RegionCheck::OutOfRange { .. });
+    match Module::parse(&out) {
+        Ok(rebuilt) if fits(&rebuilt.region) || !fits(&m.region) => Ok(out),
+        _ => Err(EditError::TooLarge),
+    }
 }
 
 #[cfg(test)]

@@ -376,6 +376,9 @@ pub enum RegionCheck {
         /// The region.
         bounds: &'static ModuleBounds,
     },
+    /// An asset module: Device OS keeps it by name in the platform's asset store, not at an
+    /// address, and asset modules are built for no platform (id 0) and start at 0.
+    AssetStore,
     /// The platform has no known memory map.
     NoMemoryMap,
     /// No region of any memory map of the platform holds this function and index.
@@ -493,6 +496,7 @@ impl fmt::Display for Problem {
                 bounds.start
             ),
             Self::Region(RegionCheck::InRegion { .. }) => f.write_str("in range"),
+            Self::Region(RegionCheck::AssetStore) => f.write_str("kept in the asset store"),
             Self::Compression(c) => match c {
                 InflateCheck::Unsupported => f.write_str("compressed with a method or window size Device OS does not support"),
                 InflateCheck::ImpossibleSize => f.write_str("the compressed header declares an original size no deflate stream of this length can produce"),
@@ -690,7 +694,7 @@ impl<'a> Module<'a> {
             _ => None,
         };
         let region = match self.region {
-            RegionCheck::InRegion { .. } => None,
+            RegionCheck::InRegion { .. } | RegionCheck::AssetStore => None,
             other => Some(Problem::Region(other)),
         };
         let compression = self.compression.and_then(|c| match c.inflate {
@@ -754,6 +758,18 @@ impl<'a> Module<'a> {
     /// Product id/version, when the suffix carries them.
     pub fn product(&self) -> Option<Product> {
         self.suffix.ok().and_then(|s| s.product)
+    }
+
+    /// The Device Protection mode its SECURITY_MODE extension sets (1 = protected), with the
+    /// certificate that follows it (Device OS 6.x bootloaders); `None` without one.
+    pub fn security_mode(&self) -> Option<(u8, &'a [u8])> {
+        self.prefix_extensions()
+            .chain(self.suffix_extensions())
+            .map_while(Result::ok)
+            .find_map(|e| match e.decode() {
+                Ok(Extension::SecurityMode { mode, certificate }) => Some((mode, certificate)),
+                _ => None,
+            })
     }
 
     /// The prefix extensions (empty unless flag 0x10 is set).
@@ -1077,6 +1093,9 @@ fn inflate_check(_data: &[u8], _c: &Compression, _info: &ModuleInfo) -> InflateC
 
 /// Finds the region the module belongs to in its platform's memory maps.
 fn region_check(info: &ModuleInfo, platform: &'static Platform) -> RegionCheck {
+    if info.function == ModuleFunction::Asset {
+        return RegionCheck::AssetStore;
+    }
     let layouts = platform.layouts();
     if layouts.is_empty() {
         return RegionCheck::NoMemoryMap;

@@ -650,6 +650,57 @@ impl FlashMemory {
     }
 }
 
+/// A platform's asset store: a file system in external (or, on RTL872x, internal) flash
+/// made of blocks, some reserved; each asset module occupies whole blocks, each block losing a
+/// few bytes to the file system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AssetStorage {
+    /// Bytes per block.
+    pub block_size: u32,
+    /// Blocks of the store.
+    pub total_blocks: u32,
+    /// Blocks the file system keeps for itself.
+    pub reserved_blocks: u32,
+    /// The largest asset module the platform accepts, in bytes.
+    pub max_single_asset: u32,
+    /// Bytes of each block the file system uses for itself.
+    pub per_block_overhead: u32,
+    /// Bytes each asset costs besides its blocks.
+    pub per_asset_overhead: u32,
+}
+
+impl AssetStorage {
+    /// Bytes available to assets: the blocks that are not reserved.
+    pub const fn capacity(&self) -> u64 {
+        self.block_size as u64 * (self.total_blocks.saturating_sub(self.reserved_blocks)) as u64
+    }
+
+    /// Bytes of storage an asset module of `module_len` bytes takes: whole blocks of
+    /// `block_size − per_block_overhead` usable bytes, plus the per-asset overhead.
+    pub const fn storage_size(&self, module_len: u64) -> u64 {
+        let usable = self.block_size.saturating_sub(self.per_block_overhead) as u64;
+        if usable == 0 {
+            return u64::MAX;
+        }
+        self.per_asset_overhead as u64 + module_len.div_ceil(usable) * self.block_size as u64
+    }
+}
+
+const fn asset_storage(total_blocks: u32, max_single_asset: u32) -> AssetStorage {
+    AssetStorage {
+        block_size: 4096,
+        total_blocks,
+        reserved_blocks: 10,
+        max_single_asset,
+        per_block_overhead: 8,
+        per_asset_overhead: 0,
+    }
+}
+
+static ASSETS_GEN3_4MB: AssetStorage = asset_storage(288, 606_208);
+static ASSETS_GEN3_8MB: AssetStorage = asset_storage(512, 1_572_864);
+static ASSETS_RTL872X: AssetStorage = asset_storage(288, 1_179_648);
+
 /// A memory map in force for a range of installed system firmware versions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Layout {
@@ -707,6 +758,29 @@ impl Platform {
     pub fn has_wifi(&self) -> bool {
         // core, photon, p1, argon, asom, p2, msom
         matches!(self.id, 0 | 6 | 8 | 12 | 22 | 32 | 35)
+    }
+
+    /// Where the platform keeps assets (Device OS 5.5.0 and later), when it has an asset
+    /// store: the geometry `@particle/device-constants` gives (`assets`), which
+    /// particle-cli and binary-version-reader's `validateAssetLimits` size bundles against.
+    pub const fn asset_storage(&self) -> Option<&'static AssetStorage> {
+        match self.id {
+            // argon, boron, bsom
+            12 | 13 | 23 => Some(&ASSETS_GEN3_4MB),
+            // esomx, b5som, tracker, electron2
+            15 | 25 | 26 | 37 => Some(&ASSETS_GEN3_8MB),
+            // trackerm, p2, msom, sulu
+            28 | 32 | 35 | 38 => Some(&ASSETS_RTL872X),
+            _ => None,
+        }
+    }
+
+    /// The platform supports Device Protection (Device OS 6.x): its bootloader can be
+    /// protected, which restricts DFU (see `rules::dfu_protection`). The platforms
+    /// `@particle/device-constants` lists with the `deviceProtection` feature.
+    pub const fn has_device_protection(&self) -> bool {
+        // argon, boron, esomx, bsom, b5som, tracker, trackerm, p2, msom, sulu
+        matches!(self.id, 12 | 13 | 15 | 23 | 25 | 26 | 28 | 32 | 35 | 38)
     }
 
     /// Every memory map this platform has had, oldest first (empty when unknown).
@@ -1322,6 +1396,27 @@ mod tests {
         let argon = platform(12).unwrap();
         assert_eq!(argon.layout_for(Some(1502)).unwrap().name, "gen3");
         assert_eq!(argon.layout_for(Some(6200)).unwrap().name, "gen3-6.2");
+    }
+
+    #[test]
+    fn asset_stores_as_device_constants_size_them() {
+        let p2 = platform(32).unwrap().asset_storage().unwrap();
+        assert_eq!(p2.capacity(), 4096 * 278);
+        assert_eq!(p2.max_single_asset, 1_179_648);
+        assert_eq!(p2.storage_size(1), 4096);
+        assert_eq!(
+            p2.storage_size(4088),
+            4096,
+            "8 bytes of each block are the file system's"
+        );
+        assert_eq!(p2.storage_size(4089), 8192);
+        assert_eq!(
+            platform(26).unwrap().asset_storage().unwrap().capacity(),
+            4096 * 502
+        );
+        assert!(platform(6).unwrap().asset_storage().is_none());
+        assert!(platform(35).unwrap().has_device_protection());
+        assert!(!platform(10).unwrap().has_device_protection());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Device OS rules, written once: dependency satisfaction (spec §5.3, §5.4), whether the system
 //! firmware can start, the Electron's embedded bootloader, OTA acceptance and its result codes
 //! (§5.7, §7.1), which USB control requests a release answers, and where DFU puts a module,
-//! what it must not write, and how alternate-setting addresses map to flash (§9).
+//! what it must not write, and how alternate-setting addresses map to flash (§9); whether an
+//! application's assets are there; and what Device Protection lets DFU and an update do
+//! (Device OS 6.x).
 //!
 //! The functions are pure and read the device through [`Installed`], which the device model's
 //! HAL, a device's reported inventory and the planner's model each implement, so the virtual
@@ -9,8 +11,11 @@
 
 use core::fmt;
 
+use crate::asset::AssetRef;
 use crate::header::{Dependency, ModuleFunction, ModuleInfo, ModuleRef};
-use crate::platform::{dct, Family, Layout, Location, Mcu, ModuleBounds, Platform, Store};
+use crate::platform::{
+    dct, AssetStorage, Family, Layout, Location, Mcu, ModuleBounds, Platform, Store,
+};
 use crate::release::{platform_releases, ReleaseModule};
 
 // ---- what is installed ----------------------------------------------------------------------
@@ -400,6 +405,18 @@ pub fn ota_accepts(
     module: &ModuleInfo,
     intact: bool,
 ) -> Result<(), OtaRefusal> {
+    if module.function == ModuleFunction::Asset {
+        // `fetch_module` takes an asset module as it is, on a release that keeps assets (no
+        // range, platform, integrity or dependency check: the asset store checks it when it
+        // stores it); a release without an asset store finds no region for it.
+        let system = installed.version(ModuleRef::new(ModuleFunction::SystemPart, 1));
+        let keeps = crate::platform::platform(platform_id).is_some_and(|p| has_assets(p, system));
+        return if keeps {
+            Ok(())
+        } else {
+            Err(OtaRefusal::NotFound)
+        };
+    }
     let in_range = layout
         .find_bounds(module.slot())
         .is_some_and(|b| b.end_in_range(module.end_address));
@@ -743,6 +760,425 @@ pub fn dct_reachable(installed: &impl Installed, platform: &Platform) -> bool {
             Part::Present { intact: true, .. }
         )
     })
+}
+
+// ---- assets (Device OS 5.5.0 and later) ---------------------------------------------------
+
+/// What became of an asset an application requires, among the assets at hand (on a device, in
+/// a bundle, or named on the command line). Device OS compares name and hash together; an
+/// application with any asset not [`AssetVerdict::Present`] does not run: the system starts in
+/// safe mode instead (`AssetManager::missingAssets`, `system/src/main.cpp` [v6.2.0]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssetVerdict<'a> {
+    /// An asset of the same name and hash is there.
+    Present,
+    /// An asset of that name is there with other contents.
+    OtherContents {
+        /// The asset found.
+        found: AssetRef<'a>,
+    },
+    /// No asset of that name, but one with the same contents under another name: Device OS
+    /// does not take it.
+    Renamed {
+        /// The asset found.
+        found: AssetRef<'a>,
+    },
+    /// Nothing of that name or contents.
+    Missing,
+}
+
+impl AssetVerdict<'_> {
+    /// True when the dependency is met.
+    pub const fn is_met(&self) -> bool {
+        matches!(self, Self::Present)
+    }
+}
+
+/// Whether the asset `required` is among `available`, and if not, the nearest thing that is:
+/// one of the same name (other contents), else one of the same contents (renamed).
+pub fn asset_dependency<'a>(
+    required: &AssetRef<'_>,
+    available: impl IntoIterator<Item = AssetRef<'a>>,
+) -> AssetVerdict<'a> {
+    let (mut same_name, mut same_hash) = (None, None);
+    for a in available {
+        if a.same_as(required) {
+            return AssetVerdict::Present;
+        }
+        if a.name == required.name {
+            same_name = same_name.or(Some(a));
+        } else if a.hash_type == required.hash_type && a.hash == required.hash {
+            same_hash = same_hash.or(Some(a));
+        }
+    }
+    match (same_name, same_hash) {
+        (Some(found), _) => AssetVerdict::OtherContents { found },
+        (None, Some(found)) => AssetVerdict::Renamed { found },
+        (None, None) => AssetVerdict::Missing,
+    }
+}
+
+/// Device OS 5.5.0 (module version 5501): the first release with an asset store, which checks
+/// the application's assets at boot and stores asset modules received as updates.
+pub const ASSETS_SINCE: u16 = 5501;
+
+/// Whether a device of `platform` running system version `system` keeps assets: the platform
+/// has an asset store and the release is [`ASSETS_SINCE`] or later.
+pub fn has_assets(platform: &Platform, system: Option<u16>) -> bool {
+    platform.asset_storage().is_some() && system.is_some_and(|v| v >= ASSETS_SINCE)
+}
+
+/// Why a set of asset modules does not fit a platform's asset store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssetStorageRefusal {
+    /// One asset module is larger than the platform takes.
+    TooLarge {
+        /// Its position among the modules given.
+        index: usize,
+        /// Its length in bytes.
+        len: u64,
+        /// The largest the platform takes.
+        max: u32,
+    },
+    /// Together they need more storage than there is.
+    Full {
+        /// Bytes of storage they need.
+        needed: u64,
+        /// Bytes the store has for assets.
+        capacity: u64,
+    },
+}
+
+impl fmt::Display for AssetStorageRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::TooLarge { len, max, .. } => write!(
+                f,
+                "an asset module of {len} bytes is larger than the {max} bytes the platform takes for one asset"
+            ),
+            Self::Full { needed, capacity } => write!(
+                f,
+                "the assets need {needed} bytes of asset storage and the platform has {capacity}"
+            ),
+        }
+    }
+}
+
+/// Whether asset modules of the given lengths fit `storage` together, as
+/// binary-version-reader's `validateAssetLimits` (which particle-cli applies to a bundle) sizes
+/// them: each no larger than `max_single_asset`, all together within the capacity, each taking
+/// whole blocks ([`AssetStorage::storage_size`]). Returns the bytes of storage they take.
+pub fn assets_fit(
+    storage: &AssetStorage,
+    module_lens: impl IntoIterator<Item = u64>,
+) -> Result<u64, AssetStorageRefusal> {
+    let mut needed = 0u64;
+    for (index, len) in module_lens.into_iter().enumerate() {
+        if len > u64::from(storage.max_single_asset) {
+            return Err(AssetStorageRefusal::TooLarge {
+                index,
+                len,
+                max: storage.max_single_asset,
+            });
+        }
+        needed = needed.saturating_add(storage.storage_size(len));
+    }
+    if needed > storage.capacity() {
+        return Err(AssetStorageRefusal::Full {
+            needed,
+            capacity: storage.capacity(),
+        });
+    }
+    Ok(needed)
+}
+
+// ---- Device Protection (Device OS 6.x) ------------------------------------------------------
+
+/// The SECURITY_MODE extension's value for a protected module (`MODULE_INFO_SECURITY_MODE_PROTECTED`).
+pub const SECURITY_MODE_PROTECTED: u8 = 1;
+
+/// The oldest Device OS particle-cli writes to a protected device (or one in service mode):
+/// 6.1.1, whose system parts carry version 6101 (`PROTECTED_MINIMUM_SYSTEM_VERSION`,
+/// particle-cli `src/lib/flash-helper.js`).
+pub const PROTECTED_FLOOR_RELEASE: &str = "6.1.1";
+/// The system-part version of [`PROTECTED_FLOOR_RELEASE`].
+pub const PROTECTED_SYSTEM_FLOOR: u16 = 6101;
+/// The oldest Particle bootloader (index 0) particle-cli writes to a protected device.
+pub const PROTECTED_BOOTLOADER_FLOOR: u16 = 3001;
+/// The oldest system part 1 a DFU bootloader in service mode writes at system part 1's start
+/// (6.0.0; `InternalFlashMal::write`, `bootloader/src/*/usbd_dfu_mal.cpp` [v6.2.0]).
+pub const SERVICE_MODE_SYSTEM_FLOOR: u16 = 6000;
+
+/// Where system part 1 started before Device OS 6.2.0 moved it to 0x28000 on nRF52840; the
+/// bootloader still checks writes there (`platform_system_part1_flash_start_legacy`).
+const GEN3_LEGACY_SYSTEM_START: u32 = 0x0003_0000;
+
+/// A device's Device Protection state, as its DFU bootloader reports it in string descriptor
+/// 0xFA (`sm=o`, `sm=s`, `sm=p`: `device_state_as_string`, `bootloader/src/*/usbd_device.cpp`)
+/// and GetProtectedState (request 76) answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum Protection {
+    /// Not protected.
+    Open,
+    /// Protected, with protection lifted for now (service mode: security mode NONE with the
+    /// override set) until the override is cleared or the device resets out of it.
+    Service,
+    /// Protected.
+    Protected,
+}
+
+impl Protection {
+    /// Reads the 0xFA string descriptor (`"sm=o"`, `"sm=s"`, `"sm=p"`).
+    pub fn from_descriptor(s: &str) -> Option<Self> {
+        match s {
+            "sm=o" => Some(Self::Open),
+            "sm=s" => Some(Self::Service),
+            "sm=p" => Some(Self::Protected),
+            _ => None,
+        }
+    }
+
+    /// The 0xFA string descriptor.
+    pub const fn descriptor(self) -> &'static str {
+        match self {
+            Self::Open => "sm=o",
+            Self::Service => "sm=s",
+            Self::Protected => "sm=p",
+        }
+    }
+
+    /// Stable lower-case name for JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Service => "service",
+            Self::Protected => "protected",
+        }
+    }
+}
+
+/// A request to a DFU bootloader, as the Device Protection checks tell them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DfuRequest<'a> {
+    /// UPLOAD of block 0: the list of DfuSe commands.
+    ListCommands,
+    /// UPLOAD of data: a read at `address`.
+    Read {
+        /// First address.
+        address: u32,
+        /// Bytes.
+        len: u32,
+    },
+    /// The DfuSe SET_ADDRESS_POINTER command.
+    SetAddress,
+    /// The DfuSe ERASE command for the sector at `address`.
+    Erase {
+        /// An address in the sector.
+        address: u32,
+    },
+    /// DNLOAD of data: a write of `data` at `address`.
+    Write {
+        /// First address.
+        address: u32,
+        /// The bytes written (their start is read when they land on system part 1's start).
+        data: &'a [u8],
+    },
+    /// Particle's DfuSe command 0xFA: reset into safe mode.
+    EnterSafeMode,
+    /// Particle's DfuSe command 0xFB: clear the security-mode override, ending service mode.
+    ClearSecurityOverride,
+    /// A zero-length DNLOAD: leave DFU mode.
+    Leave,
+}
+
+/// Why a device's protection stops a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtectionRefusal {
+    /// A protected device's DFU bootloader reads, writes, erases and moves the address pointer
+    /// for nobody: it answers with status errVENDOR, "Device is in protected mode"; only the
+    /// command list, 0xFA, 0xFB and leaving work.
+    ProtectedDfu,
+    /// In service mode the RTL872x bootloader keeps the OTA staging region out of DFU's reach.
+    ServiceOtaRegion {
+        /// The address asked for.
+        address: u32,
+    },
+    /// In service mode the bootloader writes system part 1's start only with a module of
+    /// version [`SERVICE_MODE_SYSTEM_FLOOR`] or later (`None`: the bytes hold no module
+    /// header, or too few bytes for one).
+    ServiceSystemTooOld {
+        /// The version the bytes carry.
+        version: Option<u16>,
+    },
+    /// A protected device is not updated below Device OS 6.1.1 (particle-cli refuses, so does
+    /// modflash): the module is older than the floor of its kind.
+    BelowFloor {
+        /// The module's slot.
+        slot: ModuleRef,
+        /// Its version.
+        version: u16,
+        /// The oldest version allowed there.
+        floor: u16,
+    },
+}
+
+impl fmt::Display for ProtectionRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::ProtectedDfu => f.write_str(
+                "the device is protected: its DFU bootloader refuses to read, write or erase flash (\"Device is in protected mode\")",
+            ),
+            Self::ServiceOtaRegion { address } => write!(
+                f,
+                "in service mode the bootloader keeps the OTA region out of DFU's reach ({address:#010x} is in it)"
+            ),
+            Self::ServiceSystemTooOld { version: Some(v) } => write!(
+                f,
+                "in service mode the bootloader writes system part 1 only from Device OS 6.0.0 on (module version {SERVICE_MODE_SYSTEM_FLOOR}), and this one is version {v}"
+            ),
+            Self::ServiceSystemTooOld { version: None } => f.write_str(
+                "in service mode the bootloader writes system part 1's start only with a module header of Device OS 6.0.0 or later, and these bytes hold none",
+            ),
+            Self::BelowFloor {
+                slot,
+                version,
+                floor,
+            } => write!(
+                f,
+                "a protected device is not downgraded below Device OS {PROTECTED_FLOOR_RELEASE}: this {slot} is version {version}, the oldest allowed is {floor}"
+            ),
+        }
+    }
+}
+
+impl ProtectionRefusal {
+    /// What to do about it.
+    pub const fn fix(&self) -> &'static str {
+        match self {
+            Self::ProtectedDfu => {
+                "put the device in service mode first (`particle device-protection disable`), or update it over USB control requests in normal mode"
+            }
+            Self::ServiceOtaRegion { .. } => {
+                "write modules to their own regions; the OTA region is the device's to use"
+            }
+            Self::ServiceSystemTooOld { .. } | Self::BelowFloor { .. } => {
+                "use Device OS 6.1.1 or later for a protected device (or remove its protection for good with `particle device-protection disable --open`)"
+            }
+        }
+    }
+}
+
+/// What a DFU bootloader does with a request under Device Protection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DfuProtectionVerdict {
+    /// Carried out as on any device.
+    Allowed,
+    /// Accepted and not carried out: in service mode, erases inside system part 1 are
+    /// ignored (a write to the start of each page erases that page instead).
+    EraseIgnored,
+    /// Refused.
+    Refused(ProtectionRefusal),
+}
+
+/// What the DFU bootloader of `platform`, in protection state `state`, does with `request`
+/// (`DfuClassDriver`, `bootloader/src/{rtl872x,nRF52840}/usbd_dfu.cpp` and `usbd_dfu_mal.cpp`
+/// [v6.2.0]), with `layout` the memory map in force. A platform without Device Protection,
+/// or an open device, allows everything. One thing is state the caller keeps: in service
+/// mode, after a write to system part 1's start is refused, the bootloader refuses every
+/// write into system part 1 until a start is accepted.
+pub fn dfu_protection(
+    platform: &Platform,
+    layout: &Layout,
+    state: Protection,
+    request: &DfuRequest<'_>,
+) -> DfuProtectionVerdict {
+    use DfuProtectionVerdict::{Allowed, EraseIgnored, Refused};
+    if !platform.has_device_protection() || state == Protection::Open {
+        return Allowed;
+    }
+    let always = matches!(
+        request,
+        DfuRequest::ListCommands
+            | DfuRequest::EnterSafeMode
+            | DfuRequest::ClearSecurityOverride
+            | DfuRequest::Leave
+    );
+    if always {
+        return Allowed;
+    }
+    if state == Protection::Protected {
+        return Refused(ProtectionRefusal::ProtectedDfu);
+    }
+    // Service mode.
+    let part1 = layout.main_bounds(ModuleRef::new(ModuleFunction::SystemPart, 1));
+    let in_part1 = |a: u32| part1.is_some_and(|b| a >= b.start && a < b.end);
+    let in_ota = |a: u32| {
+        platform.family == Some(Family::Rtl872x)
+            && a >= layout.ota.start
+            && a < layout.ota.start.saturating_add(layout.ota.max_size)
+    };
+    match *request {
+        DfuRequest::Read { address, .. } | DfuRequest::Erase { address } if in_ota(address) => {
+            Refused(ProtectionRefusal::ServiceOtaRegion { address })
+        }
+        DfuRequest::Erase { address } if in_part1(address) => EraseIgnored,
+        DfuRequest::Write { address, .. } if in_ota(address) => {
+            Refused(ProtectionRefusal::ServiceOtaRegion { address })
+        }
+        DfuRequest::Write { address, data } => {
+            let starts = part1.is_some_and(|b| {
+                address == b.start
+                    || (platform.family == Some(Family::Gen3)
+                        && address == GEN3_LEGACY_SYSTEM_START)
+            });
+            if !starts {
+                return Allowed;
+            }
+            let offset = crate::parse::device_header_offset(platform.mcu, data);
+            match ModuleInfo::read(data, offset) {
+                Some(info) if info.version >= SERVICE_MODE_SYSTEM_FLOOR => Allowed,
+                other => Refused(ProtectionRefusal::ServiceSystemTooOld {
+                    version: other.map(|i| i.version),
+                }),
+            }
+        }
+        _ => Allowed,
+    }
+}
+
+/// Whether a module may be written to a device in protection state `state`, as particle-cli
+/// decides before it writes anything (`maintainDeviceProtection`): an open device takes any;
+/// a protected one, or one in service mode, no system part below [`PROTECTED_SYSTEM_FLOOR`]
+/// and no Particle bootloader below [`PROTECTED_BOOTLOADER_FLOOR`].
+pub fn protected_update(state: Protection, module: &Header) -> Result<(), ProtectionRefusal> {
+    if state == Protection::Open {
+        return Ok(());
+    }
+    let floor = match (module.slot.function, module.slot.index) {
+        (ModuleFunction::SystemPart, _) => PROTECTED_SYSTEM_FLOOR,
+        (ModuleFunction::Bootloader, 0) => PROTECTED_BOOTLOADER_FLOOR,
+        _ => return Ok(()),
+    };
+    if module.version < floor {
+        return Err(ProtectionRefusal::BelowFloor {
+            slot: module.slot,
+            version: module.version,
+            floor,
+        });
+    }
+    Ok(())
+}
+
+/// Whether a module written to a device in protection state `state` must carry the
+/// SECURITY_MODE "protected" extension (see `asset::protect`): the Particle bootloader
+/// (index 0) of a protected device, which particle-cli wraps so the device stays protected.
+pub fn needs_protected_bootloader(state: Protection, slot: ModuleRef) -> bool {
+    state != Protection::Open && slot == ModuleRef::new(ModuleFunction::Bootloader, 0)
 }
 
 #[cfg(test)]
@@ -1267,5 +1703,309 @@ mod tests {
         assert_eq!(control_protocol(photon, None), ControlProtocol::None);
         let core = platform(0).unwrap();
         assert_eq!(control_protocol(core, Some(1502)), ControlProtocol::None);
+    }
+
+    #[test]
+    fn an_asset_is_there_only_with_its_name_and_contents() {
+        let (h1, h2) = ([1u8; 32], [2u8; 32]);
+        let want = AssetRef::sha256(b"coproc.bin", &h1);
+        let same = AssetRef::sha256(b"coproc.bin", &h1);
+        let changed = AssetRef::sha256(b"coproc.bin", &h2);
+        let renamed = AssetRef::sha256(b"coproc-v2.bin", &h1);
+        let other = AssetRef::sha256(b"sound.wav", &h2);
+        assert_eq!(
+            asset_dependency(&want, [other, same]),
+            AssetVerdict::Present
+        );
+        assert_eq!(
+            asset_dependency(&want, [renamed, changed]),
+            AssetVerdict::OtherContents { found: changed },
+            "a file of the same name says more than one of the same contents"
+        );
+        assert_eq!(
+            asset_dependency(&want, [other, renamed]),
+            AssetVerdict::Renamed { found: renamed }
+        );
+        assert_eq!(asset_dependency(&want, [other]), AssetVerdict::Missing);
+        assert!(!AssetVerdict::Missing.is_met() && AssetVerdict::Present.is_met());
+        let md5ish = AssetRef {
+            hash_type: 7,
+            ..same
+        };
+        assert_eq!(
+            asset_dependency(&want, [md5ish]),
+            AssetVerdict::OtherContents { found: md5ish },
+            "another hash type is other contents"
+        );
+    }
+
+    #[test]
+    fn assets_fit_in_whole_blocks_within_capacity() {
+        let p2 = crate::platform::platform(32).unwrap();
+        let store = p2.asset_storage().unwrap();
+        assert_eq!(assets_fit(store, [1, 4088, 4089]), Ok(4 * 4096));
+        assert_eq!(
+            assets_fit(store, [10, u64::from(store.max_single_asset) + 1]),
+            Err(AssetStorageRefusal::TooLarge {
+                index: 1,
+                len: u64::from(store.max_single_asset) + 1,
+                max: store.max_single_asset
+            })
+        );
+        let full = [u64::from(store.max_single_asset); 2];
+        assert!(matches!(
+            assets_fit(store, full),
+            Err(AssetStorageRefusal::Full { .. })
+        ));
+        assert!(has_assets(p2, Some(5501)) && !has_assets(p2, Some(5400)));
+        assert!(!has_assets(
+            crate::platform::platform(6).unwrap(),
+            Some(6000)
+        ));
+    }
+
+    #[test]
+    fn protection_states_read_as_the_bootloader_writes_them() {
+        for p in [Protection::Open, Protection::Service, Protection::Protected] {
+            assert_eq!(Protection::from_descriptor(p.descriptor()), Some(p));
+        }
+        assert_eq!(Protection::from_descriptor("sm=x"), None);
+    }
+
+    /// A system part 1 image for `platform` at `version`, as far as the bootloader reads it.
+    fn part1_image(platform: &Platform, version: u16) -> Vec<u8> {
+        let layout = platform.layout_for(None).unwrap();
+        let start = layout.main_bounds(PART1).unwrap().start;
+        let mut image = std::vec![0u8; 0x300];
+        let at = match platform.mcu {
+            crate::platform::Mcu::Rtl872x => {
+                image[..4]
+                    .copy_from_slice(&crate::parse::REALTEK_HEADER_SIGNATURE[0].to_le_bytes());
+                image[4..8]
+                    .copy_from_slice(&crate::parse::REALTEK_HEADER_SIGNATURE[1].to_le_bytes());
+                0x20
+            }
+            _ => {
+                image[..4].copy_from_slice(&0x2003_FFF0u32.to_le_bytes());
+                0x200
+            }
+        };
+        let mut info = ModuleInfo::from_bytes(&[0; 24]);
+        info.start_address = start;
+        info.end_address = start + 0x1000;
+        info.version = version;
+        info.platform_id = platform.id;
+        info.function = ModuleFunction::SystemPart;
+        info.index = 1;
+        image[at..at + 24].copy_from_slice(&info.to_bytes());
+        image
+    }
+
+    #[test]
+    fn a_protected_bootloader_refuses_everything_but_mode_changes() {
+        let p2 = platform(32).unwrap();
+        let layout = p2.layout_for(None).unwrap();
+        let refused = DfuProtectionVerdict::Refused(ProtectionRefusal::ProtectedDfu);
+        let image = part1_image(p2, 6200);
+        let requests = [
+            (
+                DfuRequest::Read {
+                    address: 0x0806_0000,
+                    len: 64,
+                },
+                refused,
+            ),
+            (DfuRequest::SetAddress, refused),
+            (
+                DfuRequest::Erase {
+                    address: 0x0848_0000,
+                },
+                refused,
+            ),
+            (
+                DfuRequest::Write {
+                    address: 0x0806_0000,
+                    data: &image,
+                },
+                refused,
+            ),
+            (DfuRequest::ListCommands, DfuProtectionVerdict::Allowed),
+            (DfuRequest::EnterSafeMode, DfuProtectionVerdict::Allowed),
+            (
+                DfuRequest::ClearSecurityOverride,
+                DfuProtectionVerdict::Allowed,
+            ),
+            (DfuRequest::Leave, DfuProtectionVerdict::Allowed),
+        ];
+        for (request, verdict) in requests {
+            assert_eq!(
+                dfu_protection(p2, layout, Protection::Protected, &request),
+                verdict,
+                "{request:?}"
+            );
+            assert_eq!(
+                dfu_protection(p2, layout, Protection::Open, &request),
+                DfuProtectionVerdict::Allowed,
+                "an open device: {request:?}"
+            );
+        }
+        let photon = platform(6).unwrap();
+        assert_eq!(
+            dfu_protection(
+                photon,
+                photon.layout_for(None).unwrap(),
+                Protection::Protected,
+                &requests[0].0
+            ),
+            DfuProtectionVerdict::Allowed,
+            "a platform without Device Protection"
+        );
+        assert!(ProtectionRefusal::ProtectedDfu
+            .to_string()
+            .contains("Device is in protected mode"));
+    }
+
+    #[test]
+    fn service_mode_guards_system_part_1_and_the_ota_region() {
+        for id in [32, 12] {
+            let platform = platform(id).unwrap();
+            let layout = platform.layout_for(None).unwrap();
+            let start = layout.main_bounds(PART1).unwrap().start;
+            let service =
+                |r: &DfuRequest<'_>| dfu_protection(platform, layout, Protection::Service, r);
+            let new = part1_image(platform, 6101);
+            let old = part1_image(platform, 5900);
+            assert_eq!(
+                service(&DfuRequest::Write {
+                    address: start,
+                    data: &new
+                }),
+                DfuProtectionVerdict::Allowed,
+                "{id}"
+            );
+            assert_eq!(
+                service(&DfuRequest::Write {
+                    address: start,
+                    data: &old
+                }),
+                DfuProtectionVerdict::Refused(ProtectionRefusal::ServiceSystemTooOld {
+                    version: Some(5900)
+                }),
+                "{id}"
+            );
+            assert_eq!(
+                service(&DfuRequest::Write {
+                    address: start,
+                    data: &old[..8]
+                }),
+                DfuProtectionVerdict::Refused(ProtectionRefusal::ServiceSystemTooOld {
+                    version: None
+                }),
+                "{id}: too short for a header"
+            );
+            assert_eq!(
+                service(&DfuRequest::Erase {
+                    address: start + 0x1000
+                }),
+                DfuProtectionVerdict::EraseIgnored,
+                "{id}"
+            );
+            assert_eq!(
+                service(&DfuRequest::Write {
+                    address: start + 0x1000,
+                    data: &old
+                }),
+                DfuProtectionVerdict::Allowed,
+                "{id}"
+            );
+            assert_eq!(
+                service(&DfuRequest::SetAddress),
+                DfuProtectionVerdict::Allowed,
+                "{id}"
+            );
+        }
+        let p2 = platform(32).unwrap();
+        let layout = p2.layout_for(None).unwrap();
+        assert_eq!(
+            dfu_protection(
+                p2,
+                layout,
+                Protection::Service,
+                &DfuRequest::Read {
+                    address: 0x0830_1000,
+                    len: 4
+                }
+            ),
+            DfuProtectionVerdict::Refused(ProtectionRefusal::ServiceOtaRegion {
+                address: 0x0830_1000
+            })
+        );
+        let argon = platform(12).unwrap();
+        let new_map = argon.layout_for(Some(6200)).unwrap();
+        assert_eq!(new_map.main_bounds(PART1).unwrap().start, 0x28000);
+        assert_eq!(
+            dfu_protection(
+                argon,
+                new_map,
+                Protection::Service,
+                &DfuRequest::Write {
+                    address: 0x30000,
+                    data: &part1_image(argon, 5800)
+                }
+            ),
+            DfuProtectionVerdict::Refused(ProtectionRefusal::ServiceSystemTooOld {
+                version: Some(5800)
+            }),
+            "the legacy start of 6.2's map is checked too"
+        );
+    }
+
+    #[test]
+    fn a_protected_device_is_not_downgraded_below_6_1_1() {
+        let module = |slot: ModuleRef, version: u16| Header {
+            slot,
+            version,
+            dependencies: [Dependency::NONE; 2],
+        };
+        for state in [Protection::Protected, Protection::Service] {
+            assert_eq!(
+                protected_update(state, &module(PART1, 6100)),
+                Err(ProtectionRefusal::BelowFloor {
+                    slot: PART1,
+                    version: 6100,
+                    floor: 6101
+                })
+            );
+            assert_eq!(protected_update(state, &module(PART1, 6101)), Ok(()));
+            assert_eq!(
+                protected_update(state, &module(BOOT, 3000)),
+                Err(ProtectionRefusal::BelowFloor {
+                    slot: BOOT,
+                    version: 3000,
+                    floor: 3001
+                })
+            );
+            assert_eq!(protected_update(state, &module(BOOT, 3001)), Ok(()));
+            let mbr = ModuleRef::new(ModuleFunction::Bootloader, 1);
+            assert_eq!(
+                protected_update(state, &module(mbr, 5)),
+                Ok(()),
+                "only the Particle bootloader"
+            );
+            assert_eq!(protected_update(state, &module(APP, 6)), Ok(()));
+            assert!(needs_protected_bootloader(state, BOOT));
+        }
+        assert_eq!(
+            protected_update(Protection::Open, &module(PART1, 5000)),
+            Ok(())
+        );
+        assert!(!needs_protected_bootloader(Protection::Open, BOOT));
+        let words = protected_update(Protection::Protected, &module(PART1, 5900))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            words.contains("below Device OS 6.1.1") && words.contains("5900"),
+            "{words}"
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! disagreement is asserted together with the reason modflash is right.
 
 use modflash_testkit::fixtures::workspace_root;
-use modflash_testkit::{fixture, fixture_paths, interop};
+use modflash_testkit::{asset_fixture_path, asset_manifest, fixture, fixture_paths, interop};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -102,6 +102,34 @@ fn agrees_with_binary_version_reader_on_every_fixture() {
         }
     }
     assert!(compared >= 25, "compared {compared} modules");
+}
+
+#[test]
+fn agrees_with_binary_version_reader_on_the_asset_fixtures() {
+    let names: Vec<String> = asset_manifest()
+        .iter()
+        .filter(|e| e.get("module").is_some())
+        .map(|e| e["file"].as_str().unwrap().to_string())
+        .collect();
+    let files: Vec<PathBuf> = names.iter().map(|n| asset_fixture_path(n)).collect();
+    let Some(theirs) = bvr(&files) else { return };
+    for (name, t) in names.iter().zip(&theirs) {
+        let bytes = std::fs::read(asset_fixture_path(name)).unwrap();
+        let m = modflash_module::Module::parse(&bytes).unwrap();
+        assert_eq!(t["platform"], m.info.platform_id, "{name}");
+        assert_eq!(t["function"], m.info.function.to_u8(), "{name}");
+        assert_eq!(t["start"], m.info.start_address, "{name}");
+        assert_eq!(t["end"], m.info.end_address, "{name}");
+        assert_eq!(t["crc_ok"], m.crc_ok(), "{name}");
+        let ours: Vec<Value> = m
+            .asset_dependencies()
+            .map(|a| {
+                let hash: String = a.hash.iter().map(|b| format!("{b:02x}")).collect();
+                serde_json::json!({ "name": a.name_str().unwrap(), "hash": hash })
+            })
+            .collect();
+        assert_eq!(t["asset_dependencies"], Value::Array(ours), "{name}");
+    }
 }
 
 #[test]

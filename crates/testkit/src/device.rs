@@ -105,6 +105,24 @@ pub fn release_app(platform_id: u16, release: &str) -> Vec<u8> {
     synthesize(platform, &app)
 }
 
+/// The Particle bootloader of Device OS `release` for platform `platform_id`, carrying the
+/// SECURITY_MODE "protected" extension as particle-cli writes it to a protected device:
+/// installed, it makes the device protected (Device OS 6.x platforms).
+pub fn protected_bootloader(platform_id: u16, release: &str) -> Vec<u8> {
+    let platform = modflash_module::platform(platform_id)
+        .unwrap_or_else(|| panic!("no platform {platform_id}"));
+    let table = platform_release(platform, release)
+        .unwrap_or_else(|| panic!("no Device OS {release} for platform {platform_id}"));
+    let bootloader = table
+        .modules_for(platform)
+        .find(|m| m.function == ModuleFunction::Bootloader && m.index == 0)
+        .unwrap_or_else(|| {
+            panic!("Device OS {release} for platform {platform_id} has no bootloader")
+        });
+    modflash_module::asset::protect(&synthesize(platform, &bootloader), &[])
+        .expect("a release bootloader takes the extension")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! The real module files under `tests/fixtures/real` and the facts `MANIFEST.json` records.
+//! The real module files under `tests/fixtures/real` and the facts `MANIFEST.json` records;
+//! the asset fixtures under `tests/fixtures/assets`, made with Particle's own encoder, and theirs.
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,27 @@ pub fn manifest() -> Vec<Value> {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The path of the asset fixture `name` (e.g. `p2-bundle.zip`) in `tests/fixtures/assets`;
+/// it need not exist.
+pub fn asset_fixture_path(name: &str) -> PathBuf {
+    workspace_root().join("tests/fixtures/assets").join(name)
+}
+
+/// The bytes of the asset fixture `name`.
+pub fn asset_fixture(name: &str) -> Vec<u8> {
+    let path = asset_fixture_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("asset fixture {}: {e}", path.display()))
+}
+
+/// The entries of `tests/fixtures/assets/MANIFEST.json`, in the order `make.js` wrote them:
+/// `file`, `size`, `sha256`, `made` (how), and `module` (what binary-version-reader reads in
+/// it) for module files, `entries` and `verdict` for bundles.
+pub fn asset_manifest() -> Vec<Value> {
+    let path = asset_fixture_path("MANIFEST.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +100,24 @@ mod tests {
             fixture(first).len() as u64,
             manifest()[0]["size"].as_u64().unwrap()
         );
+    }
+
+    #[test]
+    fn the_asset_manifest_describes_every_asset_fixture() {
+        let mut listed: Vec<String> = asset_manifest()
+            .iter()
+            .map(|e| e["file"].as_str().expect("a file name").to_string())
+            .collect();
+        listed.sort();
+        let dir = asset_fixture_path("");
+        let mut present: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .filter(|n| !["make.js", "README.md", "MANIFEST.json"].contains(&n.as_str()))
+            .collect();
+        present.sort();
+        assert_eq!(listed, present);
     }
 }

@@ -1,6 +1,7 @@
 //! Test support shared by the modflash crates; a dev-dependency only, never linked into a product.
 //!
-//! - [`fixtures`]: the real module files in `tests/fixtures/real` and their `MANIFEST.json`;
+//! - [`fixtures`]: the real module files in `tests/fixtures/real` and their `MANIFEST.json`, and
+//!   the asset fixtures of `tests/fixtures/assets`;
 //! - [`Home`]: a private modflash home in a temporary directory that runs the `modflash`
 //!   binary (the CLI tests pass in `env!("CARGO_BIN_EXE_modflash")`, which only they know),
 //!   and [`ReadOnlyHome`], the same home read-only;
@@ -29,6 +30,9 @@ pub mod terminal;
 #[cfg(feature = "device")]
 pub mod device;
 
-pub use fixtures::{fixture, fixture_path, fixture_paths, manifest};
+pub use fixtures::{
+    asset_fixture, asset_fixture_path, asset_manifest, fixture, fixture_path, fixture_paths,
+    manifest,
+};
 pub use home::{path_arg, Home, ReadOnlyHome};
 pub use process::text;

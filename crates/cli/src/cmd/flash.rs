@@ -110,10 +110,16 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
         v["evidence"] = json!(flashed
             .proofs
             .iter()
-            .map(|p| json!({
-                "step": p.step, "function": p.slot.function.name(), "index": p.slot.index,
-                "version": p.version, "evidence": p.evidence.name(),
-            }))
+            .map(|p| {
+                let mut e = json!({
+                    "step": p.step, "function": p.slot.function.name(), "index": p.slot.index,
+                    "version": p.version, "evidence": p.evidence.name(),
+                });
+                if let Some(name) = &p.asset {
+                    e["asset"] = json!(name);
+                }
+                e
+            })
             .collect::<Vec<_>>());
         v["after"] = serde_json::to_value(&flashed.after).unwrap_or(Value::Null);
         say(&serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -179,7 +185,10 @@ fn evidence_words(style: &Style, proofs: &[Proof]) -> String {
                 )),
                 Evidence::None => style.warn("NOT PROVEN (not read back)"),
             };
-            format!("{} {} {how}", p.slot, p.version)
+            match &p.asset {
+                Some(name) => format!("asset `{name}` {how}"),
+                None => format!("{} {} {how}", p.slot, p.version),
+            }
         })
         .collect();
     format!("Evidence: {}.", each.join("; "))

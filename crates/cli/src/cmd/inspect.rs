@@ -1,26 +1,63 @@
-//! `modflash inspect FILE...`: the verdict on each file, in words or JSON.
+//! `modflash inspect FILE...`: the verdict on each file (a module, an application bundle, an
+//! application with its asset files), in words or JSON.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use modflash::bundle::{self, is_bundle_path, AssetFile, Bundle, BundleError};
 use modflash_module::{chain, Module, ModuleFlags};
 use serde_json::{json, Value};
 
 use crate::ui::{CmdResult, Style, EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::view::assets;
 use crate::view::module_json::module_json;
 use crate::view::module_text::{module_text, verdict_line};
 
 /// Inspects every file; exit 0 when all are valid modules, 1 when any is damaged or not a
 /// module, 2 when a file cannot be read (or is no regular file, or is larger than any module).
+///
+/// A `.zip` file is an application bundle, judged whole ([`Bundle::check`]). When an
+/// application among the files requires assets, the files that are not modules are taken as
+/// asset files (named by their file names), asset modules as the assets they carry, and the
+/// application's verdict says whether they satisfy it.
 pub fn run(files: &[PathBuf], json_output: bool) -> CmdResult {
     let style = Style::stdout();
     let mut exit = EXIT_OK;
     let mut reports = Vec::new();
+    let mut loaded = Vec::new();
     for path in files {
         let name = path.display().to_string();
-        let bytes = match modflash::files::read_module_file(path) {
-            Ok(b) => b,
+        let read = if is_bundle_path(path) {
+            Bundle::read(path).map(|b| (b, std::fs::metadata(path).map_or(0, |m| m.len())))
+        } else {
+            match modflash::files::read_module_file(path) {
+                Ok(bytes) => {
+                    loaded.push((path, bytes));
+                    continue;
+                }
+                Err(e) => Err(e.into()),
+            }
+        };
+        match read {
+            Ok((bundle, size)) => {
+                if !bundle.check().is_valid() && exit == EXIT_OK {
+                    exit = EXIT_CHECK_FAILED;
+                }
+                if json_output {
+                    reports.push(assets::bundle_json(&name, size as usize, &bundle));
+                } else {
+                    print!(
+                        "{}",
+                        assets::bundle_text(&style, &name, size as usize, &bundle)
+                    );
+                }
+            }
             Err(e) => {
-                exit = EXIT_USAGE;
+                let unreadable = matches!(e, BundleError::File(_));
+                exit = if unreadable {
+                    EXIT_USAGE
+                } else {
+                    exit.max(EXIT_CHECK_FAILED)
+                };
                 if json_output {
                     reports.push(
                         json!({ "file": name, "size": null, "error": e.to_string(), "module": null }),
@@ -28,22 +65,56 @@ pub fn run(files: &[PathBuf], json_output: bool) -> CmdResult {
                 } else {
                     crate::ui::print_error(&modflash::Error::from(e).into());
                 }
-                continue;
             }
-        };
-        let modules: Vec<Result<Module<'_>, String>> = chain(&bytes)
-            .map(|m| m.map_err(|e| e.to_string()))
-            .collect();
+        }
+    }
+    let given = bundle::assets_among(loaded.iter().map(|(p, b)| (p.as_path(), b.as_slice())));
+    for (path, bytes) in &loaded {
+        let name = path.display().to_string();
+        if let Some(asset) = given.as_ref().and_then(|g| raw_asset(g, path, bytes)) {
+            let sha = modflash::inventory::hex(&asset.sha256);
+            if json_output {
+                reports.push(
+                    json!({ "file": name, "size": bytes.len(), "error": null, "module": null,
+                    "asset": { "name": asset.name, "sha256": sha } }),
+                );
+            } else {
+                println!(
+                    "{} ({} bytes): asset file `{}`, sha256 {sha}\n",
+                    style.bold(&name),
+                    bytes.len(),
+                    asset.name
+                );
+            }
+            continue;
+        }
+        let modules: Vec<Result<Module<'_>, String>> =
+            chain(bytes).map(|m| m.map_err(|e| e.to_string())).collect();
         let valid = modules
             .iter()
             .all(|m| m.as_ref().is_ok_and(Module::is_valid));
-        if !valid && exit == EXIT_OK {
+        let check = given.as_ref().and_then(|g| {
+            let first = modules.first()?.as_ref().ok()?;
+            first.asset_dependencies().next()?;
+            Some(bundle::check(bytes, g))
+        });
+        if (!valid || check.as_ref().is_some_and(|c| !c.is_valid())) && exit == EXIT_OK {
             exit = EXIT_CHECK_FAILED;
         }
         if json_output {
-            reports.push(file_json(&name, bytes.len(), &modules));
+            let mut report = file_json(&name, bytes.len(), &modules);
+            if let Some(c) = &check {
+                report["assets"] = assets::check_json(c);
+            }
+            reports.push(report);
         } else {
-            print!("{}", file_text(&style, &name, bytes.len(), &modules));
+            let mut text = file_text(&style, &name, bytes.len(), &modules);
+            if let Some(c) = &check {
+                text.pop();
+                text.push_str(&assets::check_text(&style, c));
+                text.push('\n');
+            }
+            print!("{text}");
         }
     }
     if json_output {
@@ -53,6 +124,16 @@ pub fn run(files: &[PathBuf], json_output: bool) -> CmdResult {
         );
     }
     Ok(exit)
+}
+
+/// The asset file `path` is, when it is one of the `given` assets and no module.
+fn raw_asset<'a>(given: &'a [AssetFile], path: &Path, bytes: &[u8]) -> Option<&'a AssetFile> {
+    if Module::parse(bytes).is_ok() {
+        return None;
+    }
+    given
+        .iter()
+        .find(|a| a.name == bundle::file_name(path) && a.bytes == bytes)
 }
 
 fn file_json(name: &str, size: usize, modules: &[Result<Module<'_>, String>]) -> Value {

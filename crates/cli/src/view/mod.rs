@@ -1,6 +1,7 @@
 //! How results are shown: modules, plans, the catalogue, memory maps and virtual devices, in
 //! words, as stable JSON and as pictures.
 
+pub mod assets;
 pub mod catalog;
 pub mod fleet;
 pub mod map_svg;

@@ -103,7 +103,9 @@ fn region_json(r: &RegionCheck) -> Value {
             "max_size": bounds.max_size,
             "in_range": false,
         }),
-        RegionCheck::NoMemoryMap | RegionCheck::FunctionNotAllowed => Value::Null,
+        RegionCheck::AssetStore | RegionCheck::NoMemoryMap | RegionCheck::FunctionNotAllowed => {
+            Value::Null
+        }
     }
 }
 

@@ -15,7 +15,7 @@ pub fn plan_json(device: &str, p: &Plan) -> Value {
         .steps
         .iter()
         .map(|s| {
-            json!({
+            let mut step = json!({
                 "file": s.module.origin.to_string(),
                 "synthetic": s.module.origin.is_synthetic(),
                 "function": s.module.info.function.name(),
@@ -34,7 +34,11 @@ pub fn plan_json(device: &str, p: &Plan) -> Value {
                 "transport": s.transport(),
                 "bytes": s.bytes(),
                 "reason": s.reason,
-            })
+            });
+            if let Some(name) = s.module.asset_name() {
+                step["asset"] = json!(name);
+            }
+            step
         })
         .collect();
     json!({
@@ -100,6 +104,20 @@ pub fn print_plan(style: &Style, device: &str, p: &Plan) {
                 i + 1
             );
             println!("     {}", style.dim(&s.reason));
+            continue;
+        }
+        if let Some(name) = s.module.asset_name() {
+            println!(
+                "  {}. asset {}  asset store, through the system's update path  {}  {} bytes",
+                i + 1,
+                style.bold(&format!("`{name}`")),
+                s.transport(),
+                s.bytes()
+            );
+            println!(
+                "     {}",
+                style.dim(&format!("{} — {}", s.module.origin, s.reason))
+            );
             continue;
         }
         let from = s

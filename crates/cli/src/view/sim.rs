@@ -23,6 +23,7 @@ pub fn device_json(name: &str, d: &Device) -> Value {
         "device_os": d.device_os(),
         "describe": serde_json::from_str::<Value>(&describe(d)).unwrap_or(Value::Null),
         "wifi": d.wifi_networks(),
+        "assets": assets_json(d),
         "events": d.state.events.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "stats": {
             "control_transfers": d.state.control_transfers,
@@ -31,6 +32,25 @@ pub fn device_json(name: &str, d: &Device) -> Value {
             "modelled_ms": stats.modelled_us / 1000,
             "modelled_us": stats.modelled_us,
         },
+    })
+}
+
+/// The asset store, null on a device that keeps no assets.
+fn assets_json(d: &Device) -> Value {
+    if !d.keeps_assets() {
+        return Value::Null;
+    }
+    let list = |assets: Vec<modflash_device::asset::AssetInfo>| -> Vec<Value> {
+        assets
+            .iter()
+            .map(|a| json!({ "name": a.name, "sha256": modflash::inventory::hex(&a.hash), "size": a.size, "storage_size": a.storage_size }))
+            .collect()
+    };
+    let missing: Vec<String> = d.missing_assets().into_iter().map(|a| a.name).collect();
+    json!({
+        "available": list(d.available_assets()),
+        "required": list(d.required_assets()),
+        "missing": missing,
     })
 }
 
@@ -98,6 +118,19 @@ pub fn print_device(name: &str, d: &Device, json_output: bool) {
             list.join(", ")
         };
         println!("  wifi     {list}");
+    }
+    if d.keeps_assets() {
+        let missing = d.missing_assets();
+        for a in d.available_assets() {
+            println!("  asset    {} ({} bytes)", a.name, a.size);
+        }
+        for a in &missing {
+            println!(
+                "  asset    {} {}",
+                a.name,
+                style.bad("missing (the application requires it)")
+            );
+        }
     }
     let recent: Vec<_> = d.state.events.iter().rev().take(6).collect();
     for (i, e) in recent.iter().rev().enumerate() {

@@ -4,6 +4,7 @@
 //! (on one transport, or mixing them by modelled time, [`cost`]), placed ([`placement`]) and
 //! proven on a `Device` twin ([`prove`]).
 
+mod assets;
 mod cost;
 mod model;
 mod placement;
@@ -12,8 +13,9 @@ mod run;
 mod search;
 mod types;
 
+use modflash_device::Device;
 use modflash_module::platform::{Platform, Store};
-use modflash_module::rules::ERASED;
+use modflash_module::rules::{self, Protection, ERASED};
 use modflash_module::ModuleFunction;
 
 use crate::catalog::Candidate;
@@ -29,11 +31,23 @@ pub use types::{
 
 /// Finds and proves a plan.
 pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
+    // Asset modules are written after the others, outside the search.
+    let (asset_targets, targets): (Vec<Candidate>, Vec<Candidate>) = req
+        .targets
+        .iter()
+        .cloned()
+        .partition(|t| t.info.function == ModuleFunction::Asset);
+    let modules_only = Request {
+        targets,
+        ..req.clone()
+    };
+    let req = &modules_only;
     let twin = req.twin;
     let platform = twin.platform();
     // Gate every requested file.
     for t in &req.targets {
         gate(platform, t, req)?;
+        protected_floor(twin.protection(), t)?;
     }
     // Candidate pool: targets first (ids 0..n), then the catalogue for this platform.
     let mut pool: Vec<Candidate> = req.targets.clone();
@@ -112,6 +126,10 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
         });
     }
     invalidate_legacy_app(&mut plan_steps, &start, final_layout);
+    let (asset_steps, assets_skipped) = assets::asset_steps(req, &asset_targets, &plan_steps)?;
+    plan_steps.extend(asset_steps);
+    skipped.extend(assets_skipped);
+    protection_gate(twin, &mut plan_steps)?;
     let prediction = prove(twin, &plan_steps, req.force)?;
     Ok(Plan {
         via: req.via,
@@ -119,6 +137,49 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
         skipped,
         prediction,
         factory: false,
+    })
+}
+
+/// What a protected device (Device OS 6.x) takes, before anything is written: nothing over
+/// DFU (its bootloader reads and writes nothing), and no module below Device OS 6.1.1
+/// ([`rules::protected_update`], as particle-cli refuses); and a Particle bootloader it
+/// receives carries the SECURITY_MODE "protected" extension, so that the device stays
+/// protected (particle-cli's `createProtectedModule`).
+fn protection_gate(twin: &Device, steps: &mut [Step]) -> Result<(), PlanError> {
+    let state = twin.protection();
+    if state == Protection::Open || steps.is_empty() {
+        return Ok(());
+    }
+    if state == Protection::Protected && steps.iter().any(|s| s.via() == Via::Dfu) {
+        let refusal = rules::ProtectionRefusal::ProtectedDfu;
+        return Err(PlanError::NoOrder {
+            via: Via::Dfu.name(),
+            reason: refusal.to_string(),
+            help: format!("{}; or --via usb, or --via serial", refusal.fix()),
+        });
+    }
+    for s in steps.iter_mut() {
+        protected_floor(state, &s.module)?;
+        if rules::needs_protected_bootloader(state, s.module.slot()) {
+            let wrapped = modflash_module::asset::protect(&s.module.bytes, &[])
+                .ok()
+                .and_then(|b| Candidate::from_bytes(s.module.origin.clone(), b).ok());
+            if let Some(module) = wrapped {
+                s.module = module;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The downgrade floor of a protected device, for one module.
+fn protected_floor(state: Protection, module: &Candidate) -> Result<(), PlanError> {
+    rules::protected_update(state, &rules::Header::of(&module.info)).map_err(|refusal| {
+        PlanError::Refused {
+            file: module.origin.to_string(),
+            reason: refusal.to_string(),
+            help: refusal.fix().into(),
+        }
     })
 }
 

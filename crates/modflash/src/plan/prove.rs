@@ -51,7 +51,22 @@ pub(super) fn prove(twin: &Device, steps: &[Step], force: Force) -> Result<Predi
         && !steps
             .iter()
             .any(|s| s.module.info.function == ModuleFunction::UserPart);
-    if !steps.is_empty() && prediction.mode != Mode::App && !no_app_is_fine && !force.dependencies {
+    // Forced past the asset gate, the device runs in safe mode for its missing assets.
+    let forced_assets = force.assets
+        && prediction.events.iter().any(|e| {
+            matches!(
+                e,
+                modflash_device::DeviceEvent::SafeMode(
+                    modflash_device::cause::SafeModeCause::MissingAssets(_)
+                )
+            )
+        });
+    if !steps.is_empty()
+        && prediction.mode != Mode::App
+        && !no_app_is_fine
+        && !force.dependencies
+        && !forced_assets
+    {
         let cause = prediction
             .events
             .last()

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+use modflash_device::asset::AssetInfo;
 use modflash_device::Mode;
 use modflash_module::{ModuleFunction, ModuleRef};
 
@@ -118,6 +119,8 @@ pub struct Proof {
     pub version: u16,
     /// How it was written.
     pub via: Via,
+    /// The asset, for an asset module (stored by name, not in a slot).
+    pub asset: Option<String>,
     /// Read back over DFU, the SHA-256 the device reports after a serial or USB update, or
     /// only the device's acceptance (no SHA-256 reported: unproven).
     pub evidence: Evidence,
@@ -271,7 +274,13 @@ pub fn flash(
             "the device came back in DFU mode after the reset: its firmware is not valid".into(),
         );
     }
-    let proofs = proofs(plan, &report, &after);
+    // The assets the device holds now, where it can say (a virtual device: its asset store).
+    let assets_after = if plan.steps.iter().any(writes_asset) && session.observe().is_some() {
+        Some(session.twin(observer)?.available_assets())
+    } else {
+        None
+    };
+    let proofs = proofs(plan, &report, &after, assets_after.as_deref());
     Ok(Flashed {
         report,
         after,
@@ -282,11 +291,20 @@ pub fn flash(
     })
 }
 
-/// The step that writes a slot last is the one whose module the device should end with.
+/// The step writes an asset module (stored by the asset's name, not in a slot).
+fn writes_asset(step: &Step) -> bool {
+    step.module.info.function == ModuleFunction::Asset
+}
+
+/// The step that writes a slot last is the one whose module the device should end with (each
+/// asset module a plan writes is an asset of its own).
 fn last_write(plan: &Plan, index: usize) -> bool {
     let Some(step) = plan.steps.get(index) else {
         return false;
     };
+    if writes_asset(step) {
+        return true;
+    }
     let slot = step.module.slot();
     written(step)
         && !plan
@@ -319,15 +337,25 @@ fn installed_for<'a>(
 }
 
 /// What proves each module the plan wrote last: a DFU write's read-back, or, for a serial or
-/// USB update the device accepted, the SHA-256 it reports now.
-fn proofs(plan: &Plan, report: &Report, after: &Inventory) -> Vec<Proof> {
+/// USB update the device accepted, the SHA-256 it reports now (for an asset, the asset of that
+/// name and hash among `assets_after`, the device's asset store).
+fn proofs(
+    plan: &Plan,
+    report: &Report,
+    after: &Inventory,
+    assets_after: Option<&[AssetInfo]>,
+) -> Vec<Proof> {
     plan.steps
         .iter()
         .zip(&report.tasks)
         .enumerate()
         .filter(|(i, _)| last_write(plan, *i))
         .map(|(i, (step, task))| {
-            let hash = hash_check(installed_for(plan, after, step), &step.module);
+            let hash = if writes_asset(step) {
+                asset_check(step, assets_after)
+            } else {
+                hash_check(installed_for(plan, after, step), &step.module)
+            };
             let evidence = match task.evidence {
                 Evidence::DeviceAccepted if hash == HashCheck::Same => Evidence::Hash,
                 other => other,
@@ -337,10 +365,29 @@ fn proofs(plan: &Plan, report: &Report, after: &Inventory) -> Vec<Proof> {
                 slot: step.module.slot(),
                 version: step.module.info.version,
                 via: step.via(),
+                asset: step.module.asset_name(),
                 evidence,
             }
         })
         .collect()
+}
+
+/// Whether the device holds the asset `step` wrote, by its name and hash.
+fn asset_check(step: &Step, assets_after: Option<&[AssetInfo]>) -> HashCheck {
+    let Some(assets) = assets_after else {
+        return HashCheck::NotReported;
+    };
+    let Some(written) = modflash_module::Module::parse(&step.module.bytes)
+        .ok()
+        .and_then(|m| m.asset())
+    else {
+        return HashCheck::NotReported;
+    };
+    if assets.iter().any(|a| a.asset().same_as(&written.asset)) {
+        HashCheck::Same
+    } else {
+        HashCheck::Differs
+    }
 }
 
 /// Differences between the predicted and the actual final state.

@@ -281,6 +281,18 @@ pub enum PlanError {
         /// What to do.
         help: String,
     },
+    /// The application's assets would not all be on the device: Device OS would run it in
+    /// safe mode.
+    #[error("{app} needs {}", .unmet.join("; "))]
+    #[diagnostic(code(modflash::plan::assets_missing), help("{help}"))]
+    AssetsMissing {
+        /// The application (its file).
+        app: String,
+        /// Each asset not there, in words.
+        unmet: Vec<String>,
+        /// What to do.
+        help: String,
+    },
     /// The planner's model and the device twin disagreed (a bug; nothing was written).
     #[error("the plan did not survive the dry run on the device twin: {0}")]
     #[diagnostic(
@@ -302,6 +314,9 @@ impl PlanError {
 pub struct Force {
     /// Allow a final state where dependencies are unmet (the device will be in safe mode).
     pub dependencies: bool,
+    /// Allow a final state where the application's assets are missing (the device will be in
+    /// safe mode).
+    pub assets: bool,
 }
 
 /// Everything the planner needs.
@@ -309,7 +324,8 @@ pub struct Force {
 pub struct Request<'a> {
     /// A twin of the device as it is now.
     pub twin: &'a Device,
-    /// Modules the user asked for (in argument order).
+    /// Modules the user asked for (in argument order); asset modules among them (a bundle's
+    /// assets) are written after the others (`plan/assets.rs`).
     pub targets: Vec<Candidate>,
     /// Modules available to meet dependencies.
     pub catalog: &'a Catalog,
