@@ -104,14 +104,28 @@ impl Wanted {
         observer: &mut dyn Observer,
     ) -> Result<Plan, Error> {
         self.check()?;
-        let via = self.via(session)?;
+        self.via(session)?;
         let catalog = self.catalog(session)?;
-        let targets = self.targets(&catalog, session.platform())?;
+        self.plan_from(session, &catalog, observer)
+    }
+
+    /// [`Wanted::plan`] meeting dependencies from `catalog` instead of the one
+    /// [`Wanted::catalog`] assembles (the modflash home, `--catalog` folders, synthetic
+    /// images): what a test that must not read the user's home plans with.
+    pub fn plan_from(
+        &self,
+        session: &mut Session<'_>,
+        catalog: &Catalog,
+        observer: &mut dyn Observer,
+    ) -> Result<Plan, Error> {
+        self.check()?;
+        let via = self.via(session)?;
+        let targets = self.targets(catalog, session.platform())?;
         let twin = session.twin(observer)?;
         let request = Request {
             twin: &twin,
             targets,
-            catalog: &catalog,
+            catalog,
             via,
             alternative: other_via(session, via),
             force: self.force,
