@@ -10,6 +10,7 @@ mod run;
 mod search;
 mod types;
 
+use modflash_device::hal::flags::INTEGRITY;
 use modflash_module::platform::{Platform, Store};
 use modflash_module::rules::ERASED;
 use modflash_module::ModuleFunction;
@@ -48,7 +49,8 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
         pool: &pool,
     };
     let start = initial_state(twin);
-    // Skip what is already installed (same SHA-256 in the same slot).
+    // Skip what is already installed (same SHA-256 in the same slot, and intact: a module
+    // damaged after its SHA-256 was written, by a cut write, is written again).
     let hal = twin.hal();
     let mut skipped = Vec::new();
     let mut targets = Vec::new();
@@ -65,6 +67,7 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
                     }
                     && f.info.is_some_and(|i| i.slot() == t.slot())
             })
+            .filter(|f| f.passed & INTEGRITY != 0)
             .and_then(|f| f.sha256);
         if installed == Some(t.sha256) {
             skipped.push(format!(
