@@ -15,6 +15,7 @@ pub mod error;
 pub mod event;
 pub mod flash;
 pub mod hal;
+mod mbr;
 pub mod ota;
 pub mod state;
 mod validate;

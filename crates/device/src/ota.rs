@@ -95,8 +95,9 @@ impl Device {
     }
 
     /// `HAL_FLASH_End`: validates the staged module ([`rules::ota_accepts`]: INTEGRITY |
-    /// DEPENDENCIES_FULL, user dependencies optional); a bootloader is copied at once,
-    /// anything else is queued for the bootloader. The caller resets the device afterwards.
+    /// DEPENDENCIES_FULL, user dependencies optional); a bootloader is copied at once unless
+    /// it goes through the MBR ([`rules::bootloader_mbr_stage`]), anything else is queued for
+    /// the bootloader. The caller resets the device afterwards.
     pub fn ota_finish(&mut self) -> Result<OtaOutcome, OtaError> {
         self.ota_length = None;
         let ota: &'static ModuleBounds = &self.layout().ota;
@@ -107,6 +108,9 @@ impl Device {
         rules::ota_accepts(&hal, hal.layout, self.platform.id, &info, intact)
             .map_err(OtaError::Refused)?;
         let target = hal.layout.main_bounds(info.slot()).ok_or(not_found)?;
+        let mbr_stage = (info.function == ModuleFunction::Bootloader)
+            .then(|| rules::bootloader_mbr_stage(&hal, self.platform, hal.layout))
+            .flatten();
         let mut copy_flags =
             slot_flags::VERIFY_CRC | slot_flags::VERIFY_DESTINATION | slot_flags::VERIFY_FUNCTION;
         if info
@@ -128,12 +132,12 @@ impl Device {
                 target.location != modflash_module::platform::Location::Internal,
             ),
             source: ota.start,
-            destination: info.start_address,
+            destination: mbr_stage.unwrap_or(info.start_address),
             length: info.module_length().unwrap_or(0) + 4,
             flags: copy_flags,
             function: info.function.to_u8(),
         };
-        if info.function == ModuleFunction::Bootloader {
+        if info.function == ModuleFunction::Bootloader && mbr_stage.is_none() {
             match self.copy_module(&slot)? {
                 Ok(_) => {
                     self.event(DeviceEvent::BootloaderInstalled {
@@ -147,12 +151,7 @@ impl Device {
                 }
             }
         }
-        let loc = self.dct_location();
-        let free = (1..dct::MAX_MODULE_SLOTS)
-            .find(|&i| dct_store::slot(&self.dct(), i).magic != dct::SLOT_PENDING)
-            .unwrap_or(1);
-        dct_store::write_slot(&mut self.flash, &loc, free, &slot)
-            .map_err(|_| OtaError::PowerLost)?;
+        self.queue_copy(&slot)?;
         self.event(DeviceEvent::UpdateValidated {
             module: info.slot(),
             version: info.version,
