@@ -62,7 +62,8 @@ impl Task<'_> {
 pub struct Options {
     /// Read every DFU write back and compare.
     pub verify: bool,
-    /// After DFU writes, leave DFU mode for the firmware at this address.
+    /// After DFU writes — or with no task at all, when the device is in DFU mode — leave DFU
+    /// mode for the firmware at this address.
     pub leave_at: Option<u32>,
 }
 
@@ -94,10 +95,14 @@ pub fn execute(
 ) -> Result<Report, Error> {
     let link = session.link();
     let mut report = Report::default();
-    if tasks.is_empty() {
+    let uses_dfu = tasks.iter().any(|t| matches!(t.action, TaskAction::Dfu(_)));
+    // Nothing to do but, for a device left in DFU mode by an interrupted run, the reset.
+    let leave_at = options
+        .leave_at
+        .filter(|_| uses_dfu || tasks.is_empty() && link.in_dfu_mode());
+    if tasks.is_empty() && leave_at.is_none() {
         return Ok(report);
     }
-    let uses_dfu = tasks.iter().any(|t| matches!(t.action, TaskAction::Dfu(_)));
     if uses_dfu {
         enter_dfu(link, observer)?;
     }
@@ -144,7 +149,7 @@ pub fn execute(
         });
         report.tasks.push(result);
     }
-    if let Some(address) = options.leave_at.filter(|_| uses_dfu) {
+    if let Some(address) = leave_at {
         let left = operation(
             observer,
             Operation::Reset,

@@ -26,7 +26,7 @@ pub fn run(args: PlanArgs, dry_run: bool, yes: bool) -> CmdResult {
     if !args.json {
         print_plan(&style, &label, &plan);
     }
-    if dry_run || plan.steps.is_empty() {
+    if dry_run || plan.steps.is_empty() && !plan.leave_dfu {
         if args.json {
             let mut v = plan_json(&device, &plan);
             v["executed"] = json!(false);

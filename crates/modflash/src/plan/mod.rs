@@ -116,11 +116,18 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
     let prediction = prove(twin, &plan_steps, req.via, req.force)?;
     Ok(Plan {
         via: req.via,
+        leave_dfu: leaves_dfu_only(twin, &plan_steps, req.via),
         steps: plan_steps,
         skipped,
         prediction,
         factory: false,
     })
+}
+
+/// A DFU plan with nothing to write for a device in DFU mode only resets it into its
+/// firmware (the executor leaves DFU mode whenever it finds the device there).
+fn leaves_dfu_only(twin: &modflash_device::Device, steps: &[Step], via: Via) -> bool {
+    via == Via::Dfu && steps.is_empty() && twin.in_dfu_mode()
 }
 
 fn gate(platform: &'static Platform, t: &Candidate, req: &Request<'_>) -> Result<(), PlanError> {

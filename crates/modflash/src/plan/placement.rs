@@ -111,6 +111,7 @@ pub(super) fn plan_factory(
     let prediction = prove(twin, &steps, Via::Dfu, req.force)?;
     Ok(Plan {
         via: Via::Dfu,
+        leave_dfu: super::leaves_dfu_only(twin, &steps, Via::Dfu),
         steps,
         skipped,
         prediction,

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use modflash_device::Mode;
+use modflash_module::platform::Store;
 use modflash_module::ModuleFunction;
 
 use super::types::{Action, Plan, Step, Via, OTA_FLAG_OFFSET};
@@ -62,7 +63,8 @@ pub fn tasks_of(steps: &[Step]) -> Vec<Task<'_>> {
 }
 
 /// Runs a plan's steps with verification; a DFU plan ends by leaving DFU mode for the last
-/// module written.
+/// module written (with nothing to write, for the application region, when the device is in
+/// DFU mode).
 pub fn run_steps(
     session: &mut Session<'_>,
     steps: &[Step],
@@ -70,10 +72,20 @@ pub fn run_steps(
     observer: &mut dyn Observer,
     cancel: &Cancel,
 ) -> Result<Report, Error> {
+    let application = || {
+        session
+            .platform()
+            .layout_for(None)
+            .and_then(|l| {
+                l.bounds
+                    .iter()
+                    .find(|b| b.function == ModuleFunction::UserPart && b.store == Store::Main)
+            })
+            .map_or(0, |b| b.start)
+    };
     let options = Options {
         verify: true,
-        leave_at: (via == Via::Dfu && !steps.is_empty())
-            .then(|| steps.last().map_or(0, Step::address)),
+        leave_at: (via == Via::Dfu).then(|| steps.last().map_or_else(application, Step::address)),
     };
     execute(session, &tasks_of(steps), options, observer, cancel)
 }

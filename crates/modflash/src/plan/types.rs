@@ -136,8 +136,11 @@ impl Prediction {
 pub struct Plan {
     /// Transport.
     pub via: Via,
-    /// Writes in order (empty = nothing to do).
+    /// Writes in order (empty = nothing to write).
     pub steps: Vec<Step>,
+    /// Nothing to write, but the device was found in DFU mode (a re-run after an interrupted
+    /// flash whose writes had all completed): running the plan resets it into its firmware.
+    pub leave_dfu: bool,
     /// Requested files already installed (same SHA-256), with a note each.
     pub skipped: Vec<String>,
     /// The predicted final state.
