@@ -307,10 +307,11 @@ fn a_command_a_cut_off_session_left_pending_is_dropped_not_run() {
                 left: n,
             };
             let mut s = modflash::transport::dfu::DfuSession::new(port, info_desc);
-            assert!(s.write(0, info.start_address, &app, true, &mut Quiet).is_err());
+            assert!(s
+                .write(0, info.start_address, &app, true, &mut Quiet)
+                .is_err());
             drop(s);
-            (dfu_state(&mut d) == modflash_dfu::State::DnloadSync && runs_an_erase(&d))
-                .then_some(d)
+            (dfu_state(&mut d) == modflash_dfu::State::DnloadSync && runs_an_erase(&d)).then_some(d)
         })
         .expect("some cut leaves an erase pending");
     let untouched = app_before(&d);
@@ -318,7 +319,8 @@ fn a_command_a_cut_off_session_left_pending_is_dropped_not_run() {
     // A new session (the same command run again) writes elsewhere: the erase the first one
     // left pending must not run now, under a plan made on the flash as it was.
     let mut s = sim_session(&mut d).unwrap();
-    s.write(0, 0x080C_0000, &[0x5A; 64], true, &mut Quiet).unwrap();
+    s.write(0, 0x080C_0000, &[0x5A; 64], true, &mut Quiet)
+        .unwrap();
     drop(s);
     assert_eq!(app_before(&d), untouched, "the dropped erase did not run");
 }
