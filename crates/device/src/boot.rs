@@ -69,6 +69,10 @@ impl Device {
 
     /// One pass through bootloader and system. `Ok(Some(reason))` = the device reset.
     fn boot_once(&mut self, hold: Option<f32>) -> Result<Option<ResetReason>, FlashError> {
+        // ---- the Nordic MBR, before the bootloader: a recorded bootloader copy ----
+        if self.mbr_resume()? {
+            return Ok(Some(ResetReason::Update));
+        }
         // ---- bootloader (spec §6.1) ----
         let mut safe_mode = false;
         let mut factory_reset = std::mem::take(&mut self.state.factory_reset_requested);
@@ -126,7 +130,9 @@ impl Device {
                 return Ok(None);
             }
         }
-        self.apply_pending_copies()?;
+        if self.apply_pending_copies()? {
+            return Ok(Some(ResetReason::Update));
+        }
         if let Err(why) = self.system_start_header() {
             self.event(DeviceEvent::NoValidSystem(why));
             self.enter_dfu();

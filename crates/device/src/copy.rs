@@ -1,7 +1,9 @@
 //! The bootloader's module copies (`FLASH_CopyMemory`, spec §5.5): pending updates queued in
-//! the DCT, and the factory-reset copy of DCT slot 0.
+//! the DCT (a bootloader among them staged for the Nordic MBR, [`crate::mbr`]), raw copies
+//! back of saved pages, and the factory-reset copy of DCT slot 0.
 
 use modflash_module::platform::{dct, ModuleBounds};
+use modflash_module::rules;
 use modflash_module::{ModuleFunction, ModuleInfo};
 
 use crate::boot::dct_flash;
@@ -35,29 +37,79 @@ impl Device {
         Ok(restored)
     }
 
-    /// `FLASH_UpdateModules`: copies every pending DCT slot (1–4) and frees it.
-    pub(crate) fn apply_pending_copies(&mut self) -> Result<(), FlashError> {
+    /// `FLASH_UpdateModules`: copies every pending DCT slot (1–4) and frees it; a bootloader
+    /// comes last. True when a bootloader went to the MBR, which resets the device.
+    pub(crate) fn apply_pending_copies(&mut self) -> Result<bool, FlashError> {
         let loc = self.dct_location();
-        for i in 1..dct::MAX_MODULE_SLOTS {
-            let slot = dct_store::slot(&self.dct(), i);
-            if slot.magic != dct::SLOT_PENDING {
-                continue;
-            }
+        let pending: Vec<(usize, ModuleSlot)> = (1..dct::MAX_MODULE_SLOTS)
+            .map(|i| (i, dct_store::slot(&self.dct(), i)))
+            .filter(|(_, slot)| slot.magic == dct::SLOT_PENDING)
+            .collect();
+        let bootloader = ModuleFunction::Bootloader.to_u8();
+        for (i, slot) in pending.iter().filter(|(_, s)| s.function != bootloader) {
             self.set_mode(Mode::Off, Led::new(Color::Magenta, Pattern::BlinkingFast));
-            let event = match self.copy_module(&slot)? {
-                Ok(info) => DeviceEvent::PendingUpdateInstalled {
-                    module: info.slot(),
-                    version: info.version,
+            let event = if slot.flags & VERIFY_OR_TRANSFORM == 0 {
+                self.copy_raw(slot)?;
+                DeviceEvent::BackupRestored {
                     address: slot.destination,
-                },
-                Err(why) => DeviceEvent::PendingUpdateRefused(why),
+                    length: slot.length,
+                }
+            } else {
+                match self.copy_module(slot)? {
+                    Ok(info) => DeviceEvent::PendingUpdateInstalled {
+                        module: info.slot(),
+                        version: info.version,
+                        address: slot.destination,
+                    },
+                    Err(why) => DeviceEvent::PendingUpdateRefused(why),
+                }
             };
             self.event(event);
             // The slot is freed after the copy, so a power cut mid-copy repeats it.
-            dct_store::write_slot(&mut self.flash, &loc, i, &ModuleSlot::FREE)
+            dct_store::write_slot(&mut self.flash, &loc, *i, &ModuleSlot::FREE)
                 .map_err(dct_flash)?;
         }
-        Ok(())
+        for (i, slot) in pending.iter().filter(|(_, s)| s.function == bootloader) {
+            self.set_mode(Mode::Off, Led::new(Color::Magenta, Pattern::BlinkingFast));
+            // Freed before the copy: the MBR's reset would otherwise repeat it for ever.
+            dct_store::write_slot(&mut self.flash, &loc, *i, &ModuleSlot::FREE)
+                .map_err(dct_flash)?;
+            match self.copy_module(slot)? {
+                Ok(info) => {
+                    self.event(DeviceEvent::BootloaderStaged {
+                        version: info.version,
+                        address: slot.destination,
+                    });
+                    self.mbr_copy_bootloader(slot.destination, slot.length)?;
+                    return Ok(true);
+                }
+                Err(why) => self.event(DeviceEvent::PendingUpdateRefused(why)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Queues `slot` in the first free DCT slot (1–4; slot 1 when none is free).
+    pub(crate) fn queue_copy(&mut self, slot: &ModuleSlot) -> Result<(), FlashError> {
+        let loc = self.dct_location();
+        let free = (1..dct::MAX_MODULE_SLOTS)
+            .find(|&i| dct_store::slot(&self.dct(), i).magic != dct::SLOT_PENDING)
+            .unwrap_or(1);
+        dct_store::write_slot(&mut self.flash, &loc, free, slot).map_err(dct_flash)
+    }
+
+    /// A copy without checks (no verify flags): `slot.length` bytes as they are.
+    fn copy_raw(&mut self, slot: &ModuleSlot) -> Result<(), FlashError> {
+        let (src_space, dst_space) = slot_spaces(slot);
+        let Some(bytes) = self
+            .flash
+            .read(src_space, slot.source, slot.length as usize)
+            .map(<[u8]>::to_vec)
+        else {
+            return Ok(());
+        };
+        self.flash
+            .write(dst_space, slot.destination, &bytes, COPY_CHUNK)
     }
 
     /// `FLASH_CopyMemory` with its checks (spec §5.5). Outer error = power lost; inner error
@@ -66,16 +118,7 @@ impl Device {
         &mut self,
         slot: &ModuleSlot,
     ) -> Result<Result<ModuleInfo, CopyRefusal>, FlashError> {
-        let src_space = if slot.source_device == 0 {
-            Space::Internal
-        } else {
-            Space::External
-        };
-        let dst_space = if slot.destination_device == 0 {
-            Space::Internal
-        } else {
-            Space::External
-        };
+        let (src_space, dst_space) = slot_spaces(slot);
         let Some(head) = self.flash.read(src_space, slot.source, 0x200) else {
             return Ok(Err(CopyRefusal::SourceOutsideFlash {
                 source: slot.source,
@@ -90,6 +133,10 @@ impl Device {
             return Ok(Err(CopyRefusal::HeaderOutsideFlash));
         };
         let info = ModuleInfo::from_bytes(raw);
+        // A bootloader may go to the application region, staged for the MBR.
+        let mbr_stage = info.function == ModuleFunction::Bootloader
+            && rules::bootloader_mbr_stage(&self.hal(), self.platform, self.layout())
+                == Some(slot.destination);
         let verify = slot.flags
             & (slot_flags::VERIFY_CRC
                 | slot_flags::VERIFY_FUNCTION
@@ -121,6 +168,7 @@ impl Device {
             }
             if slot.flags & slot_flags::VERIFY_DESTINATION != 0
                 && info.start_address != slot.destination
+                && !mbr_stage
             {
                 return Ok(Err(CopyRefusal::Destination {
                     start: info.start_address,
@@ -164,6 +212,9 @@ impl Device {
         } else {
             image
         };
+        if mbr_stage {
+            self.back_up_mbr_stage(slot.destination, data.len() as u32)?;
+        }
         self.flash
             .write(dst_space, slot.destination, &data, COPY_CHUNK)?;
         Ok(Ok(info))
@@ -206,4 +257,24 @@ impl Device {
             && info.platform_id == self.platform.id
             && info.function == ModuleFunction::UserPart
     }
+}
+
+/// Slot flags that make a copy check or transform the module; a slot with none of them is
+/// copied raw.
+const VERIFY_OR_TRANSFORM: u8 = slot_flags::VERIFY_CRC
+    | slot_flags::VERIFY_DESTINATION
+    | slot_flags::VERIFY_FUNCTION
+    | slot_flags::DROP_MODULE_INFO
+    | slot_flags::COMPRESSED;
+
+/// The memories a slot copies from and to (0 = internal).
+fn slot_spaces(slot: &ModuleSlot) -> (Space, Space) {
+    let space = |device: u8| {
+        if device == 0 {
+            Space::Internal
+        } else {
+            Space::External
+        }
+    };
+    (space(slot.source_device), space(slot.destination_device))
 }

@@ -19,6 +19,8 @@ pub enum Origin {
     Bootloader,
     /// The system firmware (start, OTA, listening mode).
     System,
+    /// The Nordic MBR (nRF52840), which runs before the bootloader.
+    Mbr,
 }
 
 impl fmt::Display for Origin {
@@ -26,6 +28,7 @@ impl fmt::Display for Origin {
         f.write_str(match self {
             Self::Bootloader => "bootloader",
             Self::System => "system",
+            Self::Mbr => "mbr",
         })
     }
 }
@@ -75,6 +78,21 @@ pub enum DeviceEvent {
     },
     /// A module queued in a DCT slot was refused; nothing was erased.
     PendingUpdateRefused(CopyRefusal),
+    /// Pages saved before a bootloader was staged over them were copied back.
+    BackupRestored {
+        /// Where they were copied back to.
+        address: u32,
+        /// How many bytes.
+        length: u32,
+    },
+    /// A bootloader queued in a DCT slot was staged in the application region (whose pages
+    /// were saved first) for the MBR to copy.
+    BootloaderStaged {
+        /// Its version.
+        version: u16,
+        /// Where it was staged.
+        address: u32,
+    },
     /// The system part the bootloader jumps into is not valid: DFU mode.
     NoValidSystem(SystemFault),
     /// The host sent the zero-length DNLOAD that leaves DFU mode.
@@ -140,6 +158,15 @@ pub enum DeviceEvent {
     },
     /// An asset module received as an update was not stored.
     AssetRefused(AssetStoreError),
+
+    // ---- the Nordic MBR ----
+    /// The MBR copied a staged bootloader into place (again after a power cut: `resumed`).
+    MbrBootloaderCopied {
+        /// The bootloader version now in place.
+        version: u16,
+        /// The copy was recorded before a reset and carried out again.
+        resumed: bool,
+    },
     /// A module received over OTA was validated and queued for the bootloader.
     UpdateValidated {
         /// Its slot.
@@ -200,6 +227,8 @@ impl DeviceEvent {
             | Self::FactoryAppRestored { .. }
             | Self::PendingUpdateInstalled { .. }
             | Self::PendingUpdateRefused(_)
+            | Self::BackupRestored { .. }
+            | Self::BootloaderStaged { .. }
             | Self::NoValidSystem(_)
             | Self::DfuLeave
             | Self::DfuReadUnprotect
@@ -228,6 +257,7 @@ impl DeviceEvent {
             | Self::UsbUpdateRefused(_)
             | Self::WifiNotSaved { .. }
             | Self::WifiCleared(_) => Some(Origin::System),
+            Self::MbrBootloaderCopied { .. } => Some(Origin::Mbr),
         }
     }
 
@@ -284,6 +314,15 @@ impl fmt::Display for Message<'_> {
                 "blinking magenta fast: installed {module} version {version} at {address:#010x}"
             ),
             E::PendingUpdateRefused(why) => write!(f, "pending update refused: {why}"),
+            E::BackupRestored { address, length } => write!(
+                f,
+                "blinking magenta fast: copied the {length} saved bytes back to {address:#010x}"
+            ),
+            E::BootloaderStaged { version, address } => write!(
+                f,
+                "blinking magenta fast: staged bootloader version {version} at {address:#010x} \
+                 (the pages it covers saved) for the MBR to copy"
+            ),
             E::NoValidSystem(why) => write!(
                 f,
                 "solid red: no valid system firmware ({why}); entering DFU mode"
@@ -323,6 +362,15 @@ impl fmt::Display for Message<'_> {
                 write!(f, "removed asset `{name}`, which the application does not require")
             }
             E::AssetRefused(why) => write!(f, "asset update refused: {why}"),
+            E::MbrBootloaderCopied { version, resumed } => write!(
+                f,
+                "{} the staged bootloader into place (version {version})",
+                if *resumed {
+                    "after a reset, finished copying"
+                } else {
+                    "copied"
+                }
+            ),
             E::UpdateValidated { module, version } => write!(
                 f,
                 "{module} version {version} validated; it will be installed at the next reset"

@@ -19,6 +19,7 @@ pub mod error;
 pub mod event;
 pub mod flash;
 pub mod hal;
+mod mbr;
 pub mod ota;
 pub mod protection;
 pub mod state;

@@ -95,8 +95,8 @@ impl Device {
     }
 
     /// `HAL_FLASH_End`: validates the staged module ([`Device::ota_validate`]); a bootloader
-    /// is copied at once, anything else is queued for the bootloader. The caller resets the
-    /// device afterwards.
+    /// is copied at once unless it goes through the MBR ([`rules::bootloader_mbr_stage`]),
+    /// anything else is queued for the bootloader. The caller resets the device afterwards.
     pub fn ota_finish(&mut self) -> Result<OtaOutcome, OtaError> {
         self.ota_length = None;
         if let Some(module) = self.ota_staged_asset()? {
@@ -168,6 +168,9 @@ impl Device {
         rules::ota_accepts(&hal, hal.layout, self.platform.id, &info, intact)
             .map_err(OtaError::Refused)?;
         let target = hal.layout.main_bounds(info.slot()).ok_or(not_found)?;
+        let mbr_stage = (info.function == ModuleFunction::Bootloader)
+            .then(|| rules::bootloader_mbr_stage(&hal, self.platform, hal.layout))
+            .flatten();
         let mut copy_flags =
             slot_flags::VERIFY_CRC | slot_flags::VERIFY_DESTINATION | slot_flags::VERIFY_FUNCTION;
         if info
@@ -189,7 +192,7 @@ impl Device {
                 target.location != modflash_module::platform::Location::Internal,
             ),
             source: ota.start,
-            destination: info.start_address,
+            destination: mbr_stage.unwrap_or(info.start_address),
             length: info.module_length().unwrap_or(0) + 4,
             flags: copy_flags,
             function: info.function.to_u8(),
@@ -197,9 +200,10 @@ impl Device {
         Ok((info, slot))
     }
 
-    /// Installs a validated module: a bootloader at once, anything else queued in a DCT slot.
+    /// Installs a validated module: a bootloader at once (unless its copy is staged for the
+    /// MBR, at a destination other than its own address), anything else queued in a DCT slot.
     fn ota_apply(&mut self, info: ModuleInfo, slot: ModuleSlot) -> Result<OtaOutcome, OtaError> {
-        if info.function == ModuleFunction::Bootloader {
+        if info.function == ModuleFunction::Bootloader && slot.destination == info.start_address {
             match self.copy_module(&slot)? {
                 Ok(_) => {
                     self.event(DeviceEvent::BootloaderInstalled {
@@ -213,12 +217,7 @@ impl Device {
                 }
             }
         }
-        let loc = self.dct_location();
-        let free = (1..dct::MAX_MODULE_SLOTS)
-            .find(|&i| dct_store::slot(&self.dct(), i).magic != dct::SLOT_PENDING)
-            .unwrap_or(1);
-        dct_store::write_slot(&mut self.flash, &loc, free, &slot)
-            .map_err(|_| OtaError::PowerLost)?;
+        self.queue_copy(&slot)?;
         self.event(DeviceEvent::UpdateValidated {
             module: info.slot(),
             version: info.version,

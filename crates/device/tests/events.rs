@@ -104,6 +104,20 @@ fn every_event() -> Vec<(DeviceEvent, &'static str)> {
             "bootloader: pending update refused: the system part header at 0x080c0000 is invalid or longer than the slot",
         ),
         (
+            E::BackupRestored {
+                address: 0xD4000,
+                length: 49152,
+            },
+            "bootloader: blinking magenta fast: copied the 49152 saved bytes back to 0x000d4000",
+        ),
+        (
+            E::BootloaderStaged {
+                version: 1100,
+                address: 0xD4000,
+            },
+            "bootloader: blinking magenta fast: staged bootloader version 1100 at 0x000d4000 (the pages it covers saved) for the MBR to copy",
+        ),
+        (
             E::NoValidSystem(SystemFault::ForeignHeader {
                 address: 0x0802_0000,
                 module: part(ModuleFunction::SystemPart, 1),
@@ -197,6 +211,20 @@ fn every_event() -> Vec<(DeviceEvent, &'static str)> {
                 expected: 6,
             }),
             "system: bootloader update refused: platform 10, expected 6",
+        ),
+        (
+            E::MbrBootloaderCopied {
+                version: 1100,
+                resumed: false,
+            },
+            "mbr: copied the staged bootloader into place (version 1100)",
+        ),
+        (
+            E::MbrBootloaderCopied {
+                version: 1100,
+                resumed: true,
+            },
+            "mbr: after a reset, finished copying the staged bootloader into place (version 1100)",
         ),
         (
             E::UpdateValidated {

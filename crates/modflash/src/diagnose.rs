@@ -207,6 +207,9 @@ fn explains_mode(event: &DeviceEvent) -> bool {
         E::PowerOn
         | E::PowerLost
         | E::PendingUpdateInstalled { .. }
+        | E::BackupRestored { .. }
+        | E::BootloaderStaged { .. }
+        | E::MbrBootloaderCopied { .. }
         | E::BootloaderUpdated { .. }
         | E::OtaFlagSet
         | E::NoApp

@@ -76,9 +76,9 @@ impl Task<'_> {
 pub struct Options {
     /// Read every DFU write back and compare.
     pub verify: bool,
-    /// After DFU writes, leave DFU mode for the firmware at this address. (Before a serial or
-    /// USB task the device leaves DFU mode in any case, for the firmware at the last DFU
-    /// write's address.)
+    /// After DFU writes — or with no task at all, when the device is in DFU mode — leave DFU
+    /// mode for the firmware at this address. (Before a serial or USB task the device leaves
+    /// DFU mode in any case, for the firmware at the last DFU write's address.)
     pub leave_at: Option<u32>,
 }
 
@@ -111,10 +111,14 @@ pub fn execute(
 ) -> Result<Report, Error> {
     let link = session.link();
     let mut report = Report::default();
-    if tasks.is_empty() {
+    let uses_dfu = tasks.iter().any(|t| matches!(t.action, TaskAction::Dfu(_)));
+    // Nothing to do but, for a device left in DFU mode by an interrupted run, the reset.
+    let leave_at = options
+        .leave_at
+        .filter(|_| uses_dfu || tasks.is_empty() && link.in_dfu_mode());
+    if tasks.is_empty() && leave_at.is_none() {
         return Ok(report);
     }
-    let uses_dfu = tasks.iter().any(|t| matches!(t.action, TaskAction::Dfu(_)));
     let steps = tasks.len();
     // Where the last DFU write went (the firmware a mid-plan leave starts).
     let mut last_dfu: Option<u32> = None;
@@ -175,7 +179,7 @@ pub fn execute(
         });
         report.tasks.push(result);
     }
-    if let Some(address) = options.leave_at.filter(|_| uses_dfu && link.in_dfu_mode()) {
+    if let Some(address) = leave_at.filter(|_| link.in_dfu_mode()) {
         let left = operation(
             observer,
             Operation::Reset,

@@ -261,12 +261,37 @@ impl Wanted {
         self.check()?;
         let via = self.via(session)?;
         let catalog = self.catalog(session, observer)?;
-        let targets = self.targets(&catalog, session.platform())?;
+        self.plan_on_twin_with(session, via, &catalog, observer)
+    }
+
+    /// [`Wanted::plan`] meeting dependencies from `catalog` instead of the one
+    /// [`Wanted::catalog`] assembles (the modflash home, `--catalog` folders, synthetic
+    /// images): what a test that must not read the user's home plans with.
+    pub fn plan_with_catalog(
+        &self,
+        session: &mut Session<'_>,
+        catalog: &Catalog,
+        observer: &mut dyn Observer,
+    ) -> Result<Plan, Error> {
+        self.check()?;
+        let via = self.via(session)?;
+        let (plan, _) = self.plan_on_twin_with(session, via, catalog, observer)?;
+        Ok(plan)
+    }
+
+    fn plan_on_twin_with(
+        &self,
+        session: &mut Session<'_>,
+        via: Via,
+        catalog: &Catalog,
+        observer: &mut dyn Observer,
+    ) -> Result<(Plan, Device), Error> {
+        let targets = self.targets(catalog, session.platform())?;
         let twin = session.twin(observer)?;
         let request = Request {
             twin: &twin,
             targets,
-            catalog: &catalog,
+            catalog,
             via,
             also: self.also(session, via),
             alternative: other_via(session, via),
@@ -274,7 +299,7 @@ impl Wanted {
             factory: self.factory,
         };
         let plan = plan(&request)?;
-        warn_other_images(&plan, &catalog, observer);
+        warn_other_images(&plan, catalog, observer);
         Ok((plan, twin))
     }
 }

@@ -325,3 +325,59 @@ fn a_device_gone_mid_write_is_an_error_at_every_transfer() {
         assert!(n < 200, "never succeeded");
     }
 }
+
+/// The device's DFU state, read with GETSTATE (which, unlike GETSTATUS, runs nothing).
+fn dfu_state(d: &mut Device) -> modflash_dfu::State {
+    let setup = modflash_dfu::Setup::class_in(modflash_dfu::control::DFU_GETSTATE, 0, 0, 1);
+    let reply = d.dfu_control(setup, &[]).unwrap();
+    modflash_dfu::State::from_u8(reply[0])
+}
+
+#[test]
+fn a_command_a_cut_off_session_left_pending_is_dropped_not_run() {
+    let template = {
+        let mut d = device(6).release("1.5.0").running();
+        into_dfu(&mut d);
+        d
+    };
+    let (app, info) = other_app(&template, "1.5.0");
+    let app_before = |d: &Device| {
+        d.flash()
+            .read(modflash_device::Space::Internal, info.start_address, 0x100)
+            .unwrap()
+            .to_vec()
+    };
+    // Cut the pipe after the DNLOAD of an erase of the app's page, before the GETSTATUS that
+    // would run it.
+    let runs_an_erase = |d: &Device| {
+        let mut probe = d.clone();
+        let setup = modflash_dfu::Setup::class_in(modflash_dfu::control::DFU_GETSTATUS, 0, 0, 6);
+        let _ = probe.dfu_control(setup, &[]);
+        app_before(&probe) != app_before(d)
+    };
+    let mut d = (0..40)
+        .find_map(|n| {
+            let mut d = template.clone();
+            let info_desc = sim_session(&mut d).unwrap().info().clone();
+            let port = Flaky {
+                inner: modflash::transport::sim::SimControl::new(&mut d),
+                left: n,
+            };
+            let mut s = modflash::transport::dfu::DfuSession::new(port, info_desc);
+            assert!(s
+                .write(0, info.start_address, &app, true, &mut Quiet)
+                .is_err());
+            drop(s);
+            (dfu_state(&mut d) == modflash_dfu::State::DnloadSync && runs_an_erase(&d)).then_some(d)
+        })
+        .expect("some cut leaves an erase pending");
+    let untouched = app_before(&d);
+    assert_eq!(untouched, app_before(&template), "nothing erased yet");
+    // A new session (the same command run again) writes elsewhere: the erase the first one
+    // left pending must not run now, under a plan made on the flash as it was.
+    let mut s = sim_session(&mut d).unwrap();
+    s.write(0, 0x080C_0000, &[0x5A; 64], true, &mut Quiet)
+        .unwrap();
+    drop(s);
+    assert_eq!(app_before(&d), untouched, "the dropped erase did not run");
+}

@@ -1,6 +1,16 @@
-//! Power cuts at every 50th flash operation, during a DfuSe write of a system part and during
-//! an OTA apply: the bootloader and the DCT are never damaged and the device always reaches
-//! at least DFU mode when powered again.
+//! Power cuts during `modflash flash`, for every update path (`support::update_paths`): at
+//! a flash operation of the command's run the power goes; the run must not report success,
+//! the bootloader and the DCT must survive (except inside an in-place bootloader copy, a window
+//! Device OS has too), the device must come back in DFU mode, safe mode or running, and the
+//! same command run again must finish with the app running and the modules of an
+//! uninterrupted run. CI cuts at every `CI_STRIDE`-th operation and each of the last `CI_TAIL`;
+//! `every_operation_of_every_path` (ignored: 42 000 cuts, about 25 minutes of CPU) cuts at
+//! every one. Below them, the original lower-level checks: a DfuSe write and an OTA apply cut
+//! every 50th operation.
+
+mod support;
+
+use support::{sweep_power_cuts, update_path, update_paths, Tally};
 
 use modflash::progress::Quiet;
 use modflash::transport::sim::SimLink;
@@ -12,6 +22,100 @@ use modflash_module::rules;
 use modflash_module::synth::synthesize;
 use modflash_module::{platform, ModuleFunction, ModuleRef};
 use modflash_testkit::device::device;
+
+/// CI cuts at every `CI_STRIDE`-th flash operation of a path…
+const CI_STRIDE: u64 = 89;
+/// …and at each of its last `CI_TAIL` (the resets after the last write, which apply what was
+/// staged).
+const CI_TAIL: u64 = 64;
+
+/// Sweeps one path with CI's cut points; prints its line of the report.
+fn ci_sweep(name: &str) -> Tally {
+    let tally = sweep_power_cuts(&update_path(name), CI_STRIDE, CI_TAIL);
+    eprintln!("{}", tally.line(name));
+    assert_eq!(tally.false_successes, 0);
+    tally
+}
+
+#[test]
+fn photon_dfu_parts_and_app() {
+    let t = ci_sweep("photon-dfu-parts-app");
+    // A torn system part cannot run: the watchdog path ends in DFU mode.
+    assert!(t.modes.contains_key("dfu"), "{:?}", t.modes);
+}
+
+#[test]
+fn photon_serial_parts_and_app() {
+    let t = ci_sweep("photon-serial-parts-app");
+    // The OTA region holds the module until the bootloader's copy is done: the device
+    // always comes back running.
+    assert_eq!(
+        t.modes.keys().copied().collect::<Vec<_>>(),
+        ["app"],
+        "{:?}",
+        t.modes
+    );
+}
+
+#[test]
+fn photon_dfu_bootloader_through_the_ota_flag() {
+    let t = ci_sweep("photon-dfu-bootloader-ota-flag");
+    // CI's tail reaches the system's in-place copy of the bootloader: Device OS's window.
+    assert!(!t.bricks.is_empty(), "the in-place copy was not reached");
+}
+
+#[test]
+fn argon_dfu_bootloader_through_the_mbr() {
+    ci_sweep("argon-dfu-bootloader-mbr");
+}
+
+#[test]
+fn argon_serial_bootloader_through_the_mbr() {
+    ci_sweep("argon-serial-bootloader-mbr");
+}
+
+#[test]
+fn argon_dfu_radio_stack() {
+    ci_sweep("argon-dfu-radio-stack");
+}
+
+#[test]
+fn argon_serial_radio_stack() {
+    ci_sweep("argon-serial-radio-stack");
+}
+
+#[test]
+fn electron_dfu_three_parts() {
+    ci_sweep("electron-dfu-three-parts");
+}
+
+#[test]
+fn p2_dfu_system_part() {
+    ci_sweep("p2-dfu-system-part");
+}
+
+#[test]
+fn p2_serial_system_part() {
+    ci_sweep("p2-serial-system-part");
+}
+
+/// The full sweep recorded in `docs/TESTING.md`:
+/// `cargo test --release -p modflash --test powercut -- --ignored --nocapture`.
+#[test]
+#[ignore = "cuts at every flash operation of every path: about 25 minutes of CPU"]
+fn every_operation_of_every_path() {
+    let started = std::time::Instant::now();
+    let mut cuts = 0;
+    for path in update_paths() {
+        let tally = sweep_power_cuts(&path, 1, 0);
+        println!("{}", tally.line(path.name));
+        assert_eq!(tally.cuts, tally.operations);
+        cuts += tally.cuts;
+    }
+    println!("{cuts} cuts in {:.0?}", started.elapsed());
+}
+
+// ---- the original checks, one layer down ----------------------------------------------------
 
 const STRIDE: u64 = 50;
 

@@ -1,9 +1,9 @@
 //! Device OS rules, written once: dependency satisfaction (spec §5.3, §5.4), whether the system
 //! firmware can start, the Electron's embedded bootloader, OTA acceptance and its result codes
-//! (§5.7, §7.1), which USB control requests a release answers, and where DFU puts a module,
-//! what it must not write, and how alternate-setting addresses map to flash (§9); whether an
-//! application's assets are there; and what Device Protection lets DFU and an update do
-//! (Device OS 6.x).
+//! (§5.7, §7.1), the MBR's bootloader staging (§6.3), which USB control requests a release
+//! answers, and where DFU puts a module, what it must not write, and how alternate-setting
+//! addresses map to flash (§9); whether an application's assets are there; and what Device
+//! Protection lets DFU and an update do (Device OS 6.x).
 //!
 //! The functions are pure and read the device through [`Installed`], which the device model's
 //! HAL, a device's reported inventory and the planner's model each implement, so the virtual
@@ -479,6 +479,31 @@ pub fn control_protocol(platform: &Platform, system_version: Option<u16>) -> Con
         Some(v) if v >= CONTROL_RAW_06 => ControlProtocol::Raw06,
         _ => ControlProtocol::None,
     }
+}
+
+/// First nRF52840 bootloader that takes its own update through the Nordic MBR (Device OS
+/// 2.0.0-rc.1: `BOOTLOADER_MBR_UPDATE_MIN_VERSION` in `hal/src/nRF52840/ota_flash_hal.cpp`).
+pub const BOOTLOADER_MBR_UPDATE_FROM: u16 = 1001;
+
+/// Where a bootloader the system accepted over OTA is staged for the Nordic MBR's copy
+/// (spec §6.3): on nRF52840 with an MBR-capable bootloader installed, the start of the legacy
+/// application region (the system queues it there; the bootloader backs the application up,
+/// stages the image and asks the MBR, whose copy survives power cuts). `None`: the system
+/// copies it over the installed bootloader at once (Gen2, RTL872x, older nRF52840
+/// bootloaders), a copy a power cut leaves torn.
+pub fn bootloader_mbr_stage(
+    installed: &impl Installed,
+    platform: &Platform,
+    layout: &Layout,
+) -> Option<u32> {
+    if platform.mcu != Mcu::Nrf52840 {
+        return None;
+    }
+    installed_version(installed, ModuleRef::new(ModuleFunction::Bootloader, 0))
+        .filter(|v| (BOOTLOADER_MBR_UPDATE_FROM..ERASED).contains(v))?;
+    layout
+        .main_bounds(ModuleRef::new(ModuleFunction::UserPart, 1))
+        .map(|b| b.start)
 }
 
 // ---- DFU: alternate settings (spec §9) ------------------------------------------------------

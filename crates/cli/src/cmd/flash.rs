@@ -63,7 +63,7 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
     if !json_output {
         print_plan(&style, &label, plan);
     }
-    if run.dry_run || plan.steps.is_empty() {
+    if run.dry_run || plan.steps.is_empty() && !plan.leave_dfu {
         if json_output {
             let mut v = plan_json(&device, plan);
             v["executed"] = json!(false);

@@ -46,6 +46,7 @@ pub fn plan_json(device: &str, p: &Plan) -> Value {
         "via": p.via.name(),
         "steps": steps,
         "skipped": p.skipped,
+        "leave_dfu": p.leave_dfu,
         "bytes": p.bytes(),
         "final": {
             "mode": p.prediction.mode.name(),
@@ -82,6 +83,9 @@ pub fn print_plan(style: &Style, device: &str, p: &Plan) {
     }
     if p.steps.is_empty() {
         println!("Nothing to write: {device} already has everything asked for.");
+        if p.leave_dfu {
+            println!("It is in DFU mode: the flash resets it into its firmware.");
+        }
         return;
     }
     let transports: Vec<String> = p

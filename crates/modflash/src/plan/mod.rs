@@ -13,6 +13,7 @@ mod run;
 mod search;
 mod types;
 
+use modflash_device::hal::flags::INTEGRITY;
 use modflash_device::Device;
 use modflash_module::platform::{Platform, Store};
 use modflash_module::rules::{self, Protection, ERASED};
@@ -65,7 +66,8 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
         pool: &pool,
     };
     let start = initial_state(twin);
-    // Skip what is already installed (same SHA-256 in the same slot).
+    // Skip what is already installed (same SHA-256 in the same slot, and intact: a module
+    // damaged after its SHA-256 was written, by a cut write, is written again).
     let hal = twin.hal();
     let mut skipped = Vec::new();
     let mut targets = Vec::new();
@@ -82,6 +84,7 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
                     }
                     && f.info.is_some_and(|i| i.slot() == t.slot())
             })
+            .filter(|f| f.passed & INTEGRITY != 0)
             .and_then(|f| f.sha256);
         if installed == Some(t.sha256) {
             skipped.push(format!(
@@ -133,6 +136,7 @@ pub fn plan(req: &Request<'_>) -> Result<Plan, PlanError> {
     let prediction = prove(twin, &plan_steps, req.force)?;
     Ok(Plan {
         via: req.via,
+        leave_dfu: leaves_dfu_only(twin, &plan_steps, req.via),
         steps: plan_steps,
         skipped,
         prediction,
@@ -181,6 +185,12 @@ fn protected_floor(state: Protection, module: &Candidate) -> Result<(), PlanErro
             help: refusal.fix().into(),
         }
     })
+}
+
+/// A DFU plan with nothing to write for a device in DFU mode only resets it into its
+/// firmware (the executor leaves DFU mode whenever it finds the device there).
+fn leaves_dfu_only(twin: &Device, steps: &[Step], via: Via) -> bool {
+    via == Via::Dfu && steps.is_empty() && twin.in_dfu_mode()
 }
 
 fn gate(platform: &'static Platform, t: &Candidate, req: &Request<'_>) -> Result<(), PlanError> {

@@ -113,6 +113,7 @@ pub(super) fn plan_factory(
     let prediction = prove(twin, &steps, req.force)?;
     Ok(Plan {
         via: Via::Dfu,
+        leave_dfu: super::leaves_dfu_only(twin, &steps, Via::Dfu),
         steps,
         skipped,
         prediction,

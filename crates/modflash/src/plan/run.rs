@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use modflash_device::asset::AssetInfo;
 use modflash_device::Mode;
+use modflash_module::platform::Store;
 use modflash_module::{ModuleFunction, ModuleRef};
 
 use super::types::{Action, Plan, Step, Via, OTA_FLAG_OFFSET};
@@ -73,19 +74,31 @@ pub fn tasks_of(steps: &[Step]) -> Vec<Task<'_>> {
 }
 
 /// Runs a plan's steps with verification; a plan whose last step is a DFU write ends by
-/// leaving DFU mode for the module written.
+/// leaving DFU mode for the module written (with nothing to write, for the application
+/// region, when the device is in DFU mode).
 pub fn run_steps(
     session: &mut Session<'_>,
     steps: &[Step],
     observer: &mut dyn Observer,
     cancel: &Cancel,
 ) -> Result<Report, Error> {
+    let application = || {
+        session
+            .platform()
+            .layout_for(None)
+            .and_then(|l| {
+                l.bounds
+                    .iter()
+                    .find(|b| b.function == ModuleFunction::UserPart && b.store == Store::Main)
+            })
+            .map_or(0, |b| b.start)
+    };
     let options = Options {
         verify: true,
-        leave_at: steps
-            .last()
-            .filter(|s| s.via() == Via::Dfu)
-            .map(Step::address),
+        leave_at: match steps.last() {
+            Some(last) => (last.via() == Via::Dfu).then(|| last.address()),
+            None => Some(application()),
+        },
     };
     execute(session, &tasks_of(steps), options, observer, cancel)
 }

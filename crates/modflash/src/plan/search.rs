@@ -12,7 +12,7 @@ use modflash_module::{ModuleFunction, ModuleRef};
 
 use super::cost::Costs;
 use super::model::{final_state, install_rank, overwrites_another, Model, State};
-use super::types::{Force, PlanError, Request, Via};
+use super::types::{Force, Missing, PlanError, Request, Via};
 use crate::catalog::releases::where_to_get;
 use crate::catalog::Candidate;
 
@@ -25,8 +25,10 @@ fn ships(platform: &'static Platform, release: &str, c: &Candidate) -> bool {
     })
 }
 
-/// Picks the module each slot must end with: the targets, then for every unmet dependency
-/// the lowest sufficient version available (preferring the dependent module's own release).
+/// Picks the module each slot must end with: the targets, a replacement for every damaged
+/// Device OS module ([`replace_damaged`]), then for every unmet dependency the lowest
+/// sufficient version available (preferring the dependent module's own release); a module
+/// picked here that another one needs newer is picked again.
 pub(super) fn choose_finals(
     model: &Model<'_>,
     start: &State,
@@ -47,7 +49,7 @@ pub(super) fn choose_finals(
             });
         }
     }
-    let mut missing = Vec::new();
+    let mut missing = replace_damaged(model, start, &mut finals);
     loop {
         let mut state = start.clone();
         for &id in finals.values() {
@@ -57,8 +59,9 @@ pub(super) fn choose_finals(
         let Err(m) = model.consistent(&state) else {
             break;
         };
-        if finals.contains_key(&m.slot) {
-            // A chosen module is too old for another chosen module.
+        if finals.get(&m.slot).is_some_and(|id| targets.contains(id)) {
+            // A requested module is too old for another chosen module. (One the planner
+            // chose itself is chosen again below, newer.)
             let chosen = &model.pool[finals[&m.slot]];
             return Err(PlanError::Refused {
                 file: chosen.origin.to_string(),
@@ -123,6 +126,53 @@ pub(super) fn choose_finals(
         });
     }
     Ok(finals)
+}
+
+/// A Device OS module on the device that fails its integrity check (a cut write, a flipped
+/// bit) is not installed, whatever its header says: unless the request already replaces it,
+/// the slot ends with the same version from the pool (a real file first), else the lowest
+/// newer one. Returns the damaged modules the pool cannot replace. The application is the
+/// user's own: a damaged one is only replaced when asked for.
+fn replace_damaged(
+    model: &Model<'_>,
+    start: &State,
+    finals: &mut BTreeMap<ModuleRef, usize>,
+) -> Vec<Missing> {
+    let mut missing = Vec::new();
+    for (&slot, h) in &start.slots {
+        if h.intact || slot.function == ModuleFunction::UserPart || finals.contains_key(&slot) {
+            continue;
+        }
+        let best = model
+            .pool
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.slot() == slot && c.info.version >= h.version)
+            .min_by_key(|(id, c)| {
+                (
+                    c.origin.is_synthetic(),
+                    c.info.version != h.version,
+                    c.info.version,
+                    c.bytes.len(),
+                    *id,
+                )
+            })
+            .map(|(id, _)| id);
+        match best {
+            Some(id) => {
+                finals.insert(slot, id);
+            }
+            None => missing.push(Missing {
+                slot,
+                min_version: h.version,
+                needed_by: format!(
+                    "the device, whose {slot} version {} fails its integrity check",
+                    h.version
+                ),
+            }),
+        }
+    }
+    missing
 }
 
 /// Dijkstra over model states: cost = (synthetic images written, bytes written — or the
@@ -348,6 +398,14 @@ pub(super) fn reason_for(
         return "requested".into();
     }
     let slot = c.slot();
+    if let Some(damaged) = start.slots.get(&slot).filter(|h| !h.intact) {
+        if finals.get(&slot) == Some(&id) {
+            return format!(
+                "the installed {slot} (version {}) fails its integrity check",
+                damaged.version
+            );
+        }
+    }
     let installed = start
         .slots
         .get(&slot)

@@ -168,8 +168,11 @@ pub struct Plan {
     /// The transport asked for (or the connection's default); a plan that mixes transports
     /// has steps on others too ([`Step::via`]).
     pub via: Via,
-    /// Writes in order (empty = nothing to do).
+    /// Writes in order (empty = nothing to write).
     pub steps: Vec<Step>,
+    /// Nothing to write, but the device was found in DFU mode (a re-run after an interrupted
+    /// flash whose writes had all completed): running the plan resets it into its firmware.
+    pub leave_dfu: bool,
     /// Requested files already installed (same SHA-256), with a note each.
     pub skipped: Vec<String>,
     /// The predicted final state.

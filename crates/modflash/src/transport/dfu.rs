@@ -552,6 +552,9 @@ impl<P: DfuPort> DfuSession<P> {
         f: impl FnOnce(&mut DfuSe<'_, P>) -> Result<T, DfuOpError>,
     ) -> Result<T, DfuOpError> {
         let layout = self.layout(alt)?;
+        if self.alt.is_none() {
+            self.settle_first_contact(alt, &layout)?;
+        }
         self.select(alt)?;
         self.pointer = None;
         self.read_base = None;
@@ -562,6 +565,30 @@ impl<P: DfuPort> DfuSession<P> {
         let c = engine.counters();
         add_counters(&mut self.counters, &c);
         result
+    }
+
+    /// Brings a device this session has not talked to yet to dfuIDLE before it selects an
+    /// alternate setting. A session cut off mid-command (a stalled or lost transfer, an
+    /// unplugged cable, a killed process) can leave a command pending, which the device would
+    /// carry out at the next GETSTATUS — on whatever setting is selected by then, and after
+    /// the flash has changed under the new session's plan. GETSTATE does not run it; ABORT
+    /// drops it.
+    fn settle_first_contact(&mut self, alt: u8, layout: &MemoryLayout) -> Result<(), DfuOpError> {
+        let (interface, ts) = (self.info.interface, self.info.transfer_size);
+        let mut engine = DfuSe::new(&mut self.port, interface, alt, ts, layout.clone())
+            .map_err(DfuOpError::dfu("starting a DfuSe session"))?;
+        let settled = match engine.get_state() {
+            Ok(State::DfuIdle) => Ok(()),
+            Ok(State::DnloadSync | State::DnloadIdle | State::UploadIdle | State::ManifestSync) => {
+                engine.abort().and_then(|()| engine.abort_to_idle())
+            }
+            Ok(_) => engine.abort_to_idle(),
+            Err(e) => Err(e),
+        }
+        .map_err(DfuOpError::dfu("bringing the device to dfuIDLE"));
+        let c = engine.counters();
+        add_counters(&mut self.counters, &c);
+        settled
     }
 
     fn raw_out(

@@ -5,6 +5,8 @@
 //! closed) or a device borrowed from the caller (a planner's twin). [`SimBus`] puts a virtual
 //! device on a USB bus of its own, so [`crate::transport::usb::UsbLink`] drives it exactly as
 //! it drives a real one, on the device's modelled clock.
+//! For tests of how the executor copes with a misbehaving USB pipe, a [`SimLink`] can inject
+//! [`PipeFault`]s into chosen control transfers ([`SimLink::with_pipe_faults`]).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -36,17 +38,74 @@ use crate::inventory::Inventory;
 use crate::progress::{Cancel, Event, Observer};
 use crate::sim::SimHandle;
 
+/// A fault injected into one control transfer of a virtual device's USB pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PipeFault {
+    /// The device stalls the request and does not carry it out.
+    Stall,
+    /// The device carries the request out, but its answer never reaches the host, which
+    /// times out.
+    Timeout,
+    /// The device carries the request out and the answer arrives short: half the bytes of an
+    /// IN data stage, or half of an OUT data stage counted as accepted.
+    Short,
+    /// The device is gone from the bus (unplugged; it keeps its own power and state): this
+    /// transfer and every later one on the link fail without reaching it.
+    Gone,
+}
+
+/// Which control transfers of a [`SimLink`] fail, and how: `schedule` is asked for each
+/// transfer in order (numbered from 0: GET_DESCRIPTOR, SET_INTERFACE and DFU requests alike).
+pub struct PipeFaults {
+    schedule: Box<dyn FnMut(u64) -> Option<PipeFault>>,
+    transfers: u64,
+    gone: bool,
+}
+
+impl PipeFaults {
+    /// Faults chosen by `schedule`.
+    pub fn new(schedule: impl FnMut(u64) -> Option<PipeFault> + 'static) -> Self {
+        Self {
+            schedule: Box::new(schedule),
+            transfers: 0,
+            gone: false,
+        }
+    }
+
+    /// `fault` at transfer `n` only.
+    pub fn at(n: u64, fault: PipeFault) -> Self {
+        Self::new(move |i| (i == n).then_some(fault))
+    }
+
+    /// The fault of the next transfer.
+    fn next(&mut self) -> Option<PipeFault> {
+        let n = self.transfers;
+        self.transfers += 1;
+        if self.gone {
+            return Some(PipeFault::Gone);
+        }
+        let fault = (self.schedule)(n);
+        self.gone = fault == Some(PipeFault::Gone);
+        fault
+    }
+}
+
 /// `modflash_dfu::Control` over a virtual device's DfuSe handler.
 pub struct SimControl<'a> {
     device: &'a mut Device,
     connection: Option<u64>,
+    faults: Option<&'a mut PipeFaults>,
 }
 
 impl<'a> SimControl<'a> {
     /// Connects to a device in DFU mode.
     pub fn new(device: &'a mut Device) -> Self {
         let connection = device.dfu_connection();
-        Self { device, connection }
+        Self {
+            device,
+            connection,
+            faults: None,
+        }
     }
 
     /// The device behind the pipe.
@@ -82,10 +141,19 @@ impl Control for SimControl<'_> {
         buf: &mut [u8],
         _timeout_ms: u32,
     ) -> Result<usize, TransferError> {
-        let reply = self.transfer(setup, &[])?;
+        let fault = self.faults.as_mut().and_then(|f| f.next());
+        let reply = match fault {
+            Some(PipeFault::Stall) => return Err(TransferError::Stall),
+            Some(PipeFault::Gone) => return Err(TransferError::NoDevice),
+            _ => self.transfer(setup, &[])?,
+        };
         let n = reply.len().min(buf.len());
         buf[..n].copy_from_slice(&reply[..n]);
-        Ok(n)
+        match fault {
+            Some(PipeFault::Timeout) => Err(TransferError::Timeout),
+            Some(PipeFault::Short) => Ok(n / 2),
+            _ => Ok(n),
+        }
     }
 
     fn control_out(
@@ -94,8 +162,17 @@ impl Control for SimControl<'_> {
         data: &[u8],
         _timeout_ms: u32,
     ) -> Result<usize, TransferError> {
-        self.transfer(setup, data)?;
-        Ok(data.len())
+        let fault = self.faults.as_mut().and_then(|f| f.next());
+        match fault {
+            Some(PipeFault::Stall) => return Err(TransferError::Stall),
+            Some(PipeFault::Gone) => return Err(TransferError::NoDevice),
+            _ => self.transfer(setup, data)?,
+        };
+        match fault {
+            Some(PipeFault::Timeout) => Err(TransferError::Timeout),
+            Some(PipeFault::Short) => Ok(data.len() / 2),
+            _ => Ok(data.len()),
+        }
     }
 
     fn wait(&mut self, ms: u32) {
@@ -106,12 +183,22 @@ impl Control for SimControl<'_> {
 impl DfuPort for SimControl<'_> {
     /// SET_INTERFACE: a stall when the device has no such alternate setting.
     fn select_alt(&mut self, _interface: u16, alt: u8) -> Result<(), TransferError> {
+        let fault = self.faults.as_mut().and_then(|f| f.next());
+        match fault {
+            Some(PipeFault::Stall) => return Err(TransferError::Stall),
+            Some(PipeFault::Gone) => return Err(TransferError::NoDevice),
+            _ => {}
+        }
         if self.connection.is_none() || self.device.dfu_connection() != self.connection {
             return Err(TransferError::NoDevice);
         }
         self.device
             .dfu_set_alt(alt)
-            .map_err(|_| TransferError::Stall)
+            .map_err(|_| TransferError::Stall)?;
+        match fault {
+            Some(PipeFault::Timeout) => Err(TransferError::Timeout),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -327,6 +414,7 @@ impl SimBusPort<'_> {
         let mut control = SimControl {
             device: &mut d,
             connection: self.connection,
+            faults: None,
         };
         let out = f(&mut control);
         self.connection = control.connection;
@@ -537,6 +625,8 @@ pub struct SimLink<'d> {
     dfu: Option<(Option<u64>, DfuMemo)>,
     /// Control transfers of DFU sessions that ended, and of control requests.
     transfers: u64,
+    /// Faults to inject into the USB pipe.
+    faults: Option<PipeFaults>,
 }
 
 impl SimLink<'static> {
@@ -547,6 +637,7 @@ impl SimLink<'static> {
             backing: Backing::Stored(Box::new(handle)),
             dfu: None,
             transfers: 0,
+            faults: None,
         }
     }
 }
@@ -559,7 +650,15 @@ impl<'d> SimLink<'d> {
             backing: Backing::Borrowed(device),
             dfu: None,
             transfers: 0,
+            faults: None,
         }
+    }
+
+    /// The same link with `faults` injected into its USB control transfers: how tests see
+    /// what the executor makes of stalls, timeouts, short answers and an unplugged device.
+    pub fn with_pipe_faults(mut self, faults: PipeFaults) -> Self {
+        self.faults = Some(faults);
+        self
     }
 
     /// The device.
@@ -618,7 +717,15 @@ impl<'d> SimLink<'d> {
                 Start::Fresh(dfu_info(self.device())?)
             }
         };
-        let port = SimControl::new(self.device_mut());
+        let device = match &mut self.backing {
+            Backing::Stored(h) => &mut h.device,
+            Backing::Borrowed(d) => &mut **d,
+        };
+        let port = SimControl {
+            connection: device.dfu_connection(),
+            device,
+            faults: self.faults.as_mut(),
+        };
         let mut session = match start {
             Start::Resume(memo) => DfuSession::resume(port, memo),
             Start::Fresh(info) => DfuSession::new(port, info),
