@@ -177,7 +177,7 @@ impl Candidate {
 
     /// SHA-256 as lower-case hex.
     pub fn sha_hex(&self) -> String {
-        crate::inventory::hex(&self.sha256)
+        hex::encode(self.sha256)
     }
 }
 

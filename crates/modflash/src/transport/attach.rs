@@ -352,10 +352,6 @@ fn normal_control(
     Ok(reply)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    crate::inventory::hex(bytes)
-}
-
 /// The umockdev-record description of the device as it shows now.
 fn description(d: &Device, kind: NodeKind, devnum: u32) -> String {
     let (vid, pid, descriptors, product) = match kind {
@@ -390,7 +386,7 @@ fn description(d: &Device, kind: NodeKind, devnum: u32) -> String {
          A: idVendor={vid:04x}\\n\nA: idProduct={pid:04x}\\n\nA: serial={id}\\n\n\
          A: manufacturer=Particle\\n\nA: product={product}\\n\nH: descriptors={}\n",
         SYSPATH.trim_start_matches("/sys"),
-        hex(&descriptors)
+        hex::encode(&descriptors)
     )
 }
 
@@ -700,6 +696,6 @@ mod tests {
         let dfu = description(&d, NodeKind::Dfu, 3);
         assert!(dfu.contains("A: idProduct=d006"), "{dfu}");
         assert!(dfu.contains("A: product=Photon DFU Mode"), "{dfu}");
-        assert!(dfu.contains(&hex(&d.usb_descriptors().sysfs())));
+        assert!(dfu.contains(&hex::encode(d.usb_descriptors().sysfs())));
     }
 }
