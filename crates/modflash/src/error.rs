@@ -13,6 +13,7 @@ use crate::files::FileError;
 use crate::inventory::InventoryError;
 use crate::plan::PlanError;
 use crate::sim::SimError;
+#[cfg(unix)]
 use crate::transport::attach::AttachError;
 use crate::transport::dfu::DfuOpError;
 use crate::transport::serial::{FlashReport, SerialError};
@@ -41,6 +42,7 @@ pub enum Error {
     #[diagnostic(transparent)]
     Dfu(#[from] DfuOpError),
     /// The emulated USB bus could not run.
+    #[cfg(unix)]
     #[error(transparent)]
     #[diagnostic(transparent)]
     Attach(#[from] AttachError),
@@ -241,7 +243,6 @@ impl Error {
             | Self::File(_)
             | Self::Serial(_)
             | Self::Usb(_)
-            | Self::Attach(_)
             | Self::Inventory(_)
             | Self::Twin(_)
             | Self::BadRequest { .. }
@@ -251,6 +252,8 @@ impl Error {
             | Self::Interrupted { .. }
             | Self::Os { .. }
             | Self::Io { .. } => false,
+            #[cfg(unix)]
+            Self::Attach(_) => false,
         }
     }
 

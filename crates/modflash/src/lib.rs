@@ -23,6 +23,7 @@ pub mod history;
 pub mod home;
 pub mod inventory;
 pub mod offline;
+pub mod os;
 pub mod plan;
 pub mod precheck;
 pub mod progress;

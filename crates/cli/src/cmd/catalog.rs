@@ -1,6 +1,7 @@
 //! `modflash catalog add|list`: the Device OS module files modflash may use to meet
 //! dependencies, kept in the modflash home.
 
+use anstream::println;
 use std::path::PathBuf;
 
 use clap::Subcommand;

@@ -77,6 +77,7 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
         say("Cancelled: nothing was written.");
         return Ok(EXIT_CHECK_FAILED);
     }
+    session.set_pace(run.pace.into());
     let cancel = crate::signals::catch();
     let options = FlashOptions {
         backup: !run.no_backup,

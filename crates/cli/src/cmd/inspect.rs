@@ -1,5 +1,6 @@
 //! `modflash inspect FILE...`: the verdict on each file, in words or JSON.
 
+use anstream::println;
 use std::path::PathBuf;
 
 use modflash_module::{chain, Module, ModuleFlags};

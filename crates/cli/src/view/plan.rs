@@ -1,6 +1,7 @@
 //! How a plan is shown: the human text (steps, places, reasons, the predicted state) and the
 //! stable JSON fields of `plan --json` and `flash --json` (docs/json.md).
 
+use anstream::println;
 use modflash::plan::{Action, Plan};
 use modflash_device::Mode;
 use modflash_module::release::{release_name, releases_installing};

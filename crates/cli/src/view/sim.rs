@@ -1,6 +1,7 @@
 //! How a virtual device is shown by `sim create`, `sim show` and `sim reset`: in words, or as
 //! the `sim show --json` object (docs/json.md).
 
+use anstream::println;
 use modflash_device::describe::describe;
 use modflash_device::Device;
 use serde_json::{json, Value};

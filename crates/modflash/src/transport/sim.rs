@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use modflash_device::console::{Console as DeviceConsole, ConsoleConfig};
 use modflash_device::{Device, Mode, ResetReason};
@@ -16,23 +16,59 @@ use modflash_ymodem::SenderConfig;
 
 use super::dfu::{DfuInfo, DfuMemo, DfuOpError, DfuPort, DfuSession};
 use super::serial::{Console, FlashReport, Link, Verdict, WifiAnswers, WifiExchange, WifiVerdict};
-use super::{AfterLeave, Capabilities, DeviceLink, ModeChange, Observation};
+use super::{AfterLeave, Capabilities, DeviceLink, ModeChange, Observation, Pace};
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::progress::{Cancel, Event, Observer};
 use crate::sim::SimHandle;
 
+/// Real time kept to a virtual device's modelled clock (its flash chip's `modelled_us`, which
+/// counts flash operations, USB requests and restarts) under [`Pace::Modelled`]: started
+/// before a call into the device, it sleeps after it for what the call cost the device, less
+/// what it took here.
+struct Pacer(Option<(Instant, u64)>);
+
+impl Pacer {
+    fn start(pace: Pace, device: &Device) -> Self {
+        Self((pace == Pace::Modelled).then(|| (Instant::now(), modelled_us(device))))
+    }
+
+    fn keep_up(self, device: &Device) {
+        if let Some((started, before)) = self.0 {
+            let cost = Duration::from_micros(modelled_us(device).saturating_sub(before));
+            if let Some(left) = cost.checked_sub(started.elapsed()) {
+                std::thread::sleep(left);
+            }
+        }
+    }
+}
+
+fn modelled_us(device: &Device) -> u64 {
+    device.flash().stats().modelled_us
+}
+
 /// `modflash_dfu::Control` over a virtual device's DfuSe handler.
 pub struct SimControl<'a> {
     device: &'a mut Device,
     connection: Option<u64>,
+    pace: Pace,
 }
 
 impl<'a> SimControl<'a> {
     /// Connects to a device in DFU mode.
     pub fn new(device: &'a mut Device) -> Self {
         let connection = device.dfu_connection();
-        Self { device, connection }
+        Self {
+            device,
+            connection,
+            pace: Pace::Instant,
+        }
+    }
+
+    /// The same connection, working at `pace`.
+    pub fn with_pace(mut self, pace: Pace) -> Self {
+        self.pace = pace;
+        self
     }
 
     /// The device behind the pipe.
@@ -44,10 +80,12 @@ impl<'a> SimControl<'a> {
         if self.connection.is_none() || self.device.dfu_connection() != self.connection {
             return Err(TransferError::NoDevice);
         }
+        let pacer = Pacer::start(self.pace, self.device);
         let reply = self
             .device
             .dfu_control(*setup, data)
             .map_err(|_| TransferError::Stall);
+        pacer.keep_up(self.device);
         if self.device.state.mode == Mode::Off {
             // Power was lost during the request: the device left the bus.
             self.connection = None;
@@ -85,7 +123,9 @@ impl Control for SimControl<'_> {
     }
 
     fn wait(&mut self, ms: u32) {
+        let pacer = Pacer::start(self.pace, self.device);
         self.device.flash_mut().add_time_us(u64::from(ms) * 1000);
+        pacer.keep_up(self.device);
     }
 }
 
@@ -132,6 +172,7 @@ pub struct ConsoleLink<'d> {
     now: u64,
     pending: VecDeque<u8>,
     name: String,
+    pace: Pace,
 }
 
 impl<'d> ConsoleLink<'d> {
@@ -144,7 +185,22 @@ impl<'d> ConsoleLink<'d> {
             now: 0,
             pending: VecDeque::new(),
             name: name.into(),
+            pace: Pace::Instant,
         }
+    }
+
+    /// The same console, working at `pace`.
+    pub fn with_pace(mut self, pace: Pace) -> Self {
+        self.pace = pace;
+        self
+    }
+
+    /// The console's timers that are due by `now`, run at the link's pace.
+    fn handle_timeout(&mut self, now: u64) {
+        self.now = self.now.max(now);
+        let pacer = Pacer::start(self.pace, self.device);
+        self.console.handle_timeout(self.device, self.now);
+        pacer.keep_up(self.device);
     }
 
     /// The device.
@@ -158,8 +214,7 @@ impl<'d> ConsoleLink<'d> {
             self.collect();
             match self.console.next_deadline() {
                 Some(t) if self.console.restart_pending() || !self.console.is_receiving() => {
-                    self.now = self.now.max(t);
-                    self.console.handle_timeout(self.device, self.now);
+                    self.handle_timeout(t);
                 }
                 _ => return,
             }
@@ -188,10 +243,7 @@ impl Link for ConsoleLink<'_> {
                 return Ok(n);
             }
             match self.console.next_deadline() {
-                Some(t) if t <= end => {
-                    self.now = self.now.max(t);
-                    self.console.handle_timeout(self.device, self.now);
-                }
+                Some(t) if t <= end => self.handle_timeout(t),
                 _ => {
                     self.now = self.now.max(end);
                     return Ok(0);
@@ -201,7 +253,9 @@ impl Link for ConsoleLink<'_> {
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let pacer = Pacer::start(self.pace, self.device);
         self.console.feed(self.device, bytes, self.now);
+        pacer.keep_up(self.device);
         Ok(())
     }
 
@@ -271,6 +325,7 @@ pub struct SimLink<'d> {
     dfu: Option<(Option<u64>, DfuMemo)>,
     /// Control transfers of DFU sessions that ended.
     transfers: u64,
+    pace: Pace,
 }
 
 impl SimLink<'static> {
@@ -281,6 +336,7 @@ impl SimLink<'static> {
             backing: Backing::Stored(Box::new(handle)),
             dfu: None,
             transfers: 0,
+            pace: Pace::Instant,
         }
     }
 }
@@ -293,6 +349,7 @@ impl<'d> SimLink<'d> {
             backing: Backing::Borrowed(device),
             dfu: None,
             transfers: 0,
+            pace: Pace::Instant,
         }
     }
 
@@ -331,7 +388,8 @@ impl<'d> SimLink<'d> {
                 Start::Fresh(dfu_info(self.device())?)
             }
         };
-        let port = SimControl::new(self.device_mut());
+        let pace = self.pace;
+        let port = SimControl::new(self.device_mut()).with_pace(pace);
         let mut session = match start {
             Start::Resume(memo) => DfuSession::resume(port, memo),
             Start::Fresh(info) => DfuSession::new(port, info),
@@ -388,6 +446,10 @@ impl DeviceLink for SimLink<'_> {
         let mut twin = self.device().clone();
         twin.flash_mut().clear_fault();
         Ok(twin)
+    }
+
+    fn set_pace(&mut self, pace: Pace) {
+        self.pace = pace;
     }
 
     fn in_dfu_mode(&self) -> bool {
@@ -524,6 +586,7 @@ impl DeviceLink for SimLink<'_> {
         cancel: &Cancel,
     ) -> Result<FlashReport, Error> {
         let reference = self.reference.clone();
+        let pace = self.pace;
         let device = self.device_mut();
         // Through the device's own listening-mode console and YMODEM receiver, on the
         // console's clock: the same bytes a serial port would carry.
@@ -540,7 +603,8 @@ impl DeviceLink for SimLink<'_> {
             device,
             ConsoleConfig::device(),
             format!("virtual device {reference}"),
-        );
+        )
+        .with_pace(pace);
         let mut console = Console::new(link);
         console.enter_listening()?;
         let sent = console.flash(name, data, SenderConfig::device_os(), observer, cancel);
