@@ -195,6 +195,8 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the JSON Schema of the lines `flash --json` prints (docs/json.md).
+    Schema,
     /// Print the man page (roff; `modflash man | man -l -`), or write one page per command
     /// into a directory.
     Man {
@@ -261,6 +263,10 @@ fn main() -> ExitCode {
         Command::Sim(sim) => cmd::sim::run(sim),
         Command::Completions { shell } => cmd::shell::completions(shell),
         Command::Man { dir } => cmd::shell::man(dir.as_deref()),
+        Command::Schema => {
+            ui::say(&serde_json::to_string_pretty(&view::stream::schema()).unwrap_or_default());
+            Ok(ui::EXIT_OK)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

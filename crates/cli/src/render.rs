@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use modflash::progress::{Event, Evidence, Level, Observer, Operation};
-use serde_json::json;
 
 use crate::ui::{note, say, Style, Verbosity};
+use crate::view::stream::Line;
 
 /// How events are shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,48 +262,7 @@ impl Observer for Renderer {
     }
 }
 
-/// One event as its JSON line (fields in docs/json.md, "Progress events").
+/// One event as its JSON line ([`Line`], docs/json.md "Progress events").
 pub fn event_json(e: &Event) -> serde_json::Value {
-    match e {
-        Event::StepStarted {
-            step,
-            steps,
-            label,
-            bytes,
-        } => {
-            json!({"event": "step_started", "step": step, "steps": steps, "module": label, "bytes": bytes})
-        }
-        Event::Started {
-            operation,
-            what,
-            total,
-        } => {
-            json!({"event": "started", "operation": operation.name(), "what": what, "bytes": total})
-        }
-        Event::Progress {
-            operation,
-            done,
-            total,
-        } => {
-            json!({"event": "progress", "operation": operation.name(), "bytes_done": done, "bytes_total": total})
-        }
-        Event::Finished { operation } => {
-            json!({"event": "finished", "operation": operation.name()})
-        }
-        Event::Failed { operation, reason } => {
-            json!({"event": "failed", "operation": operation.name(), "reason": reason})
-        }
-        Event::StepFinished { step, evidence } => {
-            let name = match evidence {
-                Evidence::ReadBack | Evidence::Hash => "step_verified",
-                Evidence::DeviceAccepted => "step_accepted",
-                Evidence::None => "step_written",
-            };
-            json!({"event": name, "step": step, "evidence": evidence.name()})
-        }
-        Event::Note { level, text } => json!({"event": "note", "level": match level {
-            Level::Info => "info",
-            Level::Warning => "warning",
-        }, "text": text}),
-    }
+    serde_json::to_value(Line::from(e)).unwrap_or(serde_json::Value::Null)
 }

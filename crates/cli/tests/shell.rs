@@ -7,8 +7,8 @@ mod common;
 use std::process::Command;
 
 use common::home;
-use modflash_testkit::{fixture_path, interop};
 use modflash_testkit::process::{output_within, text};
+use modflash_testkit::{fixture_path, interop};
 
 #[test]
 fn bash_completion_loads_and_completes_a_command() {
