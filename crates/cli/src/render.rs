@@ -55,7 +55,7 @@ impl Bars {
             let bar = self.multi.insert(0, ProgressBar::new(steps as u64));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix:>9} [{bar:30.green/white}] step {pos}/{len} {wide_msg}",
+                    "{prefix:>9} [{bar:30.green/white}] {pos}/{len} steps done  {wide_msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
