@@ -92,8 +92,8 @@ fn a_serial_flash_and_a_power_cut_stream_valid_lines() {
     assert!(events(&lines).contains(&"step_accepted"), "{lines:?}");
     assert_eq!(lines.last().unwrap()["event"], "result");
 
-    // The plug pulled mid-write: the stream says which operation failed; the error itself is
-    // on standard error.
+    // The plug pulled mid-write: the stream says which operation failed and ends with the
+    // result, carrying the error printed on standard error.
     h.create("cut", "photon", "0.5.2");
     h.ok(&["sim", "power-cut", "cut", "--after", "3"]);
     let app = h.make_app("photon", "1.5.0");
@@ -109,6 +109,15 @@ fn a_serial_flash_and_a_power_cut_stream_valid_lines() {
     assert!(stderr.contains("error:"), "{stderr}");
     let lines = checked_lines(&check, &stdout);
     assert!(events(&lines).contains(&"failed"), "{lines:?}");
+    let result = lines.last().unwrap();
+    assert_eq!(result["event"], "result", "{result}");
+    assert_eq!(result["executed"], true, "{result}");
+    assert!(result.get("verified").is_none(), "{result}");
+    let message = result["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        !message.is_empty() && stderr.contains(message),
+        "{result}\n{stderr}"
+    );
 }
 
 #[test]

@@ -98,6 +98,9 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
         };
         let mut err = CliError::from(e).context("flashing failed");
         err.help = Some(err.help.map_or(next.clone(), |h| format!("{h}; {next}")));
+        if json_output {
+            emit(FlashResult::new(&device, plan, None).failed(&err));
+        }
         err
     })?;
     if json_output {

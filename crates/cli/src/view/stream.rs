@@ -382,9 +382,24 @@ pub struct FlashResult {
     pub plan: PlanJson,
     /// Anything was written (false for a dry run, or a plan with nothing to do).
     pub executed: bool,
-    /// What came of the writes; absent when nothing was executed.
+    /// What came of the writes; absent when nothing was executed or the run failed.
     #[serde(flatten)]
     pub outcome: Option<Outcome>,
+    /// Why the run stopped before its end (the same error is on standard error); absent
+    /// when it ran to the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorJson>,
+}
+
+/// An error as the CLI reports it.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct ErrorJson {
+    /// What failed and where (the `error:` line).
+    pub message: String,
+    /// What to do next (the `help:` line).
+    pub help: Option<String>,
+    /// The library's diagnostic code (`modflash::interrupted`, …).
+    pub code: Option<String>,
 }
 
 impl FlashResult {
@@ -393,6 +408,7 @@ impl FlashResult {
         Self {
             plan: PlanJson::new(device, plan),
             executed: flashed.is_some(),
+            error: None,
             outcome: flashed.map(|f| Outcome {
                 backup: f.backup.as_ref().map(|b| b.dir.display().to_string()),
                 verified: f.verified(),
@@ -411,6 +427,17 @@ impl FlashResult {
                 after: serde_json::to_value(&f.after).unwrap_or(Value::Null),
             }),
         }
+    }
+
+    /// The same result for a run that stopped with `err`: it was executed, in part.
+    pub fn failed(mut self, err: &crate::ui::CliError) -> Self {
+        self.executed = true;
+        self.error = Some(ErrorJson {
+            message: err.message.clone(),
+            help: err.help.clone(),
+            code: err.diagnostic.clone(),
+        });
+        self
     }
 }
 
