@@ -9,7 +9,7 @@ use std::time::Instant;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use modflash::progress::{Event, Evidence, Level, Observer, Operation};
 
-use crate::ui::{note, say, Style, Verbosity};
+use crate::ui::{say, stderr_line, Style, Verbosity};
 use crate::view::stream::Line;
 
 /// How events are shown.
@@ -44,9 +44,9 @@ impl Bars {
     /// A line above the bars.
     fn println(&self, text: &str) {
         if self.overall.is_some() || self.current.is_some() {
-            self.multi.suspend(|| note(text));
+            self.multi.suspend(|| stderr_line(text));
         } else {
-            note(text);
+            stderr_line(text);
         }
     }
 
@@ -141,7 +141,7 @@ impl Renderer {
     fn line(&self, text: &str) {
         match &self.bars {
             Some(bars) => bars.println(text),
-            None => note(text),
+            None => stderr_line(text),
         }
     }
 

@@ -226,14 +226,21 @@ pub fn say(text: &str) {
 }
 
 /// Prints a line on standard error, ignoring a closed stream.
-pub fn note(text: &str) {
+pub fn stderr_line(text: &str) {
     use std::io::Write;
     let _ = writeln!(anstream::stderr().lock(), "{text}");
 }
 
+/// Prints a note on standard error, unless `-q` asked for results, warnings and errors only.
+pub fn note(text: &str) {
+    if verbosity() != Verbosity::Quiet {
+        stderr_line(text);
+    }
+}
+
 /// Prints `warning: TEXT` on standard error.
 pub fn warning(text: &str) {
-    note(&format!("{} {text}", Style::stderr().warn("warning:")));
+    stderr_line(&format!("{} {text}", Style::stderr().warn("warning:")));
 }
 
 /// Asks a yes/no question (default no) before something is written. The question goes to
