@@ -5,7 +5,7 @@
 # The same commands work on a real device with --device usb (or serial:/dev/ttyACM0).
 set -euo pipefail
 cd "$(dirname "$0")"
-cargo build --release --quiet -p modflash-cli
+cargo build --release --quiet -p modflash
 modflash() { ./target/release/modflash "$@"; }
 export MODFLASH_HOME="${MODFLASH_HOME:-$PWD/target/demo-home}"
 work="$MODFLASH_HOME/work"

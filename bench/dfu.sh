@@ -11,8 +11,8 @@
 # Needs dfu-util and umockdev. Usage: bench/dfu.sh [APP] (default: the real Photon Tinker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p modflash-cli
-cargo build --release --quiet -p modflash --example flash_lower_bound
+cargo build --release --quiet -p modflash
+cargo build --release --quiet -p modflash-core --example flash_lower_bound
 M="$PWD/target/release/modflash"
 LB="$PWD/target/release/examples/flash_lower_bound"
 APP="$(realpath "${1:-tests/fixtures/real/photon_tinker.bin}")"

@@ -8,7 +8,7 @@
 # Usage: bench/fleet.sh [N...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p modflash-cli
+cargo build --release --quiet -p modflash
 M="$PWD/target/release/modflash"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

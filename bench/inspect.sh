@@ -4,7 +4,7 @@
 # Needs: a release build (done here), node and .interop/node_modules/binary-version-reader.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p modflash-cli
+cargo build --release --quiet -p modflash
 runs="${RUNS:-5}"
 files=(tests/fixtures/real/*.bin)
 bvr=.interop/node_modules/binary-version-reader/cli.js

@@ -5,7 +5,7 @@
 # 1.5.0 Photon modules in tests/fixtures/real.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p modflash-cli
+cargo build --release --quiet -p modflash
 M=./target/release/modflash
 N="${N:-10000}"
 work=$(mktemp -d)

@@ -6,4 +6,4 @@
 # Usage: bench/ymodem.sh [FILE RELEASE]...   (RELEASE = Device OS the Photon starts with)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --release --quiet -p modflash --example ymodem_wire -- "$@"
+cargo run --release --quiet -p modflash-core --example ymodem_wire -- "$@"

@@ -73,7 +73,13 @@ enum Command {
         /// without it, the one their module table fits.
         #[arg(long, value_name = "NAME", requires = "inventories")]
         platform: Option<String>,
+        /// Also draw the device before and after the plan as an SVG picture into this file.
+        #[arg(long, value_name = "OUT", conflicts_with = "inventories")]
+        svg: Option<PathBuf>,
     },
+    /// Where modules sit in flash, how full each region is, what depends on what and what
+    /// fails: of a device, or of module files placed where they would go (--svg: a picture).
+    Map(cmd::map::MapArgs),
     /// Plan, confirm, write, verify: install modules and check the device ends as predicted.
     Flash {
         #[command(flatten)]
@@ -228,7 +234,9 @@ fn main() -> ExitCode {
             args,
             inventories,
             platform,
-        } => cmd::plan::run(args, inventories, platform),
+            svg,
+        } => cmd::plan::run(args, inventories, platform, svg),
+        Command::Map(args) => cmd::map::run(&args),
         Command::Flash {
             args,
             run,

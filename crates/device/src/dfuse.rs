@@ -342,7 +342,7 @@ pub(crate) fn string_descriptor(text: &str) -> Vec<u8> {
 }
 
 /// Modelled time of one control transfer with `data_len` bytes in its data stage.
-pub(crate) fn usb_time_us(data_len: usize) -> u64 {
+pub fn usb_time_us(data_len: usize) -> u64 {
     USB_TRANSFER_US + USB_PACKET_US * data_len.div_ceil(usize::from(EP0_SIZE)) as u64
 }
 
@@ -396,6 +396,14 @@ impl Device {
     /// after leaving with no valid firmware): a new number means a new enumeration.
     pub fn dfu_connection(&self) -> Option<u64> {
         self.in_dfu_mode().then_some(self.dfu.connection)
+    }
+
+    /// Identifies the device's current USB enumeration in any mode: `None` while nothing
+    /// answers on USB (off, or crashing before USB starts), otherwise a number that changes at
+    /// every boot. A host or an emulated bus that sees it change knows the device dropped off
+    /// the bus and came back (a reset, a mode change), even into the same mode.
+    pub fn usb_connection(&self) -> Option<u64> {
+        (self.in_dfu_mode() || self.answers_usb()).then_some(self.dfu.connection)
     }
 
     /// The DfuSe quirk switches in force.

@@ -3,7 +3,7 @@
 //! modflash scheme (1K blocks, real CRC-16, `SenderConfig::device_os()`) against the
 //! particle-cli scheme (128-byte blocks, zero CRC, ACK each: `Scheme::ParticleCli`).
 //!
-//! `cargo run --release -p modflash --example ymodem_wire [FILE RELEASE]...`
+//! `cargo run --release -p modflash-core --example ymodem_wire [FILE RELEASE]...`
 //! (default: the 250 KB system-part1-0.5.2-photon.bin onto a 0.5.2 Photon and the 238 KB
 //! photon-system-part1@1.5.0.bin onto a 0.7.0 Photon). Prints a Markdown table.
 

@@ -1,8 +1,13 @@
 //! The catalogue: Device OS module files the user has (a `--catalog DIR`, the modflash home
-//! catalogue kept by `modflash catalog add`, in [`store`]), and for virtual devices the
+//! catalogue kept by `modflash catalog add`, in [`store`], filled from files, folders, zip
+//! archives and particle-cli's folders by [`add`] and [`sources`], listed by release in
+//! [`releases`]), and for virtual devices the
 //! synthetic modules of the release table. Indexed by platform, function, index, version and
 //! SHA-256.
 
+pub mod add;
+pub mod releases;
+pub mod sources;
 pub mod store;
 
 use std::fmt;
@@ -212,27 +217,25 @@ pub struct IndexEntry {
 }
 
 impl Catalog {
-    /// Loads every valid module file in `dir` (not recursive); returns the files skipped and why.
-    pub fn load_dir(dir: &Path) -> Result<(Self, Vec<CandidateError>), CandidateError> {
-        let entries = std::fs::read_dir(dir).map_err(|e| CandidateError::Io {
+    /// Loads every valid module file of `dir`: its files, its folders at any depth and the
+    /// entries of its zip archives ([`sources::walk`]), each named by where it is; anything
+    /// else there is left.
+    pub fn load_dir(dir: &Path) -> Result<Self, CandidateError> {
+        std::fs::read_dir(dir).map_err(|e| CandidateError::Io {
             path: dir.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        paths.sort();
         let mut catalog = Catalog::default();
-        let mut skipped = Vec::new();
-        for p in paths {
-            match Candidate::from_file(&p, Origin::Catalog(p.clone())) {
-                Ok(c) => catalog.push(c),
-                Err(e) => skipped.push(e),
+        sources::walk(dir, &mut |found| {
+            let origin = Origin::Catalog(PathBuf::from(found.place));
+            if let Ok(Ok(c)) = found
+                .bytes
+                .map(|bytes| Candidate::from_bytes(origin, bytes))
+            {
+                catalog.push(c);
             }
-        }
-        Ok((catalog, skipped))
+        });
+        Ok(catalog)
     }
 
     /// Adds a candidate unless the same module (same SHA-256) from the same kind of source

@@ -213,14 +213,9 @@ pub fn expand(
         .strip_prefix("sim:")
         .filter(|p| p.contains(['*', '?', '[']))
     {
-        let matcher = glob::Pattern::new(pattern).map_err(|e| crate::Error::BadRequest {
-            what: format!("`{spec}` is not a usable pattern: {e}"),
-            help: "use * and ? as in a shell, e.g. --device 'sim:line-*'".into(),
-        })?;
-        let names = store.list()?;
-        return Ok(names
+        return Ok(store
+            .select(pattern)?
             .into_iter()
-            .filter(|n| matcher.matches(n))
             .map(crate::DeviceRef::Sim)
             .collect());
     }

@@ -98,7 +98,7 @@ pub fn diagnose(
     } else {
         let mut catalog = Catalog::load_home(observer);
         for dir in catalogs {
-            if let Ok((c, _)) = Catalog::load_dir(dir) {
+            if let Ok(c) = Catalog::load_dir(dir) {
                 catalog.extend(c);
             }
         }

@@ -87,11 +87,13 @@ pub enum Error {
     #[error("refused, nothing was written: the catalogue has no {what}")]
     #[diagnostic(
         code(modflash::catalog::missing),
-        help("add the release's files with `modflash catalog add DIR` or pass --catalog DIR")
+        help("the release's files are on {page}: add them with `modflash catalog add PATH` (the .zip, a folder or the files) or pass --catalog DIR")
     )]
     NotInCatalog {
         /// The module, in words.
         what: String,
+        /// The page of the release it ships with.
+        page: String,
     },
     /// The connection cannot do what was asked (DFU over a serial port, ...).
     #[error("{device} cannot {what}")]
@@ -230,6 +232,7 @@ impl Error {
                 !matches!(e, CandidateError::Io { .. } | CandidateError::File(_))
             }
             Self::Download(r) => !r.is_usage(),
+            Self::Catalog(CatalogError::Source(e)) => e.is_damage(),
             Self::Dfu(e) => e.is_refusal(),
             Self::Usb(UsbError::Dfu(e)) => e.is_refusal(),
             Self::Refused { .. }
@@ -239,7 +242,11 @@ impl Error {
             | Self::Unverified { .. }
             | Self::NotAsPredicted { .. } => true,
             Self::Sim(_)
-            | Self::Catalog(CatalogError::Io(_))
+            | Self::Catalog(
+                CatalogError::Io(_)
+                | CatalogError::NotFound { .. }
+                | CatalogError::Ambiguous { .. },
+            )
             | Self::File(_)
             | Self::Serial(_)
             | Self::Usb(_)

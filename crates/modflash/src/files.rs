@@ -2,7 +2,7 @@
 //! files only, and never more bytes than the largest file of that kind can have, so a FIFO,
 //! `/dev/zero` or a huge sparse file is refused at once instead of hanging or filling memory.
 
-use std::fs::{FileType, OpenOptions};
+use std::fs::{File, FileType, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,9 @@ const SLACK: u64 = 64 * 1024;
 
 /// The largest describe document read from a file (a device prints a few kilobytes).
 pub const MAX_DESCRIBE: u64 = 256 * 1024;
+
+/// The largest zip archive opened (every platform's modules of a few releases fit).
+pub const MAX_ARCHIVE: u64 = 1024 * 1024 * 1024;
 
 /// Room for a virtual device's saved state besides its flash (its event log is bounded).
 const MAX_DEVICE_STATE: u64 = 4 * 1024 * 1024;
@@ -34,6 +37,9 @@ pub enum Expected {
     Describe,
     /// A virtual device's image file (its state and flash).
     VirtualDevice,
+    /// A zip archive of module files (a Device OS release archive, an application bundle):
+    /// opened and read entry by entry, never whole.
+    Archive,
 }
 
 impl Expected {
@@ -51,6 +57,7 @@ impl Expected {
                     .unwrap_or(0);
                 largest_flash + MAX_DEVICE_STATE
             }
+            Self::Archive => MAX_ARCHIVE,
         }
     }
 
@@ -61,6 +68,7 @@ impl Expected {
             Self::Image { .. } => "the device's flash",
             Self::Describe => "any describe document",
             Self::VirtualDevice => "any virtual device's image",
+            Self::Archive => "any archive of Device OS modules",
         }
     }
 
@@ -71,6 +79,7 @@ impl Expected {
             Self::Image { .. } => "name the file to write",
             Self::Describe => "a folder of describe documents is given with --inventories DIR",
             Self::VirtualDevice => "remove it: virtual devices are files",
+            Self::Archive => "name the .zip file",
         }
     }
 }
@@ -172,6 +181,24 @@ pub fn read_describe_file(path: &Path) -> Result<String, FileError> {
 /// refused before a byte is read (its type and size are looked at first, without opening
 /// it) or, when it changes meanwhile, as soon as the open file shows it.
 pub fn read(path: &Path, expected: Expected) -> Result<Vec<u8>, FileError> {
+    let file = open(path, expected)?;
+    read_at_most(file, expected.limit())
+        .map_err(|source| FileError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .ok_or_else(|| FileError::TooLarge {
+            path: path.to_path_buf(),
+            size: None,
+            limit: expected.limit(),
+            bound: expected.bound_words(),
+        })
+}
+
+/// Opens `path`, a regular file of at most `expected.limit()` bytes, for reading: anything
+/// else is refused before it is opened (its type and size are looked at first) or, when it
+/// changes meanwhile, as soon as the open file shows it.
+pub fn open(path: &Path, expected: Expected) -> Result<File, FileError> {
     let unreadable = |source| FileError::Unreadable {
         path: path.to_path_buf(),
         source,
@@ -197,9 +224,7 @@ pub fn read(path: &Path, expected: Expected) -> Result<Vec<u8>, FileError> {
         .open(path)
         .map_err(unreadable)?;
     regular(&file.metadata().map_err(unreadable)?)?;
-    read_at_most(file, limit)
-        .map_err(unreadable)?
-        .ok_or_else(|| too_large(None))
+    Ok(file)
 }
 
 fn check_type(path: &Path, kind: FileType, expected: Expected) -> Result<(), FileError> {

@@ -22,6 +22,7 @@ pub mod fleet;
 pub mod history;
 pub mod home;
 pub mod inventory;
+pub mod map;
 pub mod offline;
 pub mod os;
 pub mod plan;

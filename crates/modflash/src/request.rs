@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use modflash_device::Device;
 use modflash_module::release::{platform_release, platform_releases};
 use modflash_module::{ModuleFunction, ModuleRef, Platform};
 
@@ -75,8 +76,7 @@ impl Wanted {
     pub fn user_catalog(&self, observer: &mut dyn Observer) -> Result<Catalog, Error> {
         let mut catalog = Catalog::load_home(observer);
         for dir in &self.catalogs {
-            let (c, _skipped) = Catalog::load_dir(dir)?;
-            catalog.extend(c);
+            catalog.extend(Catalog::load_dir(dir)?);
         }
         Ok(catalog)
     }
@@ -194,6 +194,19 @@ impl Wanted {
         session: &mut Session<'_>,
         observer: &mut dyn Observer,
     ) -> Result<Planned, Error> {
+        let (plan, twin) = self.plan_on_twin(session, observer)?;
+        Ok(Planned {
+            plan,
+            before: Inventory::from_device(&twin),
+        })
+    }
+
+    /// Reads the device, and finds and proves the plan; also gives the twin it was proven on.
+    pub fn plan_on_twin(
+        &self,
+        session: &mut Session<'_>,
+        observer: &mut dyn Observer,
+    ) -> Result<(Plan, Device), Error> {
         self.check()?;
         let via = self.via(session)?;
         let catalog = self.catalog(session, observer)?;
@@ -210,10 +223,7 @@ impl Wanted {
         };
         let plan = plan(&request)?;
         warn_other_images(&plan, &catalog, observer);
-        Ok(Planned {
-            plan,
-            before: Inventory::from_device(&twin),
-        })
+        Ok((plan, twin))
     }
 }
 
@@ -306,6 +316,7 @@ pub fn release_targets(
                         m.file_name,
                         platform.display_name
                     ),
+                    page: crate::catalog::releases::release_page(release),
                 })
             }
         }

@@ -47,9 +47,21 @@ pub enum SimError {
     #[error("virtual device `{0}` is in use by another modflash process")]
     #[diagnostic(
         code(modflash::sim::busy),
-        help("wait for the other command (e.g. `sim serve` or `sim attach`) to finish")
+        help("wait for the other command (e.g. `sim serve` or `sim attach`) to finish; `sim serve` can run beside `sim attach` when the attach starts first (it links to the serial port the attach serves)")
     )]
     Busy(String),
+    /// A name pattern that is not one.
+    #[error("`{pattern}` is not a usable name pattern: {reason}")]
+    #[diagnostic(
+        code(modflash::sim::bad_pattern),
+        help("use * and ? as in a shell, e.g. 'line-*'")
+    )]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The name is not usable.
     #[error("`{0}` is not a valid device name (use letters, digits, '.', '-' and '_', up to 64 characters)")]
     #[diagnostic(code(modflash::sim::bad_name))]
@@ -297,6 +309,29 @@ impl SimStore {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// The devices `spec` names: every device whose name matches, in name order, when it is a
+    /// pattern (with `*`, `?` or `[...]`); otherwise `spec` itself (which may not exist).
+    pub fn select(&self, spec: &str) -> Result<Vec<String>, SimError> {
+        if !spec.contains(['*', '?', '[']) {
+            return Ok(vec![spec.to_string()]);
+        }
+        let matcher = glob::Pattern::new(spec).map_err(|e| SimError::BadPattern {
+            pattern: spec.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|n| matcher.matches(n))
+            .collect())
+    }
+
+    /// Where `sim attach` links the serial port of device `name` while the device is on an
+    /// emulated bus; `sim serve` links to it there instead of opening the device.
+    pub fn attached_serial_port(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.tty"))
     }
 
     /// True when a device of that name exists.
@@ -596,6 +631,27 @@ mod tests {
         assert!(matches!(
             store.open("bench"),
             Err(SimError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn patterns_select_devices_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SimStore::new(dir.path().to_path_buf());
+        for name in ["line-2", "line-1", "bench"] {
+            drop(
+                store
+                    .create(name, device(6).release("1.5.0").powered_on())
+                    .unwrap(),
+            );
+        }
+        assert_eq!(store.select("line-*").unwrap(), ["line-1", "line-2"]);
+        assert_eq!(store.select("bench").unwrap(), ["bench"]);
+        assert_eq!(store.select("nothing").unwrap(), ["nothing"]);
+        assert!(store.select("x-*").unwrap().is_empty());
+        assert!(matches!(
+            store.select("line-[").unwrap_err(),
+            SimError::BadPattern { .. }
         ));
     }
 

@@ -309,3 +309,49 @@ fn system_firmware_alone_on_a_device_without_an_app_is_a_plan_that_ends_without_
     execute(&mut d, &p);
     assert_eq!(d.state.mode, Mode::NoApp);
 }
+
+#[test]
+fn a_missing_module_names_the_release_page_its_file_is_on() {
+    let d = device(6).release("0.5.2").running();
+    let catalog = Catalog::default();
+    let req = Request {
+        twin: &d,
+        targets: vec![photon_app_for(1502)],
+        catalog: &catalog,
+        via: Via::Dfu,
+        alternative: None,
+        force: Force::default(),
+        factory: false,
+    };
+    let PlanError::Missing { help, .. } = plan(&req).unwrap_err() else {
+        panic!("a missing module");
+    };
+    assert!(
+        help.starts_with(
+            "system part 2 of Device OS 1.5.0 for the Photon is on \
+             https://github.com/particle-iot/device-os/releases/tag/v1.5.0; add the file"
+        ),
+        "{help}"
+    );
+    assert!(help.contains("`modflash catalog add PATH`"), "{help}");
+}
+
+#[test]
+fn a_release_the_catalogue_lacks_names_its_page() {
+    let photon = platform::platform(6).unwrap();
+    let err = modflash::request::release_targets(&Catalog::default(), photon, "1.5.0").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the catalogue has no bootloader version 501"),
+        "{err}"
+    );
+    let help = err.help_text().unwrap_or_default();
+    assert!(
+        help.starts_with(
+            "the release's files are on \
+             https://github.com/particle-iot/device-os/releases/tag/v1.5.0: add them with \
+             `modflash catalog add PATH`"
+        ),
+        "{help}"
+    );
+}

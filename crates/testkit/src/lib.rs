@@ -5,7 +5,9 @@
 //!   binary (the CLI tests pass in `env!("CARGO_BIN_EXE_modflash")`, which only they know),
 //!   and [`ReadOnlyHome`], the same home read-only;
 //! - [`process`]: child processes with a time limit;
-//! - [`interop`]: finding the peer tools (dfu-util, lrzsz, node …) or skipping loudly;
+//! - [`interop`]: finding the peer tools (dfu-util, lrzsz, node, particle-cli …) or skipping
+//!   loudly;
+//! - [`terminal`]: a program on a pseudo-terminal, for prompts that need a person;
 //! - `device` (feature `device`): virtual devices with a Device OS release installed, and the
 //!   synthetic app of a release.
 //!
@@ -22,6 +24,7 @@ pub mod fixtures;
 pub mod home;
 pub mod interop;
 pub mod process;
+pub mod terminal;
 
 #[cfg(feature = "device")]
 pub mod device;

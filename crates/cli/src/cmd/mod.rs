@@ -11,6 +11,7 @@ pub mod flash;
 pub mod fleet;
 pub mod history;
 pub mod inspect;
+pub mod map;
 pub mod mode;
 pub mod modules;
 pub mod plan;

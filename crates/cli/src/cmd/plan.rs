@@ -24,8 +24,13 @@ pub fn refused(e: modflash::Error) -> CliError {
     }
 }
 
-/// Runs `plan`.
-pub fn run(args: PlanArgs, inventories: Option<PathBuf>, platform: Option<String>) -> CmdResult {
+/// Runs `plan`; with `svg`, also draws the device before and after the plan there.
+pub fn run(
+    args: PlanArgs,
+    inventories: Option<PathBuf>,
+    platform: Option<String>,
+    svg: Option<PathBuf>,
+) -> CmdResult {
     if let Some(dir) = inventories {
         return run_inventories(&args, &dir, platform);
     }
@@ -35,7 +40,9 @@ pub fn run(args: PlanArgs, inventories: Option<PathBuf>, platform: Option<String
     // One document on standard output: what happens meanwhile goes to standard error.
     let mut renderer = Renderer::new(false);
     let mut session = Session::open(&devref)?;
-    let plan = wanted.plan(&mut session, &mut renderer).map_err(refused)?;
+    let (plan, twin) = wanted
+        .plan_on_twin(&mut session, &mut renderer)
+        .map_err(refused)?;
     if args.json {
         say(
             &serde_json::to_string_pretty(&plan_json(&devref.to_string(), &plan))
@@ -43,6 +50,9 @@ pub fn run(args: PlanArgs, inventories: Option<PathBuf>, platform: Option<String
         );
     } else {
         print_plan(&Style::stdout(), &session.label(), &plan);
+    }
+    if let Some(out) = svg {
+        crate::cmd::map::plan_svg(&session, &twin, &plan, &out)?;
     }
     Ok(EXIT_OK)
 }

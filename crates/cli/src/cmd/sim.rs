@@ -66,12 +66,14 @@ pub enum SimCommand {
         /// Device name.
         name: String,
     },
-    /// Run COMMAND with the device plugged into an emulated USB bus (umockdev): dfu-util,
-    /// modflash --device usb or any libusb program sees it in DFU or normal mode; the device is
-    /// saved afterwards and the command's exit code returned.
+    /// Run COMMAND with devices plugged into an emulated USB bus (umockdev), each on its own
+    /// port: dfu-util, particle-cli, modflash --device usb or any libusb program sees them in
+    /// DFU or normal mode; the devices are saved afterwards and the command's exit code
+    /// returned.
     Attach {
-        /// Device name.
-        name: String,
+        /// Device names, or patterns such as 'line-*'.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
         /// Print every usbfs ioctl and control transfer on standard error.
         #[arg(long)]
         trace: bool,
@@ -165,10 +167,10 @@ pub fn run(cmd: SimCommand) -> CmdResult {
         SimCommand::Serial { name } => super::sim_serve::serial(&store, &name),
         #[cfg(unix)]
         SimCommand::Attach {
-            name,
+            names,
             trace,
             command,
-        } => super::attach::run(&store, &name, &command, trace),
+        } => super::attach::run(&store, &names, &command, trace),
         #[cfg(not(unix))]
         SimCommand::Serve { .. } | SimCommand::Serial { .. } | SimCommand::Attach { .. } => {
             Err(CliError::usage(

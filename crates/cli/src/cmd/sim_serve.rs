@@ -4,15 +4,22 @@
 use std::io;
 use std::path::Path;
 
-use modflash::sim::SimStore;
-use modflash::transport::pty::{serve_terminal, PtyServer};
+use modflash::sim::{SimError, SimStore};
+use modflash::transport::pty::{serve_terminal, PtyServer, SharedPort};
 
 use crate::render::Renderer;
 use crate::ui::{note, say, CmdResult, EXIT_OK};
 
-/// Runs `sim serve`.
+/// Runs `sim serve`. A device `sim attach` holds is served by that process: the link goes to
+/// its serial port until Ctrl-C or the attach ends.
 pub fn serve(store: &SimStore, name: &str, link: &Path) -> CmdResult {
-    let mut handle = store.open(name)?;
+    let mut handle = match store.open(name) {
+        Ok(handle) => handle,
+        Err(SimError::Busy(busy)) => {
+            return serve_attached(store, name, link, SimError::Busy(busy))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let server = PtyServer::open(link)?;
     let cancel = crate::signals::catch();
     say(&format!(
@@ -26,6 +33,27 @@ pub fn serve(store: &SimStore, name: &str, link: &Path) -> CmdResult {
     server.serve(&mut handle, &cancel, &mut renderer)?;
     drop(server);
     note(&format!("sim serve: stopped; sim:{name} saved"));
+    Ok(EXIT_OK)
+}
+
+/// `sim serve` while another process holds the device: link to the serial port a `sim attach`
+/// serves, or report `busy`.
+fn serve_attached(store: &SimStore, name: &str, link: &Path, busy: SimError) -> CmdResult {
+    let published = store.attached_serial_port(name);
+    let Some(shared) = SharedPort::open(&published, link)? else {
+        return Err(busy.into());
+    };
+    let cancel = crate::signals::catch();
+    say(&format!(
+        "sim:{name} is on an emulated USB bus (sim attach), which serves its serial port: {} → {}; Ctrl-C stops",
+        link.display(),
+        shared.pty().display()
+    ));
+    shared.wait(&published, &cancel);
+    drop(shared);
+    note(&format!(
+        "sim serve: stopped; sim:{name} stays with sim attach"
+    ));
     Ok(EXIT_OK)
 }
 

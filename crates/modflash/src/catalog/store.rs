@@ -30,6 +30,32 @@ pub enum CatalogError {
         help("check that the modflash home is writable (set MODFLASH_HOME to use another one)")
     )]
     Io(#[from] FileOpError),
+    /// A folder, archive or entry to add from could not be read.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Source(#[from] super::sources::SourceError),
+    /// `catalog rm` names nothing the catalogue holds.
+    #[error("the catalogue holds no module {what}")]
+    #[diagnostic(
+        code(modflash::catalog::not_found),
+        help("`modflash catalog list` shows the file names and SHA-256s it holds")
+    )]
+    NotFound {
+        /// The file name or SHA-256 (prefix) given.
+        what: String,
+    },
+    /// `catalog rm` names a SHA-256 prefix several modules start with.
+    #[error("{what} is the start of the SHA-256 of {count} modules of the catalogue")]
+    #[diagnostic(
+        code(modflash::catalog::ambiguous),
+        help("give more of the SHA-256 (`modflash catalog list --json` shows it whole)")
+    )]
+    Ambiguous {
+        /// The prefix given.
+        what: String,
+        /// Modules it starts.
+        count: usize,
+    },
 }
 
 /// What is wrong with the index on disk.
@@ -100,8 +126,10 @@ impl Index {
 /// What `add` did.
 #[derive(Clone, Debug)]
 pub struct Added {
-    /// The module's entry.
+    /// The module's entry (for a module held already, as it was added then).
     pub entry: IndexEntry,
+    /// The catalogue held this module (the same SHA-256) already: nothing changed.
+    pub already: bool,
     /// The index was damaged and has been rebuilt from the stored files.
     pub repaired: Option<IndexDamage>,
     /// Other images of the same module and version the catalogue holds.
@@ -209,6 +237,16 @@ impl HomeCatalog {
     /// files first, and the damaged one kept beside it as `index.json.damaged`.
     pub fn add(&self, path: &Path) -> Result<Added, CatalogError> {
         let c = Candidate::from_file(path, Origin::File(path.to_path_buf()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("{}.bin", c.sha_hex()));
+        self.add_module(&name, &c)
+    }
+
+    /// Stores module `c` under the file name `name` (see [`HomeCatalog::add`]); a module
+    /// held already keeps the name it was added under.
+    pub fn add_module(&self, name: &str, c: &Candidate) -> Result<Added, CatalogError> {
         home::create_dir(&self.dir)?;
         let _lock = Lock::wait(&self.dir.join(LOCK))?.writable()?;
         let mut index = self.index();
@@ -218,11 +256,17 @@ impl HomeCatalog {
         if !stored.is_file() {
             home::write_atomically(&stored, &c.bytes)?;
         }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| format!("{sha}.bin"));
-        let entry = IndexEntry::of(&name, &c);
+        if index.damage.is_none() {
+            if let Some(held) = index.entries.iter().find(|e| e.sha256 == sha) {
+                return Ok(Added {
+                    entry: held.clone(),
+                    already: true,
+                    repaired: None,
+                    other_images: Vec::new(),
+                });
+            }
+        }
+        let entry = IndexEntry::of(name, c);
         index.entries.retain(|e| e.sha256 != entry.sha256);
         index.entries.push(entry.clone());
         sort(&mut index.entries);
@@ -235,15 +279,65 @@ impl HomeCatalog {
                 source,
             })?;
         }
-        home::remove_stale_temporaries(&index_path);
-        let json = serde_json::to_vec_pretty(&index.entries).unwrap_or_default();
-        home::write_atomically(&index_path, &json)?;
+        self.write_index(&index.entries)?;
         let other_images = index.other_images(&entry).into_iter().cloned().collect();
         Ok(Added {
             entry,
+            already: false,
             repaired: index.damage,
             other_images,
         })
+    }
+
+    fn write_index(&self, entries: &[IndexEntry]) -> Result<(), CatalogError> {
+        let index_path = self.index_path();
+        home::remove_stale_temporaries(&index_path);
+        let json = serde_json::to_vec_pretty(entries).unwrap_or_default();
+        home::write_atomically(&index_path, &json)?;
+        Ok(())
+    }
+
+    /// Removes the modules `what` names — a file name they were added under, or the start
+    /// of a SHA-256 (at least 8 hex digits) that names one module — under the catalogue's
+    /// lock; the modules removed.
+    pub fn remove(&self, what: &str) -> Result<Vec<IndexEntry>, CatalogError> {
+        let not_found = || CatalogError::NotFound {
+            what: what.to_string(),
+        };
+        if !self.dir.is_dir() {
+            return Err(not_found());
+        }
+        let _lock = Lock::wait(&self.dir.join(LOCK))?.writable()?;
+        let index = self.index();
+        let lower = what.to_ascii_lowercase();
+        let by_sha = lower.len() >= 8 && lower.bytes().all(|b| b.is_ascii_hexdigit());
+        let (gone, kept): (Vec<IndexEntry>, Vec<IndexEntry>) = index
+            .entries
+            .into_iter()
+            .partition(|e| e.file == what || (by_sha && e.sha256.starts_with(&lower)));
+        let by_name = gone.iter().any(|e| e.file == what);
+        match gone.len() {
+            0 => return Err(not_found()),
+            count if count > 1 && !by_name => {
+                return Err(CatalogError::Ambiguous {
+                    what: what.to_string(),
+                    count,
+                })
+            }
+            _ => {}
+        }
+        // The index first: a module whose stored file outlives it is found again, named by
+        // its SHA-256, rather than listed without its file.
+        self.write_index(&kept)?;
+        for e in &gone {
+            let stored = self.stored_path(&e.sha256);
+            std::fs::remove_file(&stored).map_err(|source| FileOpError {
+                action: "cannot remove",
+                path: stored,
+                source,
+            })?;
+        }
+        Ok(gone)
     }
 }
 

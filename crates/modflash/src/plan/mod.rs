@@ -18,6 +18,7 @@ use crate::catalog::Candidate;
 use model::{final_state, initial_state, Model};
 use placement::{dfu_action, invalidate_legacy_app, plan_factory};
 use prove::prove;
+pub use prove::replay;
 pub use run::{compare, flash, run_steps, tasks_of, FlashOptions, Flashed, Proof};
 use search::{choose_finals, reason_for, search};
 pub use types::{

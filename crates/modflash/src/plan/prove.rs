@@ -8,8 +8,7 @@ use modflash_module::ModuleFunction;
 
 use super::types::{Force, PlanError, Prediction, Step, Via};
 
-/// Replays the plan on a copy of the twin exactly as the executor will run it on a virtual
-/// device, and returns the final state. Any refusal or a final state without the app running
+/// Replays the plan on a copy of the twin ([`replay`]) and returns the final state. Any refusal or a final state without the app running
 /// (unless forced) disproves the plan.
 pub(super) fn prove(
     twin: &Device,
@@ -20,17 +19,7 @@ pub(super) fn prove(
     if twin.state.mode == Mode::Off {
         return Err(PlanError::DeviceOff);
     }
-    let mut device = twin.clone();
-    let mut session = crate::Session::virtual_device(&mut device, "the device twin");
-    super::run::run_steps(
-        &mut session,
-        steps,
-        via,
-        &mut crate::progress::Quiet,
-        &crate::progress::Cancel::new(),
-    )
-    .map_err(|e| PlanError::Unproven(e.to_string()))?;
-    drop(session);
+    let device = replay(twin, steps, via)?;
     let hal: Hal<'_> = device.hal();
     let main: Vec<_> = hal
         .system_info()
@@ -87,4 +76,21 @@ pub(super) fn prove(
         });
     }
     Ok(prediction)
+}
+
+/// The device `twin` becomes when `steps` run on a copy of it through the executor, exactly as
+/// they will run on a virtual device: the prediction's device.
+pub fn replay(twin: &Device, steps: &[Step], via: Via) -> Result<Device, PlanError> {
+    let mut device = twin.clone();
+    let mut session = crate::Session::virtual_device(&mut device, "the device twin");
+    super::run::run_steps(
+        &mut session,
+        steps,
+        via,
+        &mut crate::progress::Quiet,
+        &crate::progress::Cancel::new(),
+    )
+    .map_err(|e| PlanError::Unproven(e.to_string()))?;
+    drop(session);
+    Ok(device)
 }

@@ -12,6 +12,7 @@ use modflash_module::{ModuleFunction, ModuleRef};
 
 use super::model::{final_state, install_rank, overwrites_another, Model, State};
 use super::types::{Force, PlanError, Request, Via};
+use crate::catalog::releases::where_to_get;
 use crate::catalog::Candidate;
 
 /// True when Device OS `release` ships `c` for `platform` (same slot and version).
@@ -107,8 +108,16 @@ pub(super) fn choose_finals(
         }
     }
     if !missing.is_empty() && !force.dependencies {
+        let sources: Vec<String> = missing
+            .iter()
+            .filter_map(|m| where_to_get(model.platform.id, m.slot, m.min_version))
+            .collect();
+        let source = match sources.as_slice() {
+            [] => String::new(),
+            some => format!("{}; ", some.join("; ")),
+        };
         return Err(PlanError::Missing {
-            help: "add the module to the catalogue (`modflash catalog add FILE`, or --catalog DIR); --force dependencies flashes anyway and leaves the device in safe mode".into(),
+            help: format!("{source}add the file, a folder or the release's .zip to the catalogue (`modflash catalog add PATH`, or --catalog DIR); --force dependencies flashes anyway and leaves the device in safe mode"),
             missing,
         });
     }

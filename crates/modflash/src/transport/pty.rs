@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use modflash_device::console::{Console, ConsoleConfig, ConsoleEvent, LISTENING_BAUD};
-use modflash_device::Mode;
+use modflash_device::{Device, Mode};
 
 use super::sim::console_config;
 use crate::error::Error;
@@ -149,9 +149,27 @@ pub fn changes_device(events: &[ConsoleEvent]) -> bool {
     })
 }
 
-fn save_on(handle: &mut SimHandle, events: &[ConsoleEvent]) -> Result<(), Error> {
+/// The device a served console drives, and what follows when the console changed it.
+pub(crate) trait ConsoleTarget {
+    /// Runs one console step on the device.
+    fn step(&mut self, console_step: &mut dyn FnMut(&mut Device));
+    /// The console changed the device (saves a stored device).
+    fn changed(&mut self) -> Result<(), Error>;
+}
+
+impl ConsoleTarget for SimHandle {
+    fn step(&mut self, console_step: &mut dyn FnMut(&mut Device)) {
+        console_step(&mut self.device);
+    }
+
+    fn changed(&mut self) -> Result<(), Error> {
+        Ok(self.save()?)
+    }
+}
+
+fn save_on(target: &mut dyn ConsoleTarget, events: &[ConsoleEvent]) -> Result<(), Error> {
     if changes_device(events) {
-        handle.save()?;
+        target.changed()?;
     }
     Ok(())
 }
@@ -168,10 +186,11 @@ fn describe_events(events: &[ConsoleEvent], observer: &mut dyn Observer) {
     }
 }
 
-/// A pty serving a virtual device, with its slave linked at a path.
+/// A pty serving a virtual device, with its slave linked at a path (or, on the emulated bus,
+/// made a device node by the bus).
 pub struct PtyServer {
     pty: Pty,
-    link: PathBuf,
+    link: Option<PathBuf>,
 }
 
 impl PtyServer {
@@ -179,32 +198,18 @@ impl PtyServer {
     /// never a real file).
     pub fn open(link: &Path) -> Result<Self, Error> {
         let pty = open_pty()?;
-        match std::fs::symlink_metadata(link) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                std::fs::remove_file(link).map_err(os_err(format!(
-                    "cannot replace the old link {}",
-                    link.display()
-                )))?;
-            }
-            Ok(_) => {
-                return Err(Error::Os {
-                    what: format!(
-                        "{} exists and is not a symbolic link (pick another --serial-link path)",
-                        link.display()
-                    ),
-                    source: io::Error::from(io::ErrorKind::AlreadyExists),
-                })
-            }
-            Err(_) => {}
-        }
-        std::os::unix::fs::symlink(&pty.slave_name, link).map_err(os_err(format!(
-            "cannot create the link {} → {}",
-            link.display(),
-            pty.slave_name.display()
-        )))?;
+        replace_link(link, &pty.slave_name)?;
         Ok(Self {
             pty,
-            link: link.to_path_buf(),
+            link: Some(link.to_path_buf()),
+        })
+    }
+
+    /// A pty linked nowhere (the emulated bus makes its slave the device's tty node).
+    pub(crate) fn unlinked() -> Result<Self, Error> {
+        Ok(Self {
+            pty: open_pty()?,
+            link: None,
         })
     }
 
@@ -226,19 +231,105 @@ impl PtyServer {
         handle.save()?;
         result
     }
+
+    /// Serves the console of the device `target` reaches until `cancel` is set.
+    pub(crate) fn serve_target(
+        &self,
+        target: &mut dyn ConsoleTarget,
+        cancel: &Cancel,
+        observer: &mut dyn Observer,
+    ) -> Result<(), Error> {
+        serve_loop(target, &self.pty, console_config(), cancel, observer)
+    }
 }
 
 impl Drop for PtyServer {
     /// Removes the link if it still points at this pty.
     fn drop(&mut self) {
-        if std::fs::read_link(&self.link).is_ok_and(|t| t == self.pty.slave_name) {
+        let Some(link) = &self.link else { return };
+        if std::fs::read_link(link).is_ok_and(|t| t == self.pty.slave_name) {
+            let _ = std::fs::remove_file(link);
+        }
+    }
+}
+
+/// `sim serve` on a device `sim attach` holds: the attach process serves the device's serial
+/// port itself (one process owns the device), and this links a second path to that pty until
+/// [`SharedPort::wait`] ends. The link is removed when dropped, if it still points there.
+pub struct SharedPort {
+    link: PathBuf,
+    pty: PathBuf,
+}
+
+impl SharedPort {
+    /// Links `link` to the pty that `published` (the attach process's link, see
+    /// [`crate::sim::SimStore::attached_serial_port`]) points at; `None` when no attach process
+    /// serves one.
+    pub fn open(published: &Path, link: &Path) -> Result<Option<SharedPort>, Error> {
+        let Ok(pty) = std::fs::read_link(published) else {
+            return Ok(None);
+        };
+        if !pty.exists() {
+            return Ok(None);
+        }
+        replace_link(link, &pty)?;
+        Ok(Some(SharedPort {
+            link: link.to_path_buf(),
+            pty,
+        }))
+    }
+
+    /// The pty linked to.
+    pub fn pty(&self) -> &Path {
+        &self.pty
+    }
+
+    /// Waits until `cancel` is set or the attach process stops serving the port (its link
+    /// goes away or points elsewhere).
+    pub fn wait(&self, published: &Path, cancel: &Cancel) {
+        while !cancel.is_cancelled() && std::fs::read_link(published).is_ok_and(|p| p == self.pty) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for SharedPort {
+    fn drop(&mut self) {
+        if std::fs::read_link(&self.link).is_ok_and(|t| t == self.pty) {
             let _ = std::fs::remove_file(&self.link);
         }
     }
 }
 
+/// Makes `link` a symbolic link to `target`, replacing a stale link there (never a real file).
+fn replace_link(link: &Path, target: &Path) -> Result<(), Error> {
+    match std::fs::symlink_metadata(link) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            std::fs::remove_file(link).map_err(os_err(format!(
+                "cannot replace the old link {}",
+                link.display()
+            )))?;
+        }
+        Ok(_) => {
+            return Err(Error::Os {
+                what: format!(
+                    "{} exists and is not a symbolic link (pick another --serial-link path)",
+                    link.display()
+                ),
+                source: io::Error::from(io::ErrorKind::AlreadyExists),
+            })
+        }
+        Err(_) => {}
+    }
+    std::os::unix::fs::symlink(target, link).map_err(os_err(format!(
+        "cannot create the link {} → {}",
+        link.display(),
+        target.display()
+    )))
+}
+
 fn serve_loop(
-    handle: &mut SimHandle,
+    target: &mut dyn ConsoleTarget,
     pty: &Pty,
     cfg: ConsoleConfig,
     cancel: &Cancel,
@@ -275,15 +366,15 @@ fn serve_loop(
                 if verbose {
                     observer.event(Event::note(format!("sim serve: line rate {rate}")));
                 }
-                console.set_baud(&mut handle.device, rate, now);
+                target.step(&mut |d| console.set_baud(d, rate, now));
             }
             if !held.is_empty() {
-                console.feed(&mut handle.device, &held, now);
+                target.step(&mut |d| console.feed(d, &held, now));
                 held.clear();
             }
         }
         if console.next_deadline().is_some_and(|t| now >= t) {
-            console.handle_timeout(&mut handle.device, now);
+            target.step(&mut |d| console.handle_timeout(d, now));
         }
         out.extend(console.drain_output());
         let events = console.take_events();
@@ -291,7 +382,7 @@ fn serve_loop(
             if verbose {
                 describe_events(&events, observer);
             }
-            save_on(handle, &events)?;
+            save_on(target, &events)?;
         }
         // Write what we can.
         if !out.is_empty() {
@@ -339,7 +430,7 @@ fn serve_loop(
                 if settle_at.is_some() {
                     held.extend_from_slice(data);
                 } else {
-                    console.feed(&mut handle.device, data, now);
+                    target.step(&mut |d| console.feed(d, data, now));
                 }
             }
             Some((status, _)) if status & TIOCPKT_IOCTL != 0 => {
@@ -352,10 +443,10 @@ fn serve_loop(
     let now = now_ms();
     if settle_at.is_some() {
         if let Some(rate) = line_rate(slave) {
-            console.set_baud(&mut handle.device, rate, now);
+            target.step(&mut |d| console.set_baud(d, rate, now));
         }
     }
-    console.feed(&mut handle.device, &held, now);
+    target.step(&mut |d| console.feed(d, &held, now));
     loop {
         // SAFETY: valid fd and buffer; the master is non-blocking.
         let n = unsafe { libc::read(master, buf.as_mut_ptr().cast(), buf.len()) };
@@ -363,10 +454,10 @@ fn serve_loop(
             break;
         }
         match buf[..n as usize].split_first() {
-            Some((0, data)) => console.feed(&mut handle.device, data, now),
+            Some((0, data)) => target.step(&mut |d| console.feed(d, data, now)),
             Some((status, _)) if status & TIOCPKT_IOCTL != 0 => {
                 if let Some(rate) = line_rate(slave) {
-                    console.set_baud(&mut handle.device, rate, now);
+                    target.step(&mut |d| console.set_baud(d, rate, now));
                 }
             }
             _ => {}

@@ -48,6 +48,7 @@ struct Api {
     client_get_request: unsafe extern "C" fn(Ptr) -> c_ulong,
     client_get_arg: unsafe extern "C" fn(Ptr) -> *mut RawData,
     client_complete: unsafe extern "C" fn(Ptr, c_long, c_int),
+    client_execute: unsafe extern "C" fn(Ptr, *mut c_int, *mut *mut GError) -> c_int,
     data_resolve:
         unsafe extern "C" fn(*mut RawData, usize, usize, *mut *mut GError) -> *mut RawData,
     data_set_ptr: unsafe extern "C" fn(*mut RawData, usize, *mut RawData) -> c_int,
@@ -61,6 +62,13 @@ struct Api {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct UmockdevError(String);
+
+impl UmockdevError {
+    /// An error saying `what` went wrong with the test bed.
+    pub fn new(what: impl Into<String>) -> Self {
+        Self(what.into())
+    }
+}
 
 /// The loaded umockdev library.
 pub struct Umockdev {
@@ -111,6 +119,7 @@ impl Umockdev {
                         client_get_request: sym!(um, "umockdev_ioctl_client_get_request"),
                         client_get_arg: sym!(um, "umockdev_ioctl_client_get_arg"),
                         client_complete: sym!(um, "umockdev_ioctl_client_complete"),
+                        client_execute: sym!(um, "umockdev_ioctl_client_execute"),
                         data_resolve: sym!(um, "umockdev_ioctl_data_resolve"),
                         data_set_ptr: sym!(um, "umockdev_ioctl_data_set_ptr"),
                         signal_connect_data: sym!(gobject, "g_signal_connect_data"),
@@ -329,6 +338,22 @@ impl Client<'_> {
             }
             Data::resolve_raw(self.lib, arg, offset, len)
         }
+    }
+
+    /// Runs the ioctl on the client's own file descriptor (the real file behind the node, such
+    /// as a pty) and returns its result and errno, for the handler to complete with.
+    pub fn execute(&mut self) -> Result<(i64, i32), UmockdevError> {
+        let mut errno: c_int = 0;
+        let mut err: *mut GError = std::ptr::null_mut();
+        // SAFETY: live client with an uncompleted ioctl; valid out-pointers.
+        let result = unsafe { (self.lib.api.client_execute)(self.raw, &mut errno, &mut err) };
+        if !err.is_null() {
+            return Err(UmockdevError(
+                self.lib
+                    .error_text(err, "cannot run the ioctl in the client"),
+            ));
+        }
+        Ok((i64::from(result), errno))
     }
 
     /// Ends the ioctl with `result` and `errno` (changed client memory is written back).
