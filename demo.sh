@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The forum story on a virtual Photon, no hardware needed: old system firmware, an app built
-# for newer Device OS, the refusal, the plan, the flash with progress, the verified result.
+# for newer Device OS, the refusal, the plan, the flash with progress (at the pace of a real
+# device: --pace modelled), the verified result.
 # The same commands work on a real device with --device usb (or serial:/dev/ttyACM0).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,8 +28,8 @@ modflash serial flash "$work/app.bin" --device sim:demo 2>&1 | sed 's/^/  /' || 
 say "modflash plan app.bin --device sim:demo"
 modflash plan "$work/app.bin" --device sim:demo
 
-say "modflash flash app.bin --device sim:demo --yes"
-modflash flash "$work/app.bin" --device sim:demo --yes
+say "modflash flash app.bin --device sim:demo --yes --pace modelled   # in the device's own time"
+modflash flash "$work/app.bin" --device sim:demo --yes --pace modelled
 
 say "modflash sim show demo"
 modflash sim show demo

@@ -6,9 +6,42 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use modflash::plan::{Force, Via};
 use modflash::request::Wanted;
+use modflash::transport::Pace;
 use modflash::DeviceRef;
 
-use crate::ui::CliError;
+use crate::ui::{CliError, ColorArg, Verbosity};
+
+/// How output looks and how much of it there is: options every command takes.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct OutputArgs {
+    /// Colour: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value_t = ColorArg::Auto,
+        env = "MODFLASH_COLOR"
+    )]
+    pub color: ColorArg,
+    /// Say less: results, warnings and errors; no progress, no notes.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Say more: every operation as it starts and ends, with its time.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+impl OutputArgs {
+    /// `-q`, `-v` or neither.
+    pub fn verbosity(&self) -> Verbosity {
+        match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, true) => Verbosity::Verbose,
+            (false, false) => Verbosity::Normal,
+        }
+    }
+}
 
 /// Which device (or devices) a command talks to.
 #[derive(Args, Clone, Debug)]
@@ -166,6 +199,34 @@ pub struct RunArgs {
     /// device reports no SHA-256 for system parts): reported "not verified".
     #[arg(long)]
     pub no_verify: bool,
+    /// How fast a virtual device works: instant, or modelled (each erase, write and restart
+    /// takes the time the model gives it on the device, as a real flash does).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "PACE",
+        default_value_t = PaceArg::Instant,
+        env = "MODFLASH_PACE"
+    )]
+    pub pace: PaceArg,
+}
+
+/// `--pace`: how fast a virtual device works.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PaceArg {
+    /// As fast as this computer runs the model.
+    Instant,
+    /// In the device's modelled time.
+    Modelled,
+}
+
+impl From<PaceArg> for Pace {
+    fn from(pace: PaceArg) -> Self {
+        match pace {
+            PaceArg::Instant => Pace::Instant,
+            PaceArg::Modelled => Pace::Modelled,
+        }
+    }
 }
 
 /// A number in decimal or 0x-hex.

@@ -1,6 +1,6 @@
 //! Rendering several devices at once: one progress line per device on a terminal (indicatif
 //! `MultiProgress`), lines prefixed with the device otherwise, JSON lines tagged with the
-//! device with `--json`.
+//! device with `--json`; `-q` keeps warnings and failures only.
 
 use std::io::IsTerminal;
 
@@ -8,7 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use modflash::progress::{Event, Evidence, Level, Operation};
 use serde_json::json;
 
-use crate::ui::{note, say};
+use crate::ui::{note, say, stderr_line, verbosity, Verbosity};
 
 /// Renders the events of several devices.
 pub struct FleetRenderer {
@@ -20,7 +20,8 @@ pub struct FleetRenderer {
 impl FleetRenderer {
     /// A renderer for devices named `labels`.
     pub fn new(labels: Vec<String>, json: bool) -> Self {
-        let bars = (!json && std::io::stderr().is_terminal()).then(|| {
+        let quiet = verbosity() == Verbosity::Quiet;
+        let bars = (!json && !quiet && std::io::stderr().is_terminal()).then(|| {
             let mp = MultiProgress::new();
             let width = labels.iter().map(String::len).max().unwrap_or(0);
             let style = ProgressStyle::with_template(&format!(
@@ -49,7 +50,7 @@ impl FleetRenderer {
             Some((mp, _)) => {
                 let _ = mp.println(text);
             }
-            None => note(text),
+            None => stderr_line(text),
         }
     }
 
@@ -83,11 +84,14 @@ impl FleetRenderer {
                 Evidence::None => format!("step {step} written, not verified"),
             }),
             Event::Note { level, text } => {
-                let kind = match level {
-                    Level::Info => "note",
-                    Level::Warning => "warning",
-                };
-                self.println(&format!("{label}: {kind}: {text}"));
+                match level {
+                    Level::Info => {
+                        if verbosity() != Verbosity::Quiet {
+                            self.println(&format!("{label}: note: {text}"));
+                        }
+                    }
+                    Level::Warning => self.println(&format!("{label}: warning: {text}")),
+                }
                 None
             }
             Event::Failed { operation, reason } => Some(format!("{operation} failed: {reason}")),
@@ -103,6 +107,11 @@ impl FleetRenderer {
             (Some((_, bars)), _) => {
                 if let (Some(bar), Some(t)) = (bars.get(device), text) {
                     bar.set_message(t);
+                }
+            }
+            (None, Event::Failed { .. }) => {
+                if let Some(t) = text {
+                    stderr_line(&format!("{label}: {t}"));
                 }
             }
             (None, _) => {

@@ -13,12 +13,39 @@ mod render;
 mod select;
 mod signals;
 mod ui;
+#[cfg(unix)]
+mod unix;
 mod view;
+
+/// `modflash -V`: the version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MODFLASH_COMMIT"),
+    " ",
+    env!("MODFLASH_COMMIT_DATE"),
+    ")"
+);
+
+/// `modflash --version`: the same, with the target and profile it was built for.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit:  ",
+    env!("MODFLASH_COMMIT"),
+    " (",
+    env!("MODFLASH_COMMIT_DATE"),
+    ")\ntarget:  ",
+    env!("MODFLASH_TARGET"),
+    "\nprofile: ",
+    env!("MODFLASH_PROFILE")
+);
 
 /// Safe flashing for Particle-style modular firmware.
 #[derive(Parser, Debug)]
-#[command(name = "modflash", version, about, long_about = None)]
+#[command(name = "modflash", version = VERSION, long_version = LONG_VERSION)]
 struct Cli {
+    #[command(flatten)]
+    output: args::OutputArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -167,15 +194,27 @@ enum Command {
     /// Virtual devices: create, show, reset, remove.
     #[command(subcommand)]
     Sim(cmd::sim::SimCommand),
+    /// Print the shell completion script: `source <(modflash completions bash)`, or save it
+    /// where your shell looks (README, "Shell completions").
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the JSON Schema of the lines `flash --json` prints (docs/json.md).
+    Schema,
+    /// Print the man page (roff; `modflash man | man -l -`), or write one page per command
+    /// into a directory.
+    Man {
+        /// Write modflash.1, modflash-flash.1, … here instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
-    // Like other Unix tools, stop quietly when the reader of our output goes away
-    // (`modflash sim show x | head`) instead of panicking on a broken pipe.
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread is started.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    #[cfg(unix)]
+    unix::default_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -188,6 +227,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    crate::ui::configure(cli.output.color, cli.output.verbosity());
     let result = match cli.command {
         Command::Inspect { files, json } => cmd::inspect::run(&files, json),
         Command::Plan {
@@ -229,6 +269,12 @@ fn main() -> ExitCode {
         Command::Udev { install, rules_dir } => cmd::udev::run(install, rules_dir),
         Command::Wifi(args) => cmd::wifi::run(args),
         Command::Sim(sim) => cmd::sim::run(sim),
+        Command::Completions { shell } => cmd::shell::completions(shell),
+        Command::Man { dir } => cmd::shell::man(dir.as_deref()),
+        Command::Schema => {
+            ui::say(&serde_json::to_string_pretty(&view::stream::schema()).unwrap_or_default());
+            Ok(ui::EXIT_OK)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,7 +1,12 @@
-//! Terminal styling, output lines, error reporting and exit codes shared by every command.
+//! Terminal styling (anstyle, through anstream's streams, which decide on colour and translate
+//! it for old Windows consoles), output lines, how much to say (`-q`, `-v`), error reporting
+//! and exit codes shared by every command.
 
 use std::fmt;
-use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use anstream::{eprintln, ColorChoice};
+use anstyle::{AnsiColor, Effects};
 
 /// Exit code: everything checked out.
 pub const EXIT_OK: u8 = 0;
@@ -94,8 +99,56 @@ impl fmt::Display for CliError {
 /// (e.g. `inspect` found a damaged file), or an error.
 pub type CmdResult = Result<u8, CliError>;
 
-/// Colours for one output stream; plain text unless the stream is a terminal and `NO_COLOR`
-/// is unset.
+/// `--color`: whether output is coloured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorArg {
+    /// On a terminal, unless `NO_COLOR` is set (`CLICOLOR_FORCE` forces it).
+    Auto,
+    /// Always, also into pipes and files.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// How much the commands say: `-q` keeps results, warnings and errors; `-v` adds every
+/// operation as it starts and ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    /// `-q`: no progress, no notes.
+    Quiet = 0,
+    /// The default.
+    Normal = 1,
+    /// `-v`: every operation, with its time.
+    Verbose = 2,
+}
+
+static VERBOSITY: AtomicU8 = AtomicU8::new(Verbosity::Normal as u8);
+
+/// Applies `--color`, `-q` and `-v` for the rest of the process (before anything prints).
+pub fn configure(color: ColorArg, verbosity: Verbosity) {
+    let choice = match color {
+        ColorArg::Auto => ColorChoice::Auto,
+        ColorArg::Always => ColorChoice::Always,
+        ColorArg::Never => ColorChoice::Never,
+    };
+    choice.write_global();
+    // Bars and prompts draw through `console`: the same decision, stream by stream.
+    dialoguer::console::set_colors_enabled(Style::stdout().color);
+    dialoguer::console::set_colors_enabled_stderr(Style::stderr().color);
+    VERBOSITY.store(verbosity as u8, Ordering::SeqCst);
+}
+
+/// How much to say (`-q`, `-v`).
+pub fn verbosity() -> Verbosity {
+    match VERBOSITY.load(Ordering::SeqCst) {
+        0 => Verbosity::Quiet,
+        1 => Verbosity::Normal,
+        _ => Verbosity::Verbose,
+    }
+}
+
+/// Colours for one output stream: anstream's decision for it (a terminal, `NO_COLOR`,
+/// `CLICOLOR_FORCE`, `TERM=dumb`, and `--color`).
 #[derive(Clone, Copy, Debug)]
 pub struct Style {
     color: bool,
@@ -104,24 +157,23 @@ pub struct Style {
 impl Style {
     /// Styling for standard output.
     pub fn stdout() -> Self {
-        Self::for_terminal(std::io::stdout().is_terminal())
+        Self::deciding(anstream::AutoStream::choice(&std::io::stdout()))
     }
 
     /// Styling for standard error.
     pub fn stderr() -> Self {
-        Self::for_terminal(std::io::stderr().is_terminal())
+        Self::deciding(anstream::AutoStream::choice(&std::io::stderr()))
     }
 
-    fn for_terminal(is_terminal: bool) -> Self {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    fn deciding(choice: ColorChoice) -> Self {
         Self {
-            color: is_terminal && !no_color,
+            color: choice != ColorChoice::Never,
         }
     }
 
-    fn paint(&self, code: &str, text: &str) -> String {
+    fn paint(&self, style: anstyle::Style, text: &str) -> String {
         if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
+            format!("{style}{text}{style:#}")
         } else {
             text.to_string()
         }
@@ -129,27 +181,27 @@ impl Style {
 
     /// Green: a good verdict.
     pub fn good(&self, text: &str) -> String {
-        self.paint("1;32", text)
+        self.paint(AnsiColor::Green.on_default().bold(), text)
     }
 
     /// Red: a failed verdict.
     pub fn bad(&self, text: &str) -> String {
-        self.paint("1;31", text)
+        self.paint(AnsiColor::Red.on_default().bold(), text)
     }
 
     /// Yellow: a warning.
     pub fn warn(&self, text: &str) -> String {
-        self.paint("1;33", text)
+        self.paint(AnsiColor::Yellow.on_default().bold(), text)
     }
 
     /// Bold.
     pub fn bold(&self, text: &str) -> String {
-        self.paint("1", text)
+        self.paint(anstyle::Style::new().effects(Effects::BOLD), text)
     }
 
     /// Dim: secondary detail.
     pub fn dim(&self, text: &str) -> String {
-        self.paint("2", text)
+        self.paint(anstyle::Style::new().effects(Effects::DIMMED), text)
     }
 }
 
@@ -168,20 +220,27 @@ pub fn print_error(err: &CliError) {
 /// Prints a line on standard output; a closed pipe (`| head`) is not an error worth a panic.
 pub fn say(text: &str) {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
+    let mut out = anstream::stdout().lock();
     let _ = writeln!(out, "{text}");
     let _ = out.flush();
 }
 
 /// Prints a line on standard error, ignoring a closed stream.
-pub fn note(text: &str) {
+pub fn stderr_line(text: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{text}");
+    let _ = writeln!(anstream::stderr().lock(), "{text}");
+}
+
+/// Prints a note on standard error, unless `-q` asked for results, warnings and errors only.
+pub fn note(text: &str) {
+    if verbosity() != Verbosity::Quiet {
+        stderr_line(text);
+    }
 }
 
 /// Prints `warning: TEXT` on standard error.
 pub fn warning(text: &str) {
-    note(&format!("{} {text}", Style::stderr().warn("warning:")));
+    stderr_line(&format!("{} {text}", Style::stderr().warn("warning:")));
 }
 
 /// Asks a yes/no question (default no) before something is written. The question goes to

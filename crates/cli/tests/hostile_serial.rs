@@ -235,14 +235,15 @@ fn flash_via_serial_says_which_modules_are_proven() {
     json_args.push("--json");
     let r = run(&home, &json_args);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
+    // The stream's last line is the result.
     let report: Value = r
         .stdout
         .lines()
-        .skip_while(|l| !l.starts_with('{') || l.contains("\"event\""))
-        .collect::<Vec<_>>()
-        .join("\n")
+        .last()
+        .unwrap_or_default()
         .parse()
         .unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
+    assert_eq!(report["event"], "result", "{report}");
     assert_eq!(report["verified"], false, "{report}");
     assert_eq!(
         report["evidence"],

@@ -120,7 +120,7 @@ fn a_real_catalogue_file_wins_over_a_synthetic_image_of_the_same_module() {
     let file = modflash_module::Module::parse(&std::fs::read(&bootloader).unwrap())
         .unwrap()
         .stored_sha256()
-        .map(|s| modflash::inventory::hex(&s));
+        .map(hex::encode);
     assert!(installed.is_some());
     assert_eq!(
         installed, file,

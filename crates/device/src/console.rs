@@ -1054,7 +1054,7 @@ mod tests {
                 c.drain_output();
                 now += x % 80;
                 c.handle_timeout(&mut d, now);
-                if x % 17 == 0 {
+                if x.is_multiple_of(17) {
                     c.set_baud(&mut d, LISTENING_BAUD, now);
                 }
             }

@@ -12,7 +12,6 @@ use modflash_module::{ModuleFunction, ModuleRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::inventory::hex;
 use crate::sim::SimStore;
 use crate::DeviceRef;
 
@@ -143,7 +142,7 @@ pub fn save(
             function: m.slot.function.name().to_string(),
             index: m.slot.index,
             version: m.version,
-            sha256: m.sha256.map(|s| hex(&s)),
+            sha256: m.sha256.map(hex::encode),
             file,
         });
     }

@@ -13,7 +13,6 @@ use modflash_module::rules::{self, AssetStorageRefusal, AssetVerdict};
 use modflash_module::{asset, platform, AssetKind, AssetRef, Module, ModuleFunction, Platform};
 
 use crate::files::{self, Expected, FileError};
-use crate::inventory::hex;
 
 /// The largest bundle file read (the largest asset store holds about 2 MB of asset modules,
 /// the largest application 1.5 MB).
@@ -383,7 +382,7 @@ pub fn requirements<'a>(
             let status = match rules::asset_dependency(&required, available.clone()) {
                 AssetVerdict::Present => AssetStatus::Present,
                 AssetVerdict::OtherContents { found } => AssetStatus::OtherContents {
-                    found_sha256: hex(found.hash),
+                    found_sha256: hex::encode(found.hash),
                 },
                 AssetVerdict::Renamed { found } => AssetStatus::Renamed {
                     found: found.display_name().to_string(),
@@ -392,7 +391,7 @@ pub fn requirements<'a>(
             };
             Requirement {
                 name: required.display_name().to_string(),
-                hash: hex(required.hash),
+                hash: hex::encode(required.hash),
                 status,
             }
         })

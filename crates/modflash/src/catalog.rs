@@ -190,7 +190,7 @@ impl Candidate {
 
     /// SHA-256 as lower-case hex.
     pub fn sha_hex(&self) -> String {
-        crate::inventory::hex(&self.sha256)
+        hex::encode(self.sha256)
     }
 
     /// The name of the asset an asset module carries (`None` for any other module).

@@ -14,6 +14,7 @@ use crate::files::FileError;
 use crate::inventory::InventoryError;
 use crate::plan::PlanError;
 use crate::sim::SimError;
+#[cfg(unix)]
 use crate::transport::attach::AttachError;
 use crate::transport::control::ControlError;
 use crate::transport::dfu::DfuOpError;
@@ -47,6 +48,7 @@ pub enum Error {
     #[diagnostic(transparent)]
     Control(#[from] ControlError),
     /// The emulated USB bus could not run.
+    #[cfg(unix)]
     #[error(transparent)]
     #[diagnostic(transparent)]
     Attach(#[from] AttachError),
@@ -261,7 +263,6 @@ impl Error {
             | Self::Serial(_)
             | Self::Control(_)
             | Self::Usb(_)
-            | Self::Attach(_)
             | Self::Inventory(_)
             | Self::Twin(_)
             | Self::BadRequest { .. }
@@ -271,6 +272,8 @@ impl Error {
             | Self::Interrupted { .. }
             | Self::Os { .. }
             | Self::Io { .. } => false,
+            #[cfg(unix)]
+            Self::Attach(_) => false,
         }
     }
 

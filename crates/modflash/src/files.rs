@@ -4,7 +4,6 @@
 
 use std::fs::{File, FileType, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use modflash_module::platform::largest_module_region;
@@ -226,9 +225,7 @@ pub fn open(path: &Path, expected: Expected) -> Result<File, FileError> {
     regular(&std::fs::metadata(path).map_err(unreadable)?)?;
     // Non-blocking, so that a file replaced by a FIFO since the look above cannot hang the
     // open; never the controlling terminal.
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+    let file = crate::os::open_input(OpenOptions::new().read(true))
         .open(path)
         .map_err(unreadable)?;
     regular(&file.metadata().map_err(unreadable)?)?;
@@ -245,20 +242,9 @@ fn check_type(path: &Path, kind: FileType, expected: Expected) -> Result<(), Fil
             help: expected.directory_help(),
         });
     }
-    let kind = if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "a special file"
-    };
     Err(FileError::NotRegular {
         path: path.to_path_buf(),
-        kind,
+        kind: crate::os::special_file_kind(kind),
     })
 }
 

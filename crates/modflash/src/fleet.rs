@@ -15,6 +15,7 @@ use crate::plan::{FlashOptions, Flashed};
 use crate::progress::{Cancel, Event, Observer};
 use crate::request::{Planned, Wanted};
 use crate::session::Session;
+use crate::transport::Pace;
 use crate::DeviceRef;
 
 /// One device's plan, or why it has none.
@@ -66,6 +67,8 @@ pub struct RunOptions {
     pub retries: u32,
     /// Keep what each plan replaces.
     pub backup: bool,
+    /// How fast virtual devices work.
+    pub pace: Pace,
 }
 
 /// A counting semaphore: at most `jobs` devices are written at once.
@@ -297,6 +300,7 @@ fn work(
                 help: "run the command again".into(),
             });
         };
+        open.set_pace(go.options.pace);
         let result = flash_recorded(open, &planned, options, &mut observer, &go.cancel);
         match result {
             Err(e)

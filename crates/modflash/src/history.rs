@@ -5,7 +5,6 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -133,14 +132,12 @@ pub fn append(entry: &Entry) -> Result<(), Error> {
         .map_err(io("open"))?;
     let mut line = serde_json::to_vec(entry).unwrap_or_default();
     line.push(b'\n');
-    // SAFETY: flock on an fd we own; the lock goes with the file when it is closed.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0;
+    // Appended under an exclusive lock, so concurrent runs never interleave their lines; a
+    // file system without locks still gets the line (one write).
+    let locked = file.lock().is_ok();
     let written = file.write_all(&line).and_then(|()| file.flush());
     if locked {
-        // SAFETY: as above.
-        unsafe {
-            libc::flock(file.as_raw_fd(), libc::LOCK_UN);
-        }
+        let _ = file.unlock();
     }
     written.map_err(io("append to"))
 }

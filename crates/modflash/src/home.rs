@@ -1,24 +1,26 @@
-//! The modflash home directory (`$MODFLASH_HOME`, else `$XDG_DATA_HOME/modflash`, else
-//! `~/.local/share/modflash`) and how its files change: under a lock, written atomically,
-//! temporary files of killed processes removed; a home the user cannot write still reads.
+//! The modflash home directory (`$MODFLASH_HOME`, else the data directory of the system's
+//! convention plus `modflash`: `$XDG_DATA_HOME/modflash` or `~/.local/share/modflash` on
+//! Linux and macOS, `%APPDATA%\modflash` on Windows) and how its files change: under a lock,
+//! written atomically, temporary files of killed processes removed; a home the user cannot
+//! write still reads.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-/// The modflash home directory (not created here).
+/// The modflash home directory (not created here). The data directory comes from `etcetera`'s
+/// base strategy (XDG everywhere but Windows, as command-line tools do); a user without any
+/// home directory (no `HOME`, no password entry) gets `.local/share/modflash` under the
+/// working directory, the path the XDG convention would give with a home of ".".
 pub fn home() -> PathBuf {
+    use etcetera::BaseStrategy as _;
     if let Some(dir) = std::env::var_os("MODFLASH_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
-    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("modflash");
+    match etcetera::choose_base_strategy() {
+        Ok(strategy) => strategy.data_dir().join("modflash"),
+        Err(_) => PathBuf::from(".local/share/modflash"),
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".local/share/modflash")
 }
 
 /// Where virtual devices live.
@@ -105,19 +107,18 @@ impl Lock {
             Err(e) => return Err(LockError::File(FileOpError::new("cannot create", path)(e))),
         };
         if let Some(file) = &file {
-            let mode = if wait {
-                libc::LOCK_EX
+            // `flock` on Unix, `LockFileEx` on Windows: released when the file is closed.
+            let locked = if wait {
+                file.lock().map_err(fs::TryLockError::Error)
             } else {
-                libc::LOCK_EX | libc::LOCK_NB
+                file.try_lock()
             };
-            // SAFETY: flock on a file descriptor we own; no memory is shared.
-            if unsafe { libc::flock(file.as_raw_fd(), mode) } != 0 {
-                let err = io::Error::last_os_error();
-                return Err(if err.kind() == io::ErrorKind::WouldBlock {
-                    LockError::Busy
-                } else {
-                    LockError::File(FileOpError::new("cannot lock", path)(err))
-                });
+            match locked {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => return Err(LockError::Busy),
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(LockError::File(FileOpError::new("cannot lock", path)(e)))
+                }
             }
         }
         Ok(Self {
@@ -195,23 +196,10 @@ pub fn remove_stale_temporaries(path: &Path) -> usize {
         .filter_map(|e| {
             let file = e.file_name();
             let pid: u32 = file.to_str()?.strip_prefix(&prefix)?.parse().ok()?;
-            (!process_exists(pid)).then(|| e.path())
+            (!crate::os::process_exists(pid)).then(|| e.path())
         })
         .filter(|stale| fs::remove_file(stale).is_ok())
         .count()
-}
-
-/// True when process `pid` exists (also when it belongs to another user).
-fn process_exists(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 #[cfg(test)]

@@ -279,7 +279,7 @@ impl Inventory {
                         .hash
                         .as_deref()
                         .filter(|h| h.len() == 32 && h.iter().any(|&b| b != 0))
-                        .map(hex),
+                        .map(hex::encode),
                 })
             })
             .collect();
@@ -363,24 +363,14 @@ fn module_from_fetched(f: &Fetched) -> Option<InstalledModule> {
             })
             .collect(),
         checks: Checks::from_validity(f.checked, f.passed),
-        sha256: f.sha256.map(|s| hex(&s)),
+        sha256: f.sha256.map(hex::encode),
     })
 }
 
-/// Lower-case hex, as the device prints a SHA-256.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A SHA-256 written as 64 hex digits (either case); `None` for anything else.
-pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    if hex.len() != 64 {
-        return None;
-    }
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 

@@ -25,6 +25,7 @@ pub mod home;
 pub mod inventory;
 pub mod map;
 pub mod offline;
+pub mod os;
 pub mod plan;
 pub mod precheck;
 pub mod progress;

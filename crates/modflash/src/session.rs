@@ -13,7 +13,7 @@ use crate::sim::SimStore;
 use crate::transport::serial::{find_port, PortLink, SerialLink, LISTENING_BAUD};
 use crate::transport::sim::SimLink;
 use crate::transport::usb::UsbLink;
-use crate::transport::{Capabilities, DeviceLink, ModeChange, Observation};
+use crate::transport::{Capabilities, DeviceLink, ModeChange, Observation, Pace};
 use crate::DeviceRef;
 
 /// One device, open for the length of a command. Virtual devices are locked while open and
@@ -108,6 +108,12 @@ impl<'d> Session<'d> {
     /// the device.
     pub fn installed_image(&mut self, slot: modflash_module::ModuleRef) -> Option<Vec<u8>> {
         self.link.installed_image(slot)
+    }
+
+    /// How fast a virtual device works from now on ([`Pace::Modelled`]: in its modelled
+    /// time); a real device takes its own.
+    pub fn set_pace(&mut self, pace: Pace) {
+        self.link.set_pace(pace);
     }
 
     /// What the connection can do.

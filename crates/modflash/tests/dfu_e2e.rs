@@ -33,11 +33,7 @@ fn other_app(d: &Device, release: &str) -> (Vec<u8>, ModuleInfo) {
 
 fn sha_hex(bytes: &[u8]) -> String {
     let m = modflash_module::Module::parse(bytes).unwrap();
-    m.stored_sha256()
-        .unwrap()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(m.stored_sha256().unwrap())
 }
 
 fn round_trip(platform_id: u16, release: &str) {

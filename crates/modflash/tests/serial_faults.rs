@@ -163,10 +163,8 @@ fn file_sha(image: &[u8]) -> String {
     Module::parse(image)
         .unwrap()
         .stored_sha256()
+        .map(hex::encode)
         .unwrap()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// An application large enough for several 1K blocks: the 0.5.2 release's own Tinker is

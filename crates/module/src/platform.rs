@@ -461,14 +461,28 @@ pub fn largest_module_region() -> u32 {
         .unwrap_or(0)
 }
 
-/// Looks a platform up by name (case-insensitive; `"photon"`, `"Photon"`, `"p2"`, ...) or id.
+/// Product names sold on a platform of another name: the Photon 2 is a P2 on a development
+/// board (platform 32).
+const PRODUCT_NAMES: &[(&str, u16)] = &[("photon2", 32)];
+
+/// Looks a platform up by name or id: its name, its display name or a product name sold on
+/// it, ignoring case, spaces, `-` and `_` (`"photon"`, `"P2"`, `"Photon 2"`, `"electron-2"`).
 pub fn platform_by_name(name: &str) -> Option<&'static Platform> {
     if let Ok(id) = name.parse::<u16>() {
         return platform(id);
     }
+    fn squeezed(s: &str) -> impl Iterator<Item = char> + '_ {
+        s.chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '_'))
+            .map(|c| c.to_ascii_lowercase())
+    }
+    let same = |a: &str, b: &str| squeezed(a).eq(squeezed(b));
+    if let Some(&(_, id)) = PRODUCT_NAMES.iter().find(|(n, _)| same(n, name)) {
+        return platform(id);
+    }
     PLATFORMS
         .iter()
-        .find(|p| p.name.eq_ignore_ascii_case(name) || p.display_name.eq_ignore_ascii_case(name))
+        .find(|p| same(p.name, name) || same(p.display_name, name))
 }
 
 /// Looks a platform up by a USB vendor/product id, in either mode. Returns the platform and
@@ -1305,6 +1319,23 @@ pub mod dct {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn product_names_find_their_platform() {
+        for (name, id) in [
+            ("Photon 2", 32),
+            ("photon2", 32),
+            ("P2", 32),
+            ("Electron 2", 37),
+            ("electron-2", 37),
+            ("electron2", 37),
+            ("Photon", 6),
+            ("electron", 10),
+        ] {
+            assert_eq!(platform_by_name(name).map(|p| p.id), Some(id), "{name}");
+        }
+        assert!(platform_by_name("photon 3").is_none());
+    }
 
     #[test]
     fn ids_and_names_are_unique() {

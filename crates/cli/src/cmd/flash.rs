@@ -6,12 +6,12 @@ use modflash::progress::Evidence;
 use modflash::request::Wanted;
 use modflash::{DeviceRef, Session};
 use modflash_module::release::release_name;
-use serde_json::{json, Value};
 
 use crate::args::{PlanArgs, RunArgs};
 use crate::render::Renderer;
 use crate::ui::{say, CliError, CmdResult, Style, EXIT_CHECK_FAILED, EXIT_OK};
-use crate::view::plan::{mode_words, plan_json, print_plan};
+use crate::view::plan::{mode_words, print_plan};
+use crate::view::stream::{FlashResult, Line};
 
 /// Runs `flash` on the device, or the devices, named.
 pub fn run(
@@ -65,9 +65,7 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
     }
     if run.dry_run || plan.steps.is_empty() && !plan.leave_dfu {
         if json_output {
-            let mut v = plan_json(&device, plan);
-            v["executed"] = json!(false);
-            say(&serde_json::to_string_pretty(&v).unwrap_or_default());
+            emit(FlashResult::new(&device, plan, None));
         } else if run.dry_run {
             say("Dry run: nothing was written.");
         }
@@ -77,6 +75,7 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
         say("Cancelled: nothing was written.");
         return Ok(EXIT_CHECK_FAILED);
     }
+    session.set_pace(run.pace.into());
     let cancel = crate::signals::catch();
     let options = FlashOptions {
         backup: !run.no_backup,
@@ -99,30 +98,13 @@ pub fn flash(devref: &DeviceRef, wanted: &Wanted, json_output: bool, run: RunArg
         };
         let mut err = CliError::from(e).context("flashing failed");
         err.help = Some(err.help.map_or(next.clone(), |h| format!("{h}; {next}")));
+        if json_output {
+            emit(FlashResult::new(&device, plan, None).failed(&err));
+        }
         err
     })?;
     if json_output {
-        let mut v = plan_json(&device, plan);
-        v["executed"] = json!(true);
-        v["backup"] = json!(flashed.backup.as_ref().map(|b| b.dir.display().to_string()));
-        v["verified"] = json!(flashed.verified());
-        v["mismatches"] = json!(flashed.mismatches);
-        v["evidence"] = json!(flashed
-            .proofs
-            .iter()
-            .map(|p| {
-                let mut e = json!({
-                    "step": p.step, "function": p.slot.function.name(), "index": p.slot.index,
-                    "version": p.version, "evidence": p.evidence.name(),
-                });
-                if let Some(name) = &p.asset {
-                    e["asset"] = json!(name);
-                }
-                e
-            })
-            .collect::<Vec<_>>());
-        v["after"] = serde_json::to_value(&flashed.after).unwrap_or(Value::Null);
-        say(&serde_json::to_string_pretty(&v).unwrap_or_default());
+        emit(FlashResult::new(&device, plan, Some(&flashed)));
     }
     if !flashed.mismatches.is_empty() {
         return Err(modflash::Error::NotAsPredicted {
@@ -192,4 +174,9 @@ fn evidence_words(style: &Style, proofs: &[Proof]) -> String {
         })
         .collect();
     format!("Evidence: {}.", each.join("; "))
+}
+
+/// The last line of the `--json` stream.
+fn emit(result: FlashResult) {
+    say(&serde_json::to_string(&Line::Result(Box::new(result))).unwrap_or_default());
 }

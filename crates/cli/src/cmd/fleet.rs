@@ -48,6 +48,7 @@ pub fn flash(
         jobs: fleet_args.jobs.unwrap_or(devices.len()),
         retries: fleet_args.retries,
         backup: !run.no_backup,
+        pace: run.pace.into(),
     };
     let cancel = crate::signals::catch();
     let runs = fleet.run(go.then_some(options), &cancel, &mut |i, e| {

@@ -1,6 +1,7 @@
 //! `modflash inspect FILE...`: the verdict on each file (a module, an application bundle, an
 //! application with its asset files), in words or JSON.
 
+use anstream::println;
 use std::path::{Path, PathBuf};
 
 use modflash::bundle::{self, is_bundle_path, AssetFile, Bundle, BundleError};
@@ -72,7 +73,7 @@ pub fn run(files: &[PathBuf], json_output: bool) -> CmdResult {
     for (path, bytes) in &loaded {
         let name = path.display().to_string();
         if let Some(asset) = given.as_ref().and_then(|g| raw_asset(g, path, bytes)) {
-            let sha = modflash::inventory::hex(&asset.sha256);
+            let sha = hex::encode(asset.sha256);
             if json_output {
                 reports.push(
                     json!({ "file": name, "size": bytes.len(), "error": null, "module": null,

@@ -1,5 +1,6 @@
 //! One module per command.
 
+#[cfg(unix)]
 pub mod attach;
 pub mod backups;
 pub mod catalog;
@@ -15,7 +16,9 @@ pub mod mode;
 pub mod modules;
 pub mod plan;
 pub mod serial;
+pub mod shell;
 pub mod sim;
+#[cfg(unix)]
 pub mod sim_serve;
 pub mod udev;
 pub mod wifi;

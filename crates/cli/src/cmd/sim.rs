@@ -1,5 +1,6 @@
 //! `modflash sim ...`: create, inspect, reset and remove virtual devices.
 
+use anstream::println;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -158,15 +159,25 @@ pub fn run(cmd: SimCommand) -> CmdResult {
             device_os,
             output,
         } => make_app(&platform, &device_os, &output),
+        #[cfg(unix)]
         SimCommand::Serve { name, serial_link } => {
             super::sim_serve::serve(&store, &name, &serial_link)
         }
+        #[cfg(unix)]
         SimCommand::Serial { name } => super::sim_serve::serial(&store, &name),
+        #[cfg(unix)]
         SimCommand::Attach {
             names,
             trace,
             command,
         } => super::attach::run(&store, &names, &command, trace),
+        #[cfg(not(unix))]
+        SimCommand::Serve { .. } | SimCommand::Serial { .. } | SimCommand::Attach { .. } => {
+            Err(CliError::usage(
+                "this command shows the virtual device through a Unix pty or umockdev: it runs on Linux (and `sim serve`/`sim serial` on macOS)",
+            )
+            .with_help("`modflash flash`, `modules`, `doctor` and `dfu` talk to virtual devices everywhere"))
+        }
         SimCommand::Rm { name } => {
             store.remove(&name)?;
             println!("removed sim:{name}");

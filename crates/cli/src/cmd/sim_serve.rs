@@ -1,7 +1,7 @@
 //! `modflash sim serve NAME --serial-link PATH` (the device's USB serial port as a pty) and
 //! `modflash sim serial NAME` (its listening-mode console on this terminal).
 
-use std::io::{self, IsTerminal};
+use std::io;
 use std::path::Path;
 
 use modflash::sim::{SimError, SimStore};
@@ -69,46 +69,7 @@ pub fn serial(store: &SimStore, name: &str) -> CmdResult {
         handle.device.state.led
     ));
     let cancel = crate::signals::catch();
-    let _mode = CharMode::enter();
+    let _mode = crate::unix::CharMode::enter();
     serve_terminal(&mut handle, libc::STDIN_FILENO, &mut io::stdout(), &cancel)?;
     Ok(EXIT_OK)
-}
-
-/// Standard input in character mode (no line editing, no echo; Ctrl-C still works) while
-/// alive.
-struct CharMode {
-    saved: Option<libc::termios>,
-}
-
-impl CharMode {
-    fn enter() -> Self {
-        let fd = libc::STDIN_FILENO;
-        if !io::stdin().is_terminal() {
-            return CharMode { saved: None };
-        }
-        // SAFETY: termios is plain data filled by tcgetattr for a valid fd.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(fd, &mut t) != 0 {
-                return CharMode { saved: None };
-            }
-            let saved = t;
-            t.c_lflag &= !(libc::ICANON | libc::ECHO);
-            t.c_cc[libc::VMIN] = 1;
-            t.c_cc[libc::VTIME] = 0;
-            libc::tcsetattr(fd, libc::TCSANOW, &t);
-            CharMode { saved: Some(saved) }
-        }
-    }
-}
-
-impl Drop for CharMode {
-    fn drop(&mut self) {
-        if let Some(t) = self.saved {
-            // SAFETY: restoring settings read from the same fd.
-            unsafe {
-                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t);
-            }
-        }
-    }
 }

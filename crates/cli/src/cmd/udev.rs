@@ -40,10 +40,16 @@ pub fn run(install: bool, dir: Option<PathBuf>) -> CmdResult {
     Ok(EXIT_OK)
 }
 
+/// True when the process runs as root (never outside Unix, where there are no udev rules).
+fn is_root() -> bool {
+    #[cfg(unix)]
+    return crate::unix::is_root();
+    #[cfg(not(unix))]
+    return false;
+}
+
 fn write_rules(path: &Path) -> std::io::Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root && path.starts_with(INSTALL_DIR) {
+    if !is_root() && path.starts_with(INSTALL_DIR) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             "not running as root",

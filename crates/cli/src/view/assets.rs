@@ -127,7 +127,7 @@ pub fn bundle_text(style: &Style, name: &str, size: usize, bundle: &Bundle) -> S
             "  asset: {} ({} bytes, sha256 {})\n",
             a.name,
             a.bytes.len(),
-            modflash::inventory::hex(&a.sha256)
+            hex::encode(a.sha256)
         ));
     }
     for o in &bundle.other {
@@ -143,9 +143,7 @@ pub fn bundle_json(name: &str, size: usize, bundle: &Bundle) -> Value {
     let assets: Vec<Value> = bundle
         .assets
         .iter()
-        .map(|a| {
-            json!({ "name": a.name, "size": a.bytes.len(), "sha256": modflash::inventory::hex(&a.sha256) })
-        })
+        .map(|a| json!({ "name": a.name, "size": a.bytes.len(), "sha256": hex::encode(a.sha256) }))
         .collect();
     json!({
         "file": name,

@@ -8,6 +8,7 @@ use modflash_module::release::release_name;
 
 use crate::ui::{say, CliError, CmdResult, Style, EXIT_OK};
 use crate::view::plan::print_plan;
+use crate::view::stream::{DeviceSummary, Line};
 use crate::view::table::table;
 
 /// "1.5.0, app 6" for an inventory.
@@ -113,17 +114,21 @@ pub fn summary(
         .map(|o| o.run.device.clone())
         .collect();
     if json {
-        let devices: Vec<serde_json::Value> = outcomes
+        let devices = outcomes
             .iter()
-            .map(|o| {
-                serde_json::json!({
-                    "device": o.run.device, "label": o.run.label, "before": o.before,
-                    "after": o.after, "result": o.result, "problem": o.problem,
-                    "attempts": o.run.attempts, "seconds": o.run.seconds,
-                })
+            .map(|o| DeviceSummary {
+                device: o.run.device.clone(),
+                label: o.run.label.clone(),
+                before: o.before.clone(),
+                after: o.after.clone(),
+                result: o.result.to_string(),
+                problem: o.problem.clone(),
+                attempts: o.run.attempts,
+                seconds: o.run.seconds,
             })
             .collect();
-        say(&serde_json::json!({"event": "summary", "devices": devices}).to_string());
+        let line = Line::Summary { devices };
+        say(&serde_json::to_string(&line).unwrap_or_default());
     } else {
         let rows = outcomes.iter().map(|o| {
             let attempts = match o.run.attempts {

@@ -10,4 +10,5 @@ pub mod module_json;
 pub mod module_text;
 pub mod plan;
 pub mod sim;
+pub mod stream;
 pub mod table;

@@ -6,8 +6,6 @@ use modflash_module::release::release_for_module;
 use modflash_module::{Dependency, Extension, Module, RawExtension, RegionCheck, ShaCoverage};
 use serde_json::{json, Value};
 
-use modflash::inventory::hex;
-
 /// JSON for one dependency.
 pub fn dependency_json(d: &Dependency) -> Value {
     json!({ "function": d.function.name(), "index": d.index, "version": d.version })
@@ -33,7 +31,7 @@ fn extension_json(e: &RawExtension<'_>) -> Value {
             "function": function.name(), "index": index, "version": version, "target_id": target_id
         }),
         Ok(Extension::Hash { hash_type, hash }) => {
-            json!({ "hash_type": hash_type, "hash": hex(hash) })
+            json!({ "hash_type": hash_type, "hash": hex::encode(hash) })
         }
         Ok(Extension::Name(name)) => json!({ "name": String::from_utf8_lossy(name) }),
         Ok(Extension::AssetDependency {
@@ -41,15 +39,15 @@ fn extension_json(e: &RawExtension<'_>) -> Value {
             hash,
             name,
         }) => json!({
-            "hash_type": hash_type, "hash": hex(hash), "name": String::from_utf8_lossy(name)
+            "hash_type": hash_type, "hash": hex::encode(hash), "name": String::from_utf8_lossy(name)
         }),
         Ok(Extension::SecurityMode { mode, certificate }) => json!({
-            "mode": mode, "certificate": hex(certificate)
+            "mode": mode, "certificate": hex::encode(certificate)
         }),
         Ok(Extension::AssetType(t)) => json!({ "asset_type": t }),
         Ok(Extension::End { padding }) => json!({ "padding": padding }),
         Ok(Extension::Unknown { kind, payload }) => {
-            json!({ "type": kind, "payload": hex(payload) })
+            json!({ "type": kind, "payload": hex::encode(payload) })
         }
         Err(e) => json!({ "error": e.to_string() }),
     };
@@ -136,7 +134,7 @@ pub fn module_json(m: &Module<'_>) -> Value {
         "crc_ok": m.crc.map(|c| c.ok()),
         "crc_stored": m.crc.map(|c| format!("{:08x}", c.stored)),
         "crc_computed": m.crc.map(|c| format!("{:08x}", c.computed)),
-        "sha256": m.stored_sha256().map(|s| hex(&s)),
+        "sha256": m.stored_sha256().map(hex::encode),
         "sha_ok": m.sha.map(|s| s.matched.is_some()),
         "sha_coverage": sha_coverage.map(ShaCoverage::name),
         "region": region_json(&m.region),

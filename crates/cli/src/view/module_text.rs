@@ -1,6 +1,5 @@
 //! One module in words (`inspect`): the verdict line and one fact per line.
 
-use modflash::inventory::hex;
 use modflash_module::parse::InflateCheck;
 use modflash_module::platform::platform;
 use modflash_module::release::release_name;
@@ -172,7 +171,7 @@ pub fn module_text(style: &Style, m: &Module<'_>) -> String {
             Some(ShaCoverage::Payload) => format!("{} (over the payload only)", style.good("ok")),
             None => style.bad("mismatch"),
         };
-        line("SHA-256", format!("{verdict} {}", hex(&stored)));
+        line("SHA-256", format!("{verdict} {}", hex::encode(stored)));
     }
     if let Some(c) = &m.compression {
         let inflated = match c.inflate {

@@ -1,62 +1,20 @@
 //! How a plan is shown: the human text (steps, places, reasons, the predicted state) and the
 //! stable JSON fields of `plan --json` and `flash --json` (docs/json.md).
 
+use anstream::println;
 use modflash::plan::{Action, Plan};
 use modflash_device::Mode;
 use modflash_module::release::{release_name, releases_installing};
 use modflash_module::{ModuleFunction, ModuleInfo};
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use crate::view::stream::PlanJson;
 
 use crate::ui::Style;
 
-/// The plan as JSON.
+/// The plan as JSON (`plan --json`; the fields are [`PlanJson`]'s).
 pub fn plan_json(device: &str, p: &Plan) -> Value {
-    let steps: Vec<Value> = p
-        .steps
-        .iter()
-        .map(|s| {
-            let mut step = json!({
-                "file": s.module.origin.to_string(),
-                "synthetic": s.module.origin.is_synthetic(),
-                "function": s.module.info.function.name(),
-                "index": s.module.info.index,
-                "version": s.module.info.version,
-                "from_version": s.from_version,
-                "address": s.address(),
-                "alt": match s.action {
-                    Action::DfuWrite { alt, .. }
-                    | Action::DfuStageBootloader { alt, .. }
-                    | Action::DfuErase { alt, .. } => Some(alt),
-                    Action::Serial | Action::Usb => None,
-                },
-                "staged": matches!(s.action, Action::DfuStageBootloader { .. }),
-                "erase": matches!(s.action, Action::DfuErase { .. }),
-                "transport": s.transport(),
-                "bytes": s.bytes(),
-                "reason": s.reason,
-            });
-            if let Some(name) = s.module.asset_name() {
-                step["asset"] = json!(name);
-            }
-            step
-        })
-        .collect();
-    json!({
-        "device": device,
-        "via": p.via.name(),
-        "steps": steps,
-        "skipped": p.skipped,
-        "leave_dfu": p.leave_dfu,
-        "bytes": p.bytes(),
-        "final": {
-            "mode": p.prediction.mode.name(),
-            "led": p.prediction.led,
-            "app_runs": p.prediction.app_runs(),
-            "modules": p.prediction.modules.iter().map(|(slot, v)| json!({
-                "function": slot.function.name(), "index": slot.index, "version": v
-            })).collect::<Vec<_>>(),
-        },
-    })
+    serde_json::to_value(PlanJson::new(device, p)).unwrap_or(Value::Null)
 }
 
 /// A module version with the Device OS releases that install it: "1502 (1.5.0)", "501

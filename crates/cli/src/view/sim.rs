@@ -1,6 +1,7 @@
 //! How a virtual device is shown by `sim create`, `sim show` and `sim reset`: in words, or as
 //! the `sim show --json` object (docs/json.md).
 
+use anstream::println;
 use modflash_device::describe::describe;
 use modflash_device::Device;
 use serde_json::{json, Value};
@@ -43,7 +44,7 @@ fn assets_json(d: &Device) -> Value {
     let list = |assets: Vec<modflash_device::asset::AssetInfo>| -> Vec<Value> {
         assets
             .iter()
-            .map(|a| json!({ "name": a.name, "sha256": modflash::inventory::hex(&a.hash), "size": a.size, "storage_size": a.storage_size }))
+            .map(|a| json!({ "name": a.name, "sha256": hex::encode(&a.hash), "size": a.size, "storage_size": a.storage_size }))
             .collect()
     };
     let missing: Vec<String> = d.missing_assets().into_iter().map(|a| a.name).collect();

@@ -362,6 +362,7 @@ mod tests {
         assert_eq!(found[1].bytes.as_deref().ok(), Some(&b"small"[..]));
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_link_back_up_the_tree_is_not_followed() {
         let dir = tempfile::tempdir().unwrap();

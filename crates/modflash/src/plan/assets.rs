@@ -11,7 +11,6 @@ use modflash_module::{AssetRef, Module, ModuleFunction, ModuleRef};
 
 use super::types::{Action, PlanError, Request, Step, Via};
 use crate::catalog::Candidate;
-use crate::inventory::hex;
 
 /// An asset module to write, and the asset it carries.
 struct AssetTarget<'a> {
@@ -157,7 +156,7 @@ fn asset_step(asset: &AssetTarget<'_>, required: bool, action: Action) -> Step {
 
 /// "asset `coproc.bin` (sha256 4c04…); the bundle does not contain it" and its kin.
 fn unmet_words(wanted: &AssetRef<'_>, verdict: &AssetVerdict<'_>) -> String {
-    let hash = hex(wanted.hash);
+    let hash = hex::encode(wanted.hash);
     let head = format!(
         "asset `{}` (sha256 {}…)",
         wanted.display_name(),
@@ -173,7 +172,7 @@ fn unmet_words(wanted: &AssetRef<'_>, verdict: &AssetVerdict<'_>) -> String {
             found.display_name()
         ),
         AssetVerdict::OtherContents { found } => {
-            let other = hex(found.hash);
+            let other = hex::encode(found.hash);
             format!(
                 "{head}; the `{}` there has other contents (sha256 {}…)",
                 found.display_name(),

@@ -10,12 +10,15 @@ use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::progress::{Cancel, Observer};
 
+#[cfg(unix)]
 pub mod attach;
 pub mod control;
 pub mod dfu;
+#[cfg(unix)]
 pub mod pty;
 pub mod serial;
 pub mod sim;
+#[cfg(unix)]
 pub mod umockdev;
 pub mod usb;
 
@@ -91,6 +94,17 @@ impl ModeChange {
     }
 }
 
+/// How fast a virtual device works; a real device always takes its own time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pace {
+    /// As fast as this computer runs the model: the device's time is only counted.
+    #[default]
+    Instant,
+    /// In the device's modelled time: every erase, write, USB request and restart takes as
+    /// long as the model says it takes on the device, so a person sees a real flash.
+    Modelled,
+}
+
 /// One open device, as the executor drives it. Implemented for a virtual device
 /// ([`sim::SimLink`]), a real device over libusb ([`usb::UsbLink`]) and a real device on a
 /// serial port ([`serial::SerialLink`]); an operation a connection cannot do answers
@@ -131,6 +145,8 @@ pub trait DeviceLink {
             .usb
             .map_or((0, 0), |u| (u.vendor, u.dfu.unwrap_or(u.normal)))
     }
+    /// Sets how fast a virtual device works from now on (nothing to set on a real one).
+    fn set_pace(&mut self, _pace: Pace) {}
     /// The device is in DFU mode, as last seen.
     fn in_dfu_mode(&self) -> bool {
         false

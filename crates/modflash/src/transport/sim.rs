@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use modflash_control::proto::{
     DfuModeRequest, SafeModeRequest, StartListeningModeRequest, StopListeningModeRequest,
@@ -32,7 +32,7 @@ use super::serial::{
     DFU_BAUD, LISTENING_BAUD,
 };
 use super::usb::{UsbBus, UsbDevice, UsbError, UsbMode};
-use super::{AfterLeave, Capabilities, DeviceLink, ModeChange, Observation};
+use super::{AfterLeave, Capabilities, DeviceLink, ModeChange, Observation, Pace};
 use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::progress::{Cancel, Event, Observer};
@@ -90,11 +90,37 @@ impl PipeFaults {
     }
 }
 
+/// Real time kept to a virtual device's modelled clock (its flash chip's `modelled_us`, which
+/// counts flash operations, USB requests and restarts) under [`Pace::Modelled`]: started
+/// before a call into the device, it sleeps after it for what the call cost the device, less
+/// what it took here.
+struct Pacer(Option<(Instant, u64)>);
+
+impl Pacer {
+    fn start(pace: Pace, device: &Device) -> Self {
+        Self((pace == Pace::Modelled).then(|| (Instant::now(), modelled_us(device))))
+    }
+
+    fn keep_up(self, device: &Device) {
+        if let Some((started, before)) = self.0 {
+            let cost = Duration::from_micros(modelled_us(device).saturating_sub(before));
+            if let Some(left) = cost.checked_sub(started.elapsed()) {
+                std::thread::sleep(left);
+            }
+        }
+    }
+}
+
+fn modelled_us(device: &Device) -> u64 {
+    device.flash().stats().modelled_us
+}
+
 /// `modflash_dfu::Control` over a virtual device's DfuSe handler.
 pub struct SimControl<'a> {
     device: &'a mut Device,
     connection: Option<u64>,
     faults: Option<&'a mut PipeFaults>,
+    pace: Pace,
 }
 
 impl<'a> SimControl<'a> {
@@ -105,7 +131,14 @@ impl<'a> SimControl<'a> {
             device,
             connection,
             faults: None,
+            pace: Pace::Instant,
         }
+    }
+
+    /// The same connection, working at `pace`.
+    pub fn with_pace(mut self, pace: Pace) -> Self {
+        self.pace = pace;
+        self
     }
 
     /// The device behind the pipe.
@@ -117,10 +150,12 @@ impl<'a> SimControl<'a> {
         if self.connection.is_none() || self.device.dfu_connection() != self.connection {
             return Err(TransferError::NoDevice);
         }
+        let pacer = Pacer::start(self.pace, self.device);
         let reply = self
             .device
             .dfu_control(*setup, data)
             .map_err(|_| TransferError::Stall);
+        pacer.keep_up(self.device);
         if self.device.state.mode == Mode::Off {
             // Power was lost during the request: the device left the bus.
             self.connection = None;
@@ -176,7 +211,9 @@ impl Control for SimControl<'_> {
     }
 
     fn wait(&mut self, ms: u32) {
+        let pacer = Pacer::start(self.pace, self.device);
         self.device.flash_mut().add_time_us(u64::from(ms) * 1000);
+        pacer.keep_up(self.device);
     }
 }
 
@@ -415,6 +452,7 @@ impl SimBusPort<'_> {
             device: &mut d,
             connection: self.connection,
             faults: None,
+            pace: Pace::Instant,
         };
         let out = f(&mut control);
         self.connection = control.connection;
@@ -486,6 +524,7 @@ pub struct ConsoleLink<'d> {
     now: u64,
     pending: VecDeque<u8>,
     name: String,
+    pace: Pace,
 }
 
 impl<'d> ConsoleLink<'d> {
@@ -498,7 +537,22 @@ impl<'d> ConsoleLink<'d> {
             now: 0,
             pending: VecDeque::new(),
             name: name.into(),
+            pace: Pace::Instant,
         }
+    }
+
+    /// The same console, working at `pace`.
+    pub fn with_pace(mut self, pace: Pace) -> Self {
+        self.pace = pace;
+        self
+    }
+
+    /// The console's timers that are due by `now`, run at the link's pace.
+    fn handle_timeout(&mut self, now: u64) {
+        self.now = self.now.max(now);
+        let pacer = Pacer::start(self.pace, self.device);
+        self.console.handle_timeout(self.device, self.now);
+        pacer.keep_up(self.device);
     }
 
     /// The device.
@@ -512,8 +566,7 @@ impl<'d> ConsoleLink<'d> {
             self.collect();
             match self.console.next_deadline() {
                 Some(t) if self.console.restart_pending() || !self.console.is_receiving() => {
-                    self.now = self.now.max(t);
-                    self.console.handle_timeout(self.device, self.now);
+                    self.handle_timeout(t);
                 }
                 _ => return,
             }
@@ -542,10 +595,7 @@ impl Link for ConsoleLink<'_> {
                 return Ok(n);
             }
             match self.console.next_deadline() {
-                Some(t) if t <= end => {
-                    self.now = self.now.max(t);
-                    self.console.handle_timeout(self.device, self.now);
-                }
+                Some(t) if t <= end => self.handle_timeout(t),
                 _ => {
                     self.now = self.now.max(end);
                     return Ok(0);
@@ -555,7 +605,9 @@ impl Link for ConsoleLink<'_> {
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let pacer = Pacer::start(self.pace, self.device);
         self.console.feed(self.device, bytes, self.now);
+        pacer.keep_up(self.device);
         Ok(())
     }
 
@@ -627,6 +679,7 @@ pub struct SimLink<'d> {
     transfers: u64,
     /// Faults to inject into the USB pipe.
     faults: Option<PipeFaults>,
+    pace: Pace,
 }
 
 impl SimLink<'static> {
@@ -638,6 +691,7 @@ impl SimLink<'static> {
             dfu: None,
             transfers: 0,
             faults: None,
+            pace: Pace::Instant,
         }
     }
 }
@@ -651,6 +705,7 @@ impl<'d> SimLink<'d> {
             dfu: None,
             transfers: 0,
             faults: None,
+            pace: Pace::Instant,
         }
     }
 
@@ -717,6 +772,7 @@ impl<'d> SimLink<'d> {
                 Start::Fresh(dfu_info(self.device())?)
             }
         };
+        let pace = self.pace;
         let device = match &mut self.backing {
             Backing::Stored(h) => &mut h.device,
             Backing::Borrowed(d) => &mut **d,
@@ -725,6 +781,7 @@ impl<'d> SimLink<'d> {
             connection: device.dfu_connection(),
             device,
             faults: self.faults.as_mut(),
+            pace,
         };
         let mut session = match start {
             Start::Resume(memo) => DfuSession::resume(port, memo),
@@ -783,6 +840,10 @@ impl DeviceLink for SimLink<'_> {
         let mut twin = self.device().clone();
         twin.flash_mut().clear_fault();
         Ok(twin)
+    }
+
+    fn set_pace(&mut self, pace: Pace) {
+        self.pace = pace;
     }
 
     fn in_dfu_mode(&self) -> bool {
@@ -976,6 +1037,7 @@ impl DeviceLink for SimLink<'_> {
         cancel: &Cancel,
     ) -> Result<FlashReport, Error> {
         let reference = self.reference.clone();
+        let pace = self.pace;
         let device = self.device_mut();
         // Through the device's own listening-mode console and YMODEM receiver, on the
         // console's clock: the same bytes a serial port would carry.
@@ -992,7 +1054,8 @@ impl DeviceLink for SimLink<'_> {
             device,
             ConsoleConfig::device(),
             format!("virtual device {reference}"),
-        );
+        )
+        .with_pace(pace);
         let mut console = Console::new(link);
         console.enter_listening()?;
         let sent = console.flash(name, data, SenderConfig::device_os(), observer, cancel);

@@ -268,7 +268,7 @@ fn description(d: &Device, kind: NodeKind, usb: &UsbNode) -> String {
          A: idVendor={vid:04x}\\n\nA: idProduct={pid:04x}\\n\nA: serial={id}\\n\n\
          A: manufacturer=Particle\\n\nA: product={product}\\n\nH: descriptors={}\n",
         usb.devpath,
-        crate::inventory::hex(&descriptors.sysfs())
+        hex::encode(descriptors.sysfs())
     )
 }
 
@@ -344,6 +344,6 @@ mod tests {
         let dfu = description(&d, NodeKind::Dfu, &usb);
         assert!(dfu.contains("A: idProduct=d006"), "{dfu}");
         assert!(dfu.contains("A: product=Photon DFU Mode"), "{dfu}");
-        assert!(dfu.contains(&crate::inventory::hex(&d.usb_descriptors().sysfs())));
+        assert!(dfu.contains(&hex::encode(d.usb_descriptors().sysfs())));
     }
 }
