@@ -11,29 +11,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{home, user_version, BIN};
+use common::{bus, home, user_version, BIN};
 use modflash_testkit::interop::skip;
 use modflash_testkit::terminal::Terminal;
 use modflash_testkit::{fixture_path, path_arg, text, Home};
-
-/// True when the emulated bus works here; otherwise the test is skipped.
-fn bus(test: &str) -> bool {
-    let h = home();
-    h.create("probe", "photon", "1.5.0");
-    let out = h.run(&["sim", "attach", "probe", "--", "true"]);
-    if out.status.success() {
-        return true;
-    }
-    skip(
-        test,
-        &format!(
-            "the emulated USB bus is not available: {}",
-            text(&out.stderr)
-        ),
-        "apt-get install umockdev libumockdev-dev",
-    );
-    false
-}
 
 /// `modflash sim attach SIMS -- modflash ARGS`: the command's exit code, stdout and stderr.
 fn on_bus(h: &Home, sims: &[&str], args: &[&str]) -> (i32, String, String) {

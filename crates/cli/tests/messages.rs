@@ -99,3 +99,51 @@ fn plan_lines_give_every_version_its_release() {
         "{boot}"
     );
 }
+
+#[test]
+fn a_bootloader_copied_in_place_is_announced_before_anything_is_written() {
+    let h = home();
+    h.create("p", "photon", "1.5.0");
+    let (code, out, err) = h.run_text(&["plan", "--device-os", "1.5.2", "--device", "sim:p"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("bootloader"),
+        "the plan updates the bootloader: {out}"
+    );
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains("keep the Photon powered and connected until the update ends"),
+        "{all}"
+    );
+    // The Argon's bootloader goes through the Nordic MBR, whose copy survives a power cut.
+    h.create("a", "argon", "2.2.0");
+    let (code, out, err) = h.run_text(&["plan", "--device-os", "3.1.0", "--device", "sim:a"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("bootloader"), "{out}");
+    assert!(!format!("{out}{err}").contains("keep the"), "{out}{err}");
+}
+
+#[test]
+fn sim_list_is_a_table_with_a_header() {
+    let h = home();
+    h.create("demo", "photon", "1.5.0");
+    let out = h.ok(&["sim", "list"]);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or("")
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        header,
+        ["device", "platform", "mode", "Device OS", "id"],
+        "{out}"
+    );
+    let row = lines.next().unwrap_or("");
+    assert!(
+        row.starts_with("sim:demo") && row.contains("1.5.0"),
+        "{out}"
+    );
+}

@@ -28,18 +28,7 @@ const LIMIT: Duration = Duration::from_secs(90);
 /// particle-cli, when it and the emulated bus are there; otherwise the test is skipped.
 fn peers(test: &str) -> Option<ParticleCli> {
     let cli = particle_cli(test)?;
-    let h = home();
-    h.create("probe", "photon", "1.5.0");
-    let out = h.run(&["sim", "attach", "probe", "--", "true"]);
-    if !out.status.success() {
-        skip(
-            test,
-            &format!(
-                "the emulated USB bus is not available: {}",
-                text(&out.stderr)
-            ),
-            "apt-get install umockdev libumockdev-dev",
-        );
+    if !common::bus(test) {
         return None;
     }
     Some(cli)

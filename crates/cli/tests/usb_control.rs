@@ -9,13 +9,6 @@ use common::{home, user_version};
 use modflash_testkit::path_arg;
 use serde_json::Value;
 
-/// The JSON document `flash --json` ends with (pretty-printed, after the JSON-lines progress
-/// events).
-fn flash_report(stdout: &str) -> Value {
-    let start = stdout.rfind("\n{\n").map_or(0, |i| i + 1);
-    serde_json::from_str(&stdout[start..]).unwrap()
-}
-
 #[test]
 fn flash_via_usb_installs_a_system_part_and_an_app_each_proven_by_its_hash() {
     let h = home();
@@ -33,7 +26,7 @@ fn flash_via_usb_installs_a_system_part_and_an_app_each_proven_by_its_hash() {
         "--json",
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    let r = flash_report(&out);
+    let r = common::flash_result(&out);
     assert_eq!(r["via"], "usb", "{r:#}");
     let steps = r["steps"].as_array().unwrap();
     let functions: Vec<&str> = steps
@@ -87,7 +80,7 @@ fn a_photon_before_0_8_is_refused_usb_and_flashed_over_dfu_by_default() {
         "--yes",
         "--json",
     ]);
-    let r = flash_report(&out);
+    let r = common::flash_result(&out);
     assert_eq!(r["verified"], true, "{r:#}");
     assert!(
         r["steps"]
@@ -132,7 +125,7 @@ fn a_running_argon_app_goes_over_usb_by_default_and_in_dfu_mode_over_dfu() {
         "--yes",
         "--json",
     ]);
-    assert_eq!(flash_report(&out)["verified"], true);
+    assert_eq!(common::flash_result(&out)["verified"], true);
     assert_eq!(h.show("a")["mode"], "app");
     assert!(user_version(&h.show("a")).is_some());
 }

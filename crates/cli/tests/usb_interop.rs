@@ -10,29 +10,10 @@
 
 mod common;
 
-use common::{home, user_version, BIN};
+use common::{bus, home, user_version, BIN};
 use modflash_testkit::interop::skip;
 use modflash_testkit::{fixture_path, path_arg, text, Home};
 use serde_json::Value;
-
-/// True when the emulated bus works here; otherwise the test is skipped.
-fn bus(test: &str) -> bool {
-    let h = home();
-    h.create("probe", "photon", "1.5.0");
-    let out = h.run(&["sim", "attach", "probe", "--", "true"]);
-    if out.status.success() {
-        return true;
-    }
-    skip(
-        test,
-        &format!(
-            "the emulated USB bus is not available: {}",
-            text(&out.stderr)
-        ),
-        "apt-get install umockdev libumockdev-dev",
-    );
-    false
-}
 
 /// `modflash sim attach NAME -- modflash ARGS`: exit code, stdout, stderr.
 fn on_bus(h: &Home, name: &str, args: &[&str]) -> (i32, String, String) {
@@ -54,12 +35,6 @@ fn events_since(h: &Home, name: &str, from: usize) -> Vec<String> {
 
 fn event_count(h: &Home, name: &str) -> usize {
     h.show(name)["events"].as_array().unwrap().len()
-}
-
-/// The JSON document `flash --json` ends with (after the JSON-lines progress events).
-fn flash_report(stdout: &str) -> Value {
-    let start = stdout.rfind("\n{\n").map_or(0, |i| i + 1);
-    serde_json::from_str(&stdout[start..]).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 /// What a module table in normal mode can carry of an inventory: the running modules only and
@@ -133,7 +108,7 @@ fn flash_via_usb_installs_system_parts_and_an_app_each_validated_by_the_device()
     args.extend(files.iter().map(|f| path_arg(f)));
     args.extend(["--device", "usb", "--via", "usb", "--yes", "--json"]);
     let (code, out, err) = on_bus(&h, "p", &args);
-    let r = flash_report(&out);
+    let r = common::flash_result(&out);
     let steps = r["steps"].as_array().unwrap();
     let functions: Vec<&str> = steps
         .iter()

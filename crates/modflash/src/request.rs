@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use modflash_device::Device;
 use modflash_module::release::{platform_release, platform_releases};
-use modflash_module::{ModuleFunction, ModuleRef, Platform};
+use modflash_module::{rules, ModuleFunction, ModuleRef, Platform};
 
 use crate::bundle::{is_bundle_path, Bundle};
 use crate::catalog::{module_words, several_images_words, Candidate, Catalog, Origin};
@@ -300,6 +300,7 @@ impl Wanted {
         };
         let plan = plan(&request)?;
         warn_other_images(&plan, catalog, observer);
+        warn_bootloader_copy(&plan, &twin, observer);
         Ok((plan, twin))
     }
 }
@@ -328,6 +329,27 @@ pub fn warn_other_images(plan: &Plan, catalog: &Catalog, observer: &mut dyn Obse
             &format!("this plan uses {}", used.origin),
         )));
     }
+}
+
+/// Warns, before anything is written, when the plan updates a bootloader that Device OS
+/// copies over itself ([`rules::bootloader_update_survives_power_loss`]): the one moment of
+/// an update when losing power bricks the device.
+fn warn_bootloader_copy(plan: &Plan, twin: &Device, observer: &mut dyn Observer) {
+    let boot = ModuleRef::new(ModuleFunction::Bootloader, 0);
+    if !plan.steps.iter().any(|s| s.module.slot() == boot) {
+        return;
+    }
+    let installed = rules::installed_version(&twin.hal(), boot);
+    if rules::bootloader_update_survives_power_loss(twin.platform(), installed) {
+        return;
+    }
+    observer.event(Event::warning(format!(
+        "keep the {} powered and connected until the update ends: Device OS copies the new \
+         bootloader over the old one in place, and a power cut during that copy (a fraction of \
+         a second after the reset) leaves it without a bootloader, which only a debugger (SWD) \
+         brings back",
+        twin.platform().display_name
+    )));
 }
 
 /// A plan and the device it was made for.

@@ -496,14 +496,26 @@ pub fn bootloader_mbr_stage(
     platform: &Platform,
     layout: &Layout,
 ) -> Option<u32> {
-    if platform.mcu != Mcu::Nrf52840 {
+    let bootloader = installed_version(installed, ModuleRef::new(ModuleFunction::Bootloader, 0));
+    if !bootloader_update_survives_power_loss(platform, bootloader) {
         return None;
     }
-    installed_version(installed, ModuleRef::new(ModuleFunction::Bootloader, 0))
-        .filter(|v| (BOOTLOADER_MBR_UPDATE_FROM..ERASED).contains(v))?;
     layout
         .main_bounds(ModuleRef::new(ModuleFunction::UserPart, 1))
         .map(|b| b.start)
+}
+
+/// Whether the system's update of the bootloader survives a power cut, given the bootloader
+/// installed: only the Nordic MBR's copy does (nRF52840 with a bootloader from
+/// [`BOOTLOADER_MBR_UPDATE_FROM`]). Elsewhere Device OS copies the new bootloader over the old
+/// one in place, with no backup: a cut during that copy leaves the device without a
+/// bootloader, which only a debugger (SWD/JTAG) brings back.
+pub fn bootloader_update_survives_power_loss(
+    platform: &Platform,
+    installed_bootloader: Option<u16>,
+) -> bool {
+    platform.mcu == Mcu::Nrf52840
+        && installed_bootloader.is_some_and(|v| (BOOTLOADER_MBR_UPDATE_FROM..ERASED).contains(&v))
 }
 
 // ---- DFU: alternate settings (spec §9) ------------------------------------------------------

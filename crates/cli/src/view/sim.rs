@@ -163,19 +163,29 @@ pub fn print_list(store: &SimStore, json_output: bool) -> CmdResult {
     } else if rows.is_empty() {
         println!("no virtual devices (create one with `modflash sim create NAME --platform photon --device-os 1.5.0`)");
     } else {
-        for r in rows {
-            match r["error"].as_str() {
-                Some(e) => println!("sim:{:<16} {e}", r["name"].as_str().unwrap_or("")),
-                None => println!(
-                    "sim:{:<16} {:<9} {:<10} Device OS {:<8} {}",
-                    r["name"].as_str().unwrap_or(""),
-                    r["platform"].as_str().unwrap_or(""),
-                    r["mode"].as_str().unwrap_or(""),
-                    r["device_os"].as_str().unwrap_or("?"),
-                    r["device_id"].as_str().unwrap_or("")
-                ),
-            }
-        }
+        let text = |r: &Value, key: &str| r[key].as_str().unwrap_or("").to_string();
+        println!(
+            "{}",
+            super::table::table(
+                ["device", "platform", "mode", "Device OS", "id"],
+                rows.iter().map(|r| match r["error"].as_str() {
+                    Some(e) => [
+                        format!("sim:{}", text(r, "name")),
+                        String::new(),
+                        format!("unreadable: {e}"),
+                        String::new(),
+                        String::new(),
+                    ],
+                    None => [
+                        format!("sim:{}", text(r, "name")),
+                        text(r, "platform"),
+                        text(r, "mode"),
+                        r["device_os"].as_str().unwrap_or("?").to_string(),
+                        text(r, "device_id"),
+                    ],
+                }),
+            )
+        );
     }
     Ok(EXIT_OK)
 }

@@ -90,6 +90,15 @@ impl UsbDevice {
             None => "usb".into(),
         }
     }
+
+    /// The libusb device at this bus and address, while it is still attached there.
+    fn attached(&self) -> Result<rusb::Device<rusb::Context>, UsbError> {
+        let context = rusb::Context::new().map_err(UsbError::Init)?;
+        let list = rusb::UsbContext::devices(&context).map_err(UsbError::Init)?;
+        list.iter()
+            .find(|d| d.bus_number() == self.bus && d.address() == self.address)
+            .ok_or_else(|| UsbError::NotFound(format!("{self} is no longer attached")))
+    }
 }
 
 impl fmt::Display for UsbDevice {
@@ -372,12 +381,7 @@ impl UsbPort {
     pub fn open(device: &UsbDevice) -> Result<(Self, DfuInfo), UsbError> {
         let node = device.node();
         let what = device.to_string();
-        let context = rusb::Context::new().map_err(UsbError::Init)?;
-        let list = rusb::UsbContext::devices(&context).map_err(UsbError::Init)?;
-        let dev = list
-            .iter()
-            .find(|d| d.bus_number() == device.bus && d.address() == device.address)
-            .ok_or_else(|| UsbError::NotFound(format!("{what} is no longer attached")))?;
+        let dev = device.attached()?;
         let config = dev
             .active_config_descriptor()
             .or_else(|_| dev.config_descriptor(0))
@@ -500,12 +504,7 @@ impl UsbVendor {
     pub fn open(device: &UsbDevice) -> Result<Self, UsbError> {
         let node = device.node();
         let what = device.to_string();
-        let context = rusb::Context::new().map_err(UsbError::Init)?;
-        let list = rusb::UsbContext::devices(&context).map_err(UsbError::Init)?;
-        let dev = list
-            .iter()
-            .find(|d| d.bus_number() == device.bus && d.address() == device.address)
-            .ok_or_else(|| UsbError::NotFound(format!("{what} is no longer attached")))?;
+        let dev = device.attached()?;
         let handle = dev
             .open()
             .map_err(|e| usb_err("cannot open", &node, &what, e))?;
@@ -661,12 +660,7 @@ impl UsbBus for LibUsb {
 fn set_line_coding(device: &UsbDevice, baud: u32) -> Result<(), UsbError> {
     let node = device.node();
     let what = device.to_string();
-    let context = rusb::Context::new().map_err(UsbError::Init)?;
-    let list = rusb::UsbContext::devices(&context).map_err(UsbError::Init)?;
-    let dev = list
-        .iter()
-        .find(|d| d.bus_number() == device.bus && d.address() == device.address)
-        .ok_or_else(|| UsbError::NotFound(format!("{what} is no longer attached")))?;
+    let dev = device.attached()?;
     let handle = dev
         .open()
         .map_err(|e| usb_err("cannot open", &node, &what, e))?;
