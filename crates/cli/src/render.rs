@@ -125,6 +125,14 @@ impl Renderer {
                         "  step {step} accepted by the device (its own validation; checked again \
                          after the restart)"
                     ),
+                    Evidence::HeaderAndSuffix => format!(
+                        "  step {step} written (header and suffix read back; the device checks \
+                         its CRC when its firmware runs, read after the restart)"
+                    ),
+                    Evidence::DeviceCrc => format!(
+                        "  step {step} verified (header and suffix read back, CRC checked by \
+                         the device)"
+                    ),
                     Evidence::None => format!("  step {step} written, not verified"),
                 });
             }
@@ -188,9 +196,9 @@ pub fn event_json(e: &Event) -> serde_json::Value {
         }
         Event::StepFinished { step, evidence } => {
             let name = match evidence {
-                Evidence::ReadBack | Evidence::Hash => "step_verified",
+                Evidence::ReadBack | Evidence::Hash | Evidence::DeviceCrc => "step_verified",
                 Evidence::DeviceAccepted => "step_accepted",
-                Evidence::None => "step_written",
+                Evidence::HeaderAndSuffix | Evidence::None => "step_written",
             };
             json!({"event": name, "step": step, "evidence": evidence.name()})
         }

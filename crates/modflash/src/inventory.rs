@@ -15,8 +15,11 @@ use crate::describe::{words_list, Describe, PlatformHints};
 /// Which checks a module passed, as the device reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checks {
-    /// CRC-32 verified.
+    /// CRC-32 verified (or not checked).
     pub integrity: bool,
+    /// The device itself computed the CRC-32 (`integrity` is its verdict, not a default).
+    #[serde(default)]
+    pub integrity_checked: bool,
     /// End address within its region.
     pub range: bool,
     /// Built for this platform.
@@ -31,6 +34,7 @@ impl Checks {
         let ok = |bit: u8| checked & bit == 0 || passed & bit != 0;
         Self {
             integrity: ok(flags::INTEGRITY),
+            integrity_checked: checked & flags::INTEGRITY != 0,
             range: ok(flags::RANGE),
             platform: ok(flags::PLATFORM),
             dependencies: ok(flags::DEPENDENCIES),

@@ -377,6 +377,19 @@ struct SpaceAlt {
     delta: i64,
 }
 
+/// What of a DFU write is read back and compared with what was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteCheck {
+    /// Nothing (the user asked not to verify).
+    Nothing,
+    /// Every byte.
+    EveryByte,
+    /// The transfer blocks holding these byte ranges of the data (a module's header and its
+    /// suffix with the CRC, when the device checks the CRC over the rest itself), compared in
+    /// full.
+    Blocks(Vec<std::ops::Range<usize>>),
+}
+
 /// What a suspended [`DfuSession`] knows apart from its port.
 #[derive(Clone, Debug)]
 pub struct DfuMemo {
@@ -586,14 +599,14 @@ impl<P: DfuPort> DfuSession<P> {
             })
     }
 
-    /// Writes `data` at `address` of `alt`: erase what it touches, download, then (with
-    /// `verify`) read it back and compare. Reports the erase, write and verify operations.
+    /// Writes `data` at `address` of `alt`: erase what it touches, download, then read back
+    /// and compare what `check` says. Reports the erase, write and verify operations.
     pub fn write(
         &mut self,
         alt: u8,
         address: u32,
         data: &[u8],
-        verify: bool,
+        check: &WriteCheck,
         observer: &mut dyn Observer,
     ) -> Result<(), DfuOpError> {
         if data.is_empty() {
@@ -613,15 +626,44 @@ impl<P: DfuPort> DfuSession<P> {
         let blocks = total.div_ceil(usize::from(self.info.transfer_size));
         let pointer_known = blocks < usize::from(u16::MAX - 2);
         self.record_write(alt, address, data);
-        if verify {
+        let ts = usize::from(self.info.transfer_size.max(1));
+        let (wanted, what): (Box<dyn Fn(usize) -> bool>, String) = match check {
+            WriteCheck::Nothing => (Box::new(|_| false), String::new()),
+            WriteCheck::EveryByte => (Box::new(|_| true), format!("{total} bytes")),
+            WriteCheck::Blocks(ranges) => {
+                let ranges = ranges.clone();
+                (
+                    Box::new(move |n: usize| {
+                        let (start, end) = (n * ts, (n + 1) * ts);
+                        ranges.iter().any(|r| r.start < end && start < r.end)
+                    }),
+                    "the header and suffix of the".into(),
+                )
+            }
+        };
+        if *check != WriteCheck::Nothing {
+            let partial = matches!(check, WriteCheck::Blocks(_));
             crate::progress::operation(
                 observer,
                 Operation::Verify,
-                format!("{total} bytes at {address:#010x}"),
+                if partial {
+                    format!("{what} {total} bytes at {address:#010x}")
+                } else {
+                    format!("{what} at {address:#010x}")
+                },
                 Some(total as u64),
                 |observer| {
                     if pointer_known {
-                        self.verify_at_pointer(address, data, observer)
+                        self.verify_at_pointer(address, data, &*wanted, observer)
+                    } else if partial {
+                        // Beyond one pointer run: every byte, through the engine.
+                        let context =
+                            format!("verifying {total} bytes at {address:#010x} (alt {alt})");
+                        self.with_engine(alt, |engine| {
+                            engine
+                                .verify(address, data, &mut |_| {})
+                                .map_err(DfuOpError::dfu(context))
+                        })
                     } else {
                         let context =
                             format!("verifying {total} bytes at {address:#010x} (alt {alt})");
@@ -648,18 +690,20 @@ impl<P: DfuPort> DfuSession<P> {
         Ok(())
     }
 
-    /// Reads `data.len()` bytes back from the address pointer (just set by the download) and
-    /// compares: ABORT, UPLOAD blocks 2.., ABORT.
+    /// Reads back from the address pointer (just set by the download) the transfer blocks of
+    /// `data` that `wanted` picks (by number from 0) and compares them: ABORT, UPLOAD of each
+    /// block by its number, ABORT.
     fn verify_at_pointer(
         &mut self,
         address: u32,
         data: &[u8],
+        wanted: &dyn Fn(usize) -> bool,
         observer: &mut dyn Observer,
     ) -> Result<(), DfuOpError> {
         let context = format!("verifying {} bytes at {address:#010x}", data.len());
         self.raw_out(DFU_ABORT, 0, &[], DfuOperation::Abort)?;
         let ts = usize::from(self.info.transfer_size);
-        for (n, chunk) in data.chunks(ts).enumerate() {
+        for (n, chunk) in data.chunks(ts).enumerate().filter(|(n, _)| wanted(*n)) {
             let block = (n + 2) as u16; // checked by the caller: fewer than 65534 blocks
             let block_address = address.wrapping_add((n * ts) as u32);
             let during = DfuOperation::Read {
