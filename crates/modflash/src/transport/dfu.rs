@@ -390,6 +390,18 @@ pub enum WriteCheck {
     Blocks(Vec<std::ops::Range<usize>>),
 }
 
+impl WriteCheck {
+    /// Whether block `n` (from 0) of `size` bytes is read back.
+    fn reads_block(&self, n: usize, size: usize) -> bool {
+        let (start, end) = (n * size, (n + 1) * size);
+        match self {
+            Self::Nothing => false,
+            Self::EveryByte => true,
+            Self::Blocks(ranges) => ranges.iter().any(|r| r.start < end && start < r.end),
+        }
+    }
+}
+
 /// What a suspended [`DfuSession`] knows apart from its port.
 #[derive(Clone, Debug)]
 pub struct DfuMemo {
@@ -626,44 +638,21 @@ impl<P: DfuPort> DfuSession<P> {
         let blocks = total.div_ceil(usize::from(self.info.transfer_size));
         let pointer_known = blocks < usize::from(u16::MAX - 2);
         self.record_write(alt, address, data);
-        let ts = usize::from(self.info.transfer_size.max(1));
-        let (wanted, what): (Box<dyn Fn(usize) -> bool>, String) = match check {
-            WriteCheck::Nothing => (Box::new(|_| false), String::new()),
-            WriteCheck::EveryByte => (Box::new(|_| true), format!("{total} bytes")),
-            WriteCheck::Blocks(ranges) => {
-                let ranges = ranges.clone();
-                (
-                    Box::new(move |n: usize| {
-                        let (start, end) = (n * ts, (n + 1) * ts);
-                        ranges.iter().any(|r| r.start < end && start < r.end)
-                    }),
-                    "the header and suffix of the".into(),
-                )
-            }
-        };
         if *check != WriteCheck::Nothing {
-            let partial = matches!(check, WriteCheck::Blocks(_));
+            let what = match check {
+                WriteCheck::Blocks(_) => {
+                    format!("the header and suffix of {total} bytes at {address:#010x}")
+                }
+                _ => format!("{total} bytes at {address:#010x}"),
+            };
             crate::progress::operation(
                 observer,
                 Operation::Verify,
-                if partial {
-                    format!("{what} {total} bytes at {address:#010x}")
-                } else {
-                    format!("{what} at {address:#010x}")
-                },
+                what,
                 Some(total as u64),
                 |observer| {
                     if pointer_known {
-                        self.verify_at_pointer(address, data, &*wanted, observer)
-                    } else if partial {
-                        // Beyond one pointer run: every byte, through the engine.
-                        let context =
-                            format!("verifying {total} bytes at {address:#010x} (alt {alt})");
-                        self.with_engine(alt, |engine| {
-                            engine
-                                .verify(address, data, &mut |_| {})
-                                .map_err(DfuOpError::dfu(context))
-                        })
+                        self.verify_at_pointer(address, data, check, observer)
                     } else {
                         let context =
                             format!("verifying {total} bytes at {address:#010x} (alt {alt})");
@@ -691,19 +680,20 @@ impl<P: DfuPort> DfuSession<P> {
     }
 
     /// Reads back from the address pointer (just set by the download) the transfer blocks of
-    /// `data` that `wanted` picks (by number from 0) and compares them: ABORT, UPLOAD of each
-    /// block by its number, ABORT.
+    /// `data` that `check` names and compares them: ABORT, UPLOAD of each block by its number,
+    /// ABORT. (Beyond one pointer run, `write` reads every byte through the engine.)
     fn verify_at_pointer(
         &mut self,
         address: u32,
         data: &[u8],
-        wanted: &dyn Fn(usize) -> bool,
+        check: &WriteCheck,
         observer: &mut dyn Observer,
     ) -> Result<(), DfuOpError> {
         let context = format!("verifying {} bytes at {address:#010x}", data.len());
         self.raw_out(DFU_ABORT, 0, &[], DfuOperation::Abort)?;
         let ts = usize::from(self.info.transfer_size);
-        for (n, chunk) in data.chunks(ts).enumerate().filter(|(n, _)| wanted(*n)) {
+        let blocks = data.chunks(ts).enumerate();
+        for (n, chunk) in blocks.filter(|&(n, _)| check.reads_block(n, ts)) {
             let block = (n + 2) as u16; // checked by the caller: fewer than 65534 blocks
             let block_address = address.wrapping_add((n * ts) as u32);
             let during = DfuOperation::Read {
