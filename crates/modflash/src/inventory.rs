@@ -17,8 +17,10 @@ use crate::describe::{words_list, Describe, PlatformHints};
 pub struct Checks {
     /// CRC-32 verified (or not checked).
     pub integrity: bool,
-    /// The device itself computed the CRC-32 (`integrity` is its verdict, not a default).
-    #[serde(default)]
+    /// The CRC-32 was computed (`integrity` is a verdict, not the default for a check not
+    /// made): what a write's proof by the device's own check needs. Not part of the JSON
+    /// shape, which reports checks not made as passed.
+    #[serde(skip)]
     pub integrity_checked: bool,
     /// End address within its region.
     pub range: bool,
