@@ -81,6 +81,12 @@ impl FleetRenderer {
                 Evidence::ReadBack => format!("step {step} verified (read back)"),
                 Evidence::Hash => format!("step {step} verified (SHA-256 reported by the device)"),
                 Evidence::DeviceAccepted => format!("step {step} accepted by the device"),
+                Evidence::HeaderAndSuffix => format!(
+                    "step {step} written (header and suffix read back; the device checks its CRC)"
+                ),
+                Evidence::DeviceCrc => format!(
+                    "step {step} verified (header and suffix read back, CRC checked by the device)"
+                ),
                 Evidence::None => format!("step {step} written, not verified"),
             }),
             Event::Note { level, text } => {

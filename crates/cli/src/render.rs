@@ -235,6 +235,14 @@ impl Renderer {
                             "  step {step} accepted by the device (its own validation; checked \
                              again after the restart)"
                         ),
+                        Evidence::HeaderAndSuffix => format!(
+                            "  step {step} written (header and suffix read back; the device \
+                             checks its CRC when its firmware runs, read after the restart)"
+                        ),
+                        Evidence::DeviceCrc => format!(
+                            "  step {step} verified (header and suffix read back, CRC checked \
+                             by the device)"
+                        ),
                         Evidence::None => format!("  step {step} written, not verified"),
                     });
                 }

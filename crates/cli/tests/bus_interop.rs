@@ -12,9 +12,8 @@ mod common;
 use std::time::Duration;
 
 use common::{bus, home, user_version, BIN};
-use modflash_testkit::interop::skip;
 use modflash_testkit::terminal::Terminal;
-use modflash_testkit::{fixture_path, path_arg, text, Home};
+use modflash_testkit::{fixture_path, path_arg, Home};
 
 /// `modflash sim attach SIMS -- modflash ARGS`: the command's exit code, stdout and stderr.
 fn on_bus(h: &Home, sims: &[&str], args: &[&str]) -> (i32, String, String) {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::{home, user_version};
 use modflash_module::release::platform_release;
 use modflash_module::ModuleFunction;
-use modflash_testkit::interop::{particle_cli, skip, tools, ParticleCli};
+use modflash_testkit::interop::{particle_cli, tools, ParticleCli};
 use modflash_testkit::process::output_within;
 use modflash_testkit::{fixture_path, path_arg, text, Home};
 use serde_json::Value;

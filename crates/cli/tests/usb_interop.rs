@@ -11,7 +11,6 @@
 mod common;
 
 use common::{bus, home, user_version, BIN};
-use modflash_testkit::interop::skip;
 use modflash_testkit::{fixture_path, path_arg, text, Home};
 use serde_json::Value;
 

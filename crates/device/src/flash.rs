@@ -175,6 +175,8 @@ pub struct FlashChip {
     stats: FlashStats,
     /// Cut power when the operation counter reaches this value.
     cut_at_operation: Option<u64>,
+    /// The next program operation covering this address stores its byte with bit 0 flipped.
+    corrupt_at: Option<(Space, u32)>,
     powered: bool,
 }
 
@@ -186,6 +188,7 @@ impl FlashChip {
             external: layout.external.map(|g| Memory::new(g, Timing::SERIAL_NOR)),
             stats: FlashStats::default(),
             cut_at_operation: None,
+            corrupt_at: None,
             powered: true,
         }
     }
@@ -257,6 +260,14 @@ impl FlashChip {
     /// Disarms fault injection.
     pub fn clear_fault(&mut self) {
         self.cut_at_operation = None;
+        self.corrupt_at = None;
+    }
+
+    /// Arranges for the next program operation that covers `address` of `space` to store the
+    /// byte there with bit 0 flipped (a cell that programs wrong), once: the write completes
+    /// as if nothing happened, and only a check of the bytes (a read-back, the CRC) tells.
+    pub fn corrupt_program_at(&mut self, space: Space, address: u32) {
+        self.corrupt_at = Some((space, address));
     }
 
     /// False after a power cut, until [`FlashChip::power_on`].
@@ -380,12 +391,24 @@ impl FlashChip {
             })?;
         for (i, page) in data.chunks(PROGRAM_PAGE).enumerate() {
             let cut = self.begin_operation()?;
+            let corrupt = self.corrupt_at;
             let m = self.memory_mut(space).expect("offset found the memory");
             let us_per_byte = m.timing.program_us_per_byte;
             let n = if cut { page.len() / 2 } else { page.len() };
             let at = off + i * PROGRAM_PAGE;
             for (cell, new) in m.data[at..at + n].iter_mut().zip(page) {
                 *cell &= new;
+            }
+            let page_address = address.wrapping_add((i * PROGRAM_PAGE) as u32);
+            let flip = corrupt
+                .filter(|&(s, a)| s == space && a >= page_address)
+                .map(|(_, a)| a.wrapping_sub(page_address) as usize)
+                .filter(|&within| within < n);
+            if let Some(cell) = flip.and_then(|within| m.data.get_mut(at + within)) {
+                *cell ^= 0x01;
+            }
+            if flip.is_some() {
+                self.corrupt_at = None;
             }
             self.stats.bytes_programmed += n as u64;
             self.stats.modelled_us += (us_per_byte * n as f64) as u64;

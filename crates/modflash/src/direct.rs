@@ -12,8 +12,8 @@ use crate::catalog::Candidate;
 use crate::dfucheck::{check_upload, plan_download, DownloadPlan};
 use crate::error::Error;
 use crate::exec::{
-    execute, hash_check, refusal_verdict, unproven_error, DfuWrite, HashCheck, Options, Task,
-    TaskAction, NOTHING_CHANGED,
+    execute, hash_check, refusal_verdict, unproven_error, DfuWrite, HashCheck, Options, ReadBack,
+    Task, TaskAction, NOTHING_CHANGED,
 };
 use crate::inventory::{InstalledModule, Inventory};
 use crate::precheck::{fix_for, precheck, Precheck};
@@ -441,6 +441,8 @@ pub fn dfu_download(
                 alt: w.alt,
                 address: w.address,
                 data: Cow::Borrowed(&w.data[..]),
+                // A plain download: nothing but a read-back proves it.
+                read_back: ReadBack::EveryByte,
             }]),
         })
         .collect();

@@ -1,4 +1,5 @@
-//! The one executor: runs tasks on an open [`Session`] — DFU writes verified by read-back,
+//! The one executor: runs tasks on an open [`Session`] — DFU writes verified by read-back
+//! (every byte, or a module's header and suffix when the device checks its CRC itself),
 //! serial and USB control-request updates validated by the device itself, the mode changes
 //! between them, the reset at the end — with operation events and a cancellation token. Plans (`plan::run`), `serial flash` and `dfu download`
 //! (`direct`) and the planner's proofs all run here; each front door only turns its input
@@ -15,6 +16,7 @@ use crate::inventory::{InstalledModule, Inventory};
 use crate::progress::{operation, Cancel, Event, Evidence, Observer, Operation};
 use crate::session::Session;
 use crate::transport::control::UpdateVerdict;
+use crate::transport::dfu::WriteCheck;
 use crate::transport::serial::{clip, secs, FlashReport, SerialError, Verdict};
 use crate::transport::{AfterLeave, DeviceLink};
 use modflash_control::RequestType;
@@ -28,6 +30,40 @@ pub struct DfuWrite<'a> {
     pub address: u32,
     /// The bytes.
     pub data: Cow<'a, [u8]>,
+    /// How much of it to read back when verifying.
+    pub read_back: ReadBack,
+}
+
+/// How much of a DFU write is read back when the executor verifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadBack {
+    /// Every byte: the only proof where the device will not report its own check.
+    EveryByte,
+    /// A module's header and its suffix with the CRC-32, for a module the device will check
+    /// and report itself afterwards ([`Evidence::HeaderAndSuffix`] until it has); every byte
+    /// when the data is not a module with a readable suffix.
+    HeaderAndSuffix,
+}
+
+impl ReadBack {
+    /// What to read back of `data`, and what that proves.
+    fn check(self, data: &[u8]) -> (WriteCheck, Evidence) {
+        let every = (WriteCheck::EveryByte, Evidence::ReadBack);
+        if self == Self::EveryByte {
+            return every;
+        }
+        let Ok(module) = modflash_module::Module::parse(data) else {
+            return every;
+        };
+        match module.suffix {
+            // The module starts at the write's first byte and ends, CRC included, at its last.
+            Ok(suffix) if module.file_offset == 0 && module.bytes.len() == data.len() => (
+                WriteCheck::Blocks(vec![0..module.payload_offset, suffix.offset..data.len()]),
+                Evidence::HeaderAndSuffix,
+            ),
+            _ => every,
+        }
+    }
 }
 
 /// What one task does.
@@ -142,19 +178,25 @@ pub fn execute(
         });
         let result = match &task.action {
             TaskAction::Dfu(writes) => {
+                // The weakest evidence of the task's writes.
+                let mut evidence = Evidence::ReadBack;
                 for (n, w) in writes.iter().enumerate() {
                     if n > 0 && cancel.is_cancelled() {
                         return Err(interrupted(&task.label, i, true));
                     }
-                    link.dfu_write(w.alt, w.address, &w.data, options.verify, observer)?;
+                    let (check, proof) = if options.verify {
+                        w.read_back.check(&w.data)
+                    } else {
+                        (WriteCheck::Nothing, Evidence::None)
+                    };
+                    link.dfu_write(w.alt, w.address, &w.data, &check, observer)?;
+                    if evidence == Evidence::ReadBack {
+                        evidence = proof;
+                    }
                 }
                 last_dfu = writes.first().map(|w| w.address);
                 TaskResult {
-                    evidence: if options.verify {
-                        Evidence::ReadBack
-                    } else {
-                        Evidence::None
-                    },
+                    evidence,
                     serial: None,
                 }
             }

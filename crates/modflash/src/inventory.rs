@@ -15,8 +15,13 @@ use crate::describe::{words_list, Describe, PlatformHints};
 /// Which checks a module passed, as the device reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checks {
-    /// CRC-32 verified.
+    /// CRC-32 verified (or not checked).
     pub integrity: bool,
+    /// The CRC-32 was computed (`integrity` is a verdict, not the default for a check not
+    /// made): what a write's proof by the device's own check needs. Not part of the JSON
+    /// shape, which reports checks not made as passed.
+    #[serde(skip)]
+    pub integrity_checked: bool,
     /// End address within its region.
     pub range: bool,
     /// Built for this platform.
@@ -31,6 +36,7 @@ impl Checks {
         let ok = |bit: u8| checked & bit == 0 || passed & bit != 0;
         Self {
             integrity: ok(flags::INTEGRITY),
+            integrity_checked: checked & flags::INTEGRITY != 0,
             range: ok(flags::RANGE),
             platform: ok(flags::PLATFORM),
             dependencies: ok(flags::DEPENDENCIES),

@@ -66,6 +66,15 @@ pub enum Evidence {
     /// That is not proof it is installed: once the device has restarted, a reported SHA-256
     /// (`Hash`) proves it; without one it stays unproven.
     DeviceAccepted,
+    /// Over DFU, the module's header and its suffix with the CRC-32 were read back and match
+    /// the file; the bytes between them were not read. Not proof by itself: the device checks
+    /// that CRC when its firmware runs (`DeviceCrc`).
+    HeaderAndSuffix,
+    /// Over DFU, the module's header and its suffix with the CRC-32 were read back and match
+    /// the file, and afterwards the device, running its firmware, reported the module in its
+    /// slot at the version written with its integrity checked and passed: it computed the
+    /// CRC-32 over the bytes written and it matched the file's.
+    DeviceCrc,
     /// Nothing was checked (the user asked not to verify).
     None,
 }
@@ -77,13 +86,15 @@ impl Evidence {
             Self::ReadBack => "read_back",
             Self::Hash => "sha256",
             Self::DeviceAccepted => "device_accepted",
+            Self::HeaderAndSuffix => "header_and_suffix",
+            Self::DeviceCrc => "header_suffix_and_device_crc",
             Self::None => "none",
         }
     }
 
     /// The evidence proves the module written is the one installed.
     pub fn proves(self) -> bool {
-        matches!(self, Self::ReadBack | Self::Hash)
+        matches!(self, Self::ReadBack | Self::Hash | Self::DeviceCrc)
     }
 }
 

@@ -13,6 +13,7 @@ mod support;
 use support::{sweep_power_cuts, update_path, update_paths, Tally};
 
 use modflash::progress::Quiet;
+use modflash::transport::dfu::WriteCheck;
 use modflash::transport::sim::SimLink;
 use modflash::transport::DeviceLink;
 use modflash_device::dct::{is_intact, DctLocation};
@@ -171,7 +172,7 @@ fn power_cuts_during_a_dfuse_write_of_a_system_part() {
     let mut probe = base.clone();
     let before = probe.flash_stats().operations;
     SimLink::borrowed(&mut probe, "sim:probe")
-        .dfu_write(0, 0x0802_0000, &part, true, &mut Quiet)
+        .dfu_write(0, 0x0802_0000, &part, &WriteCheck::EveryByte, &mut Quiet)
         .unwrap();
     let total = probe.flash_stats().operations - before;
     assert!(total > 50, "{total} operations");
@@ -180,8 +181,13 @@ fn power_cuts_during_a_dfuse_write_of_a_system_part() {
     while cut <= total {
         let mut d = base.clone();
         d.flash_mut().cut_power_after(cut);
-        let result =
-            SimLink::borrowed(&mut d, "sim:cut").dfu_write(0, 0x0802_0000, &part, true, &mut Quiet);
+        let result = SimLink::borrowed(&mut d, "sim:cut").dfu_write(
+            0,
+            0x0802_0000,
+            &part,
+            &WriteCheck::EveryByte,
+            &mut Quiet,
+        );
         assert!(result.is_err(), "cut at op {cut} went unnoticed");
         modes.push(check_survivor(d, cut, "DfuSe write"));
         cut += STRIDE;

@@ -242,7 +242,8 @@ fn flash_from_dfu_mode_costs_little_more_than_a_dfu_download() {
         flashed = Some(f);
     });
     let flashed = flashed.unwrap();
-    // The same evidence as before: the write read back, the final state from the device.
+    // The app's header and suffix read back, its CRC checked by the device afterwards and
+    // reported in its module table: the final state from the device.
     assert!(
         flashed.verified(),
         "{:?} {:?}",
@@ -252,7 +253,7 @@ fn flash_from_dfu_mode_costs_little_more_than_a_dfu_download() {
     assert!(flashed
         .proofs
         .iter()
-        .all(|p| p.evidence == Evidence::ReadBack));
+        .all(|p| p.evidence == Evidence::DeviceCrc));
     // What it replaced was read in full for the backup.
     let backup = flashed.backup.as_ref().unwrap();
     let [kept] = &backup.manifest.modules[..] else {
@@ -270,4 +271,129 @@ fn flash_from_dfu_mode_costs_little_more_than_a_dfu_download() {
         flashing.1 * 10 <= download.1 * 11,
         "{flashing:?} vs the download's {download:?}"
     );
+}
+
+/// System part 1 of 2.3.1 for an Argon, from the release table.
+fn argon_system_part() -> Candidate {
+    let system =
+        modflash_module::release::platform_release(platform::platform(12).unwrap(), "2.3.1")
+            .unwrap()
+            .system_version;
+    releases(12)
+        .for_platform(12)
+        .find(|c| {
+            c.slot() == modflash_module::ModuleRef::new(ModuleFunction::SystemPart, 1)
+                && c.info.version == system
+        })
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn a_system_part_over_dfu_is_proven_by_its_header_suffix_and_the_device_crc_check() {
+    // bench/particle_cli.sh's system part: an Argon 2.2.0 in normal mode, system part 1 of
+    // 2.3.1 through DFU mode. The device reports its own CRC check over GetModuleInfo
+    // afterwards, so only the header and suffix are read back, not its 117 blocks.
+    let part = argon_system_part();
+    let blocks = part.bytes.len().div_ceil(4096) as u64;
+    let mut d = device(12).release("2.2.0").running();
+    let mut flashed = None;
+    let spent = cost(&mut d, |d| {
+        let (p, f) =
+            plan_and_flash(&mut usb_session(d), vec![part], Via::Dfu, vec![], false).unwrap();
+        assert!(p.steps.iter().all(|s| s.via() == Via::Dfu), "{p:?}");
+        flashed = Some(f);
+    });
+    let flashed = flashed.unwrap();
+    assert!(
+        flashed.verified(),
+        "{:?} {:?}",
+        flashed.mismatches,
+        flashed.proofs
+    );
+    assert!(flashed
+        .proofs
+        .iter()
+        .all(|p| p.evidence == Evidence::DeviceCrc && p.via == Via::Dfu));
+    assert_eq!(d.state.mode, Mode::App);
+    // bench/particle_cli.sh: particle-cli needs 1 120 transfers and 17 862.7 ms modelled.
+    assert!(
+        spent.0 <= 1_120 && spent.1 <= 17_862_700,
+        "{spent:?} ({blocks} blocks)"
+    );
+    println!("system part over DFU: {spent:?} ({blocks} blocks)");
+}
+
+#[test]
+fn a_corrupted_dfu_write_fails_the_device_crc_check_and_is_not_verified() {
+    // A byte that programs wrong in the middle of the module (between the header and the
+    // suffix, which are read back): only the device's CRC check can tell.
+    // The system part: the bootloader finds it damaged and stays in DFU mode. The app: the
+    // system runs and reports the app's failed CRC check in its module table.
+    for (platform_id, module, words) in [
+        (12u16, argon_system_part(), "came back in DFU mode"),
+        (
+            12,
+            file("app.bin", release_app(12, "1.5.0")),
+            "user part 1 is version 6 (failing a check)",
+        ),
+    ] {
+        assert!(module.bytes.len() > 2 * 4096, "{}", module.bytes.len());
+        let mut d = device(platform_id).release("2.2.0").running();
+        let middle = part_middle(&module);
+        d.flash_mut()
+            .corrupt_program_at(modflash_device::flash::Space::Internal, middle);
+        let (p, flashed) = plan_and_flash(
+            &mut usb_session(&mut d),
+            vec![module],
+            Via::Dfu,
+            vec![],
+            false,
+        )
+        .unwrap();
+        assert!(!flashed.verified(), "{platform_id}: {:?}", flashed.proofs);
+        assert!(
+            flashed.mismatches.iter().any(|m| m.contains(words)),
+            "{:?}",
+            flashed.mismatches
+        );
+        assert!(
+            !flashed.mismatches.is_empty(),
+            "{platform_id}: {:?}",
+            flashed.after
+        );
+        assert!(flashed
+            .proofs
+            .iter()
+            .all(|p| p.evidence == Evidence::HeaderAndSuffix && !p.evidence.proves()));
+        assert!(flashed.require_proof(&p).is_err());
+        // `flash` reports the mismatch: a failed check, exit 1.
+        let err = Error::NotAsPredicted {
+            mismatches: flashed.mismatches.clone(),
+            help: String::new(),
+        };
+        assert!(err.is_check_failure());
+    }
+    // A byte that programs wrong in the suffix: the read-back catches it at once.
+    let module = argon_system_part();
+    let mut d = device(12).release("2.2.0").running();
+    let crc = module.info.start_address + module.bytes.len() as u32 - 2;
+    d.flash_mut()
+        .corrupt_program_at(modflash_device::flash::Space::Internal, crc);
+    let err = plan_and_flash(
+        &mut usb_session(&mut d),
+        vec![module],
+        Via::Dfu,
+        vec![],
+        false,
+    )
+    .unwrap_err();
+    assert!(err.is_check_failure(), "{err:?}");
+    assert!(err.to_string().contains("verify failed"), "{err}");
+}
+
+/// An address in the middle of `module` as installed, away from its header and suffix.
+fn part_middle(module: &Candidate) -> u32 {
+    let len = module.bytes.len() as u32;
+    module.info.start_address + len / 2
 }

@@ -161,6 +161,13 @@ fn evidence_words(style: &Style, proofs: &[Proof]) -> String {
             let how = match p.evidence {
                 Evidence::ReadBack => "read back".to_string(),
                 Evidence::Hash => "by its SHA-256, reported by the device".to_string(),
+                Evidence::DeviceCrc => "header and suffix read back, and its CRC-32 checked and \
+                                        passed by the device"
+                    .to_string(),
+                Evidence::HeaderAndSuffix => style.warn(
+                    "NOT PROVEN (header and suffix read back, but the device did not report \
+                     its CRC check of it)",
+                ),
                 Evidence::DeviceAccepted => style.warn(&format!(
                     "NOT PROVEN (accepted by the device, which reports no hash for it {})",
                     p.via.words()

@@ -156,6 +156,14 @@ pub enum EvidenceName {
     /// The device validated and accepted the module (not proof).
     #[serde(rename = "device_accepted")]
     DeviceAccepted,
+    /// Only the header and the suffix were read back, and the device reported no passed CRC
+    /// check of the module (not proof).
+    #[serde(rename = "header_and_suffix")]
+    HeaderAndSuffix,
+    /// Header and suffix read back and matching the file, and the device's own CRC-32 check
+    /// of the bytes written passed (reported by its firmware after the restart).
+    #[serde(rename = "header_suffix_and_device_crc")]
+    DeviceCrc,
     /// Nothing was checked.
     #[serde(rename = "none")]
     None,
@@ -167,6 +175,8 @@ impl From<Evidence> for EvidenceName {
             Evidence::ReadBack => Self::ReadBack,
             Evidence::Hash => Self::Hash,
             Evidence::DeviceAccepted => Self::DeviceAccepted,
+            Evidence::HeaderAndSuffix => Self::HeaderAndSuffix,
+            Evidence::DeviceCrc => Self::DeviceCrc,
             Evidence::None => Self::None,
         }
     }
@@ -224,15 +234,17 @@ impl From<&Event> for Line {
             Event::StepFinished { step, evidence } => {
                 let (step, name) = (*step, (*evidence).into());
                 match evidence {
-                    Evidence::ReadBack | Evidence::Hash => Self::StepVerified {
-                        step,
-                        evidence: name,
-                    },
+                    Evidence::ReadBack | Evidence::Hash | Evidence::DeviceCrc => {
+                        Self::StepVerified {
+                            step,
+                            evidence: name,
+                        }
+                    }
                     Evidence::DeviceAccepted => Self::StepAccepted {
                         step,
                         evidence: name,
                     },
-                    Evidence::None => Self::StepWritten {
+                    Evidence::HeaderAndSuffix | Evidence::None => Self::StepWritten {
                         step,
                         evidence: name,
                     },

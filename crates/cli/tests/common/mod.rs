@@ -46,9 +46,12 @@ pub fn bus(test: &str) -> bool {
 
 /// The result `flash --json` ends with: the last line of its JSON-lines event stream.
 pub fn flash_result(stdout: &str) -> Value {
-    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let report: Value =
-        serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let report: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(report["event"], "result", "{report}");
     report
 }

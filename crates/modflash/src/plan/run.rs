@@ -1,7 +1,7 @@
 //! Running a plan: its steps as the executor's tasks, then the device read again, compared
-//! with the prediction, and each module written proven (read back over DFU, or by the
-//! SHA-256 the device reports after a serial or USB control-request update) or named as
-//! unproven.
+//! with the prediction, and each module written proven (read back over DFU — in full, or its
+//! header and suffix when the firmware then reports its own CRC check — or by the SHA-256
+//! the device reports after a serial or USB control-request update) or named as unproven.
 
 use std::borrow::Cow;
 
@@ -14,8 +14,8 @@ use super::types::{Action, Plan, Step, Via, OTA_FLAG_OFFSET};
 use crate::catalog::Candidate;
 use crate::error::Error;
 use crate::exec::{
-    execute, hash_check, read_modules, unproven_error, DfuWrite, HashCheck, Options, Report, Task,
-    TaskAction,
+    execute, hash_check, read_modules, unproven_error, DfuWrite, HashCheck, Options, ReadBack,
+    Report, Task, TaskAction,
 };
 use crate::inventory::{InstalledModule, Inventory};
 use crate::progress::{Cancel, Event, Evidence, Observer};
@@ -38,7 +38,12 @@ pub fn tasks_of(steps: &[Step]) -> Vec<Task<'_>> {
                     step.module.origin
                 ),
             };
-            let dfu = |alt, address, data| DfuWrite { alt, address, data };
+            let dfu = |alt, address, data| DfuWrite {
+                alt,
+                address,
+                data,
+                read_back: ReadBack::EveryByte,
+            };
             let action = match step.action {
                 Action::DfuWrite { alt, address } => TaskAction::Dfu(vec![dfu(
                     alt,
@@ -73,12 +78,22 @@ pub fn tasks_of(steps: &[Step]) -> Vec<Task<'_>> {
         .collect()
 }
 
-/// Runs a plan's steps with verification; a plan whose last step is a DFU write ends by
-/// leaving DFU mode for the module written (with nothing to write, for the application
-/// region, when the device is in DFU mode).
+/// Runs a plan's steps with verification (every DFU write read back in full); a plan whose
+/// last step is a DFU write ends by leaving DFU mode for the module written (with nothing to
+/// write, for the application region, when the device is in DFU mode).
 pub fn run_steps(
     session: &mut Session<'_>,
     steps: &[Step],
+    observer: &mut dyn Observer,
+    cancel: &Cancel,
+) -> Result<Report, Error> {
+    run_tasks(session, steps, &tasks_of(steps), observer, cancel)
+}
+
+fn run_tasks(
+    session: &mut Session<'_>,
+    steps: &[Step],
+    tasks: &[Task<'_>],
     observer: &mut dyn Observer,
     cancel: &Cancel,
 ) -> Result<Report, Error> {
@@ -100,7 +115,45 @@ pub fn run_steps(
             None => Some(application()),
         },
     };
-    execute(session, &tasks_of(steps), options, observer, cancel)
+    execute(session, tasks, options, observer, cancel)
+}
+
+/// The plan's tasks, each DFU-written module that the device will check itself afterwards
+/// read back only in its header and suffix ([`ReadBack::HeaderAndSuffix`]): the device ends
+/// running its firmware, which reports the CRC check of the module it ends with in the slot
+/// ([`crate::transport::DeviceLink::reports_integrity`]). Everything else is read back in
+/// full.
+fn tasks_checked_by_device<'p>(session: &mut Session<'_>, plan: &'p Plan) -> Vec<Task<'p>> {
+    let mut tasks = tasks_of(&plan.steps);
+    let prediction = &plan.prediction;
+    let system = prediction
+        .modules
+        .iter()
+        .find(|(slot, _)| *slot == ModuleRef::new(ModuleFunction::SystemPart, 1))
+        .map(|&(_, version)| version);
+    let firmware_runs = matches!(
+        prediction.mode,
+        Mode::App | Mode::SafeMode | Mode::NoApp | Mode::Listening
+    );
+    if !firmware_runs || !session.link().reports_integrity(system) {
+        return tasks;
+    }
+    for (i, (step, task)) in plan.steps.iter().zip(&mut tasks).enumerate() {
+        let slot = step.module.slot();
+        let reported = matches!(step.action, Action::DfuWrite { .. })
+            && last_write(plan, i)
+            && !(plan.factory && step.module.info.function == ModuleFunction::UserPart)
+            && !prediction.failing.contains(&slot)
+            && prediction
+                .modules
+                .contains(&(slot, step.module.info.version));
+        if let (true, TaskAction::Dfu(writes)) = (reported, &mut task.action) {
+            for w in writes {
+                w.read_back = ReadBack::HeaderAndSuffix;
+            }
+        }
+    }
+    tasks
 }
 
 /// A plan carried out, and what the device looks like afterwards.
@@ -277,8 +330,11 @@ pub fn flash(
     } else {
         None
     };
-    let report = run_steps(session, &plan.steps, observer, cancel)?;
+    let tasks = tasks_checked_by_device(session, plan);
+    let report = run_tasks(session, &plan.steps, &tasks, observer, cancel)?;
     let after = read_modules(session, observer)?;
+    // What the firmware reports, not a read-back over DFU.
+    let from_firmware = !session.link().in_dfu_mode();
     let observed = session.observe();
     let mut mismatches = compare(plan, &after, observed.as_ref().map(|o| o.mode));
     if report.left == Some(AfterLeave::Dfu) && plan.prediction.mode != Mode::Dfu {
@@ -293,7 +349,13 @@ pub fn flash(
     } else {
         None
     };
-    let proofs = proofs(plan, &report, &after, assets_after.as_deref());
+    let proofs = proofs(
+        plan,
+        &report,
+        &after,
+        assets_after.as_deref(),
+        from_firmware,
+    );
     Ok(Flashed {
         report,
         after,
@@ -349,14 +411,17 @@ fn installed_for<'a>(
     }
 }
 
-/// What proves each module the plan wrote last: a DFU write's read-back, or, for a serial or
-/// USB update the device accepted, the SHA-256 it reports now (for an asset, the asset of that
-/// name and hash among `assets_after`, the device's asset store).
+/// What proves each module the plan wrote last: a DFU write's read-back (in full, or of its
+/// header and suffix when the firmware, read in `after`, reports its own passed CRC check of
+/// that module: `from_firmware`), or, for a serial or USB update the device accepted, the
+/// SHA-256 it reports now (for an asset, the asset of that name and hash among
+/// `assets_after`, the device's asset store).
 fn proofs(
     plan: &Plan,
     report: &Report,
     after: &Inventory,
     assets_after: Option<&[AssetInfo]>,
+    from_firmware: bool,
 ) -> Vec<Proof> {
     plan.steps
         .iter()
@@ -364,13 +429,24 @@ fn proofs(
         .enumerate()
         .filter(|(i, _)| last_write(plan, *i))
         .map(|(i, (step, task))| {
+            let installed = installed_for(plan, after, step);
             let hash = if writes_asset(step) {
                 asset_check(step, assets_after)
             } else {
-                hash_check(installed_for(plan, after, step), &step.module)
+                hash_check(installed, &step.module)
             };
+            let crc_passed = installed.is_some_and(|m| {
+                m.version == step.module.info.version
+                    && m.checks.integrity_checked
+                    && m.checks.integrity
+            });
             let evidence = match task.evidence {
                 Evidence::DeviceAccepted if hash == HashCheck::Same => Evidence::Hash,
+                Evidence::HeaderAndSuffix
+                    if from_firmware && crc_passed && hash != HashCheck::Differs =>
+                {
+                    Evidence::DeviceCrc
+                }
                 other => other,
             };
             Proof {

@@ -377,6 +377,31 @@ struct SpaceAlt {
     delta: i64,
 }
 
+/// What of a DFU write is read back and compared with what was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteCheck {
+    /// Nothing (the user asked not to verify).
+    Nothing,
+    /// Every byte.
+    EveryByte,
+    /// The transfer blocks holding these byte ranges of the data (a module's header and its
+    /// suffix with the CRC, when the device checks the CRC over the rest itself), compared in
+    /// full.
+    Blocks(Vec<std::ops::Range<usize>>),
+}
+
+impl WriteCheck {
+    /// Whether block `n` (from 0) of `size` bytes is read back.
+    fn reads_block(&self, n: usize, size: usize) -> bool {
+        let (start, end) = (n * size, (n + 1) * size);
+        match self {
+            Self::Nothing => false,
+            Self::EveryByte => true,
+            Self::Blocks(ranges) => ranges.iter().any(|r| r.start < end && start < r.end),
+        }
+    }
+}
+
 /// What a suspended [`DfuSession`] knows apart from its port.
 #[derive(Clone, Debug)]
 pub struct DfuMemo {
@@ -613,14 +638,14 @@ impl<P: DfuPort> DfuSession<P> {
             })
     }
 
-    /// Writes `data` at `address` of `alt`: erase what it touches, download, then (with
-    /// `verify`) read it back and compare. Reports the erase, write and verify operations.
+    /// Writes `data` at `address` of `alt`: erase what it touches, download, then read back
+    /// and compare what `check` says. Reports the erase, write and verify operations.
     pub fn write(
         &mut self,
         alt: u8,
         address: u32,
         data: &[u8],
-        verify: bool,
+        check: &WriteCheck,
         observer: &mut dyn Observer,
     ) -> Result<(), DfuOpError> {
         if data.is_empty() {
@@ -640,15 +665,21 @@ impl<P: DfuPort> DfuSession<P> {
         let blocks = total.div_ceil(usize::from(self.info.transfer_size));
         let pointer_known = blocks < usize::from(u16::MAX - 2);
         self.record_write(alt, address, data);
-        if verify {
+        if *check != WriteCheck::Nothing {
+            let what = match check {
+                WriteCheck::Blocks(_) => {
+                    format!("the header and suffix of {total} bytes at {address:#010x}")
+                }
+                _ => format!("{total} bytes at {address:#010x}"),
+            };
             crate::progress::operation(
                 observer,
                 Operation::Verify,
-                format!("{total} bytes at {address:#010x}"),
+                what,
                 Some(total as u64),
                 |observer| {
                     if pointer_known {
-                        self.verify_at_pointer(address, data, observer)
+                        self.verify_at_pointer(address, data, check, observer)
                     } else {
                         let context =
                             format!("verifying {total} bytes at {address:#010x} (alt {alt})");
@@ -675,18 +706,21 @@ impl<P: DfuPort> DfuSession<P> {
         Ok(())
     }
 
-    /// Reads `data.len()` bytes back from the address pointer (just set by the download) and
-    /// compares: ABORT, UPLOAD blocks 2.., ABORT.
+    /// Reads back from the address pointer (just set by the download) the transfer blocks of
+    /// `data` that `check` names and compares them: ABORT, UPLOAD of each block by its number,
+    /// ABORT. (Beyond one pointer run, `write` reads every byte through the engine.)
     fn verify_at_pointer(
         &mut self,
         address: u32,
         data: &[u8],
+        check: &WriteCheck,
         observer: &mut dyn Observer,
     ) -> Result<(), DfuOpError> {
         let context = format!("verifying {} bytes at {address:#010x}", data.len());
         self.raw_out(DFU_ABORT, 0, &[], DfuOperation::Abort)?;
         let ts = usize::from(self.info.transfer_size);
-        for (n, chunk) in data.chunks(ts).enumerate() {
+        let blocks = data.chunks(ts).enumerate();
+        for (n, chunk) in blocks.filter(|&(n, _)| check.reads_block(n, ts)) {
             let block = (n + 2) as u16; // checked by the caller: fewer than 65534 blocks
             let block_address = address.wrapping_add((n * ts) as u32);
             let during = DfuOperation::Read {

@@ -156,15 +156,22 @@ pub trait DeviceLink {
     /// The DfuSe memory-layout string of alternate setting `alt` (the device must be in DFU
     /// mode).
     fn dfu_alt_name(&mut self, alt: u8) -> Result<String, Error>;
-    /// Writes `data` at `address` of `alt`, and with `verify` reads it back and compares.
+    /// Writes `data` at `address` of `alt`, then reads back and compares what `check` says.
     fn dfu_write(
         &mut self,
         alt: u8,
         address: u32,
         data: &[u8],
-        verify: bool,
+        check: &dfu::WriteCheck,
         observer: &mut dyn Observer,
     ) -> Result<(), Error>;
+    /// Whether the device, once it runs system firmware `system` (system part 1's version),
+    /// reports its own check of each running module's CRC-32 when its modules are read: the
+    /// module table it sends over control requests (Device OS 0.8 and later), a virtual
+    /// device's HAL. A DFU write it will report on needs only its header and suffix read back.
+    fn reports_integrity(&self, _system: Option<u16>) -> bool {
+        false
+    }
     /// Reads `length` bytes at `address` of `alt`.
     fn dfu_read(
         &mut self,

@@ -26,7 +26,7 @@ use modflash_module::{ModuleRef, Platform};
 use modflash_ymodem::SenderConfig;
 
 use super::control::{ControlClient, ControlError, UpdateVerdict, VendorPipe};
-use super::dfu::{DfuInfo, DfuMemo, DfuOpError, DfuPort, DfuSession};
+use super::dfu::{DfuInfo, DfuMemo, DfuOpError, DfuPort, DfuSession, WriteCheck};
 use super::serial::{
     Console, FlashReport, Link, SerialError, Verdict, WifiAnswers, WifiExchange, WifiVerdict,
     DFU_BAUD, LISTENING_BAUD,
@@ -901,10 +901,15 @@ impl DeviceLink for SimLink<'_> {
         alt: u8,
         address: u32,
         data: &[u8],
-        verify: bool,
+        check: &WriteCheck,
         observer: &mut dyn Observer,
     ) -> Result<(), Error> {
-        self.with_dfu(|s| s.write(alt, address, data, verify, observer))
+        self.with_dfu(|s| s.write(alt, address, data, check, observer))
+    }
+
+    /// Its modules are read from its own HAL in normal mode, which checks every CRC.
+    fn reports_integrity(&self, _system: Option<u16>) -> bool {
+        true
     }
 
     fn dfu_read(

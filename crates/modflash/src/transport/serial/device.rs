@@ -117,7 +117,7 @@ impl DeviceLink for SerialLink {
         _: u8,
         _: u32,
         _: &[u8],
-        _: bool,
+        _: &crate::transport::dfu::WriteCheck,
         _: &mut dyn Observer,
     ) -> Result<(), Error> {
         Err(self.no_dfu())

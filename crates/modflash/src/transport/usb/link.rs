@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::inventory::Inventory;
 use crate::progress::{Cancel, Event, Observer, Quiet};
 use crate::transport::control::{ControlClient, ControlError, ModuleTable, UpdateVerdict};
-use crate::transport::dfu::{DfuSession, ReadBack};
+use crate::transport::dfu::{DfuSession, ReadBack, WriteCheck};
 use crate::transport::serial::{FlashReport, DFU_BAUD, LISTENING_BAUD};
 use crate::transport::{unsupported, AfterLeave, Capabilities, DeviceLink, ModeChange};
 use crate::DeviceRef;
@@ -453,12 +453,18 @@ impl<B: UsbBus> DeviceLink for UsbLink<B> {
         alt: u8,
         address: u32,
         data: &[u8],
-        verify: bool,
+        check: &WriteCheck,
         observer: &mut dyn Observer,
     ) -> Result<(), Error> {
-        Ok(self
-            .session()?
-            .write(alt, address, data, verify, observer)?)
+        Ok(self.session()?.write(alt, address, data, check, observer)?)
+    }
+
+    /// In normal mode its module table comes over control requests (GetModuleInfo) when its
+    /// firmware answers them, with the device's own integrity flags.
+    fn reports_integrity(&self, system: Option<u16>) -> bool {
+        self.may_answer_control()
+            && modflash_module::rules::control_protocol(self.platform(), system)
+                == modflash_module::rules::ControlProtocol::Service
     }
 
     fn dfu_read(
