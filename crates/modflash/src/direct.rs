@@ -345,7 +345,11 @@ fn verify_installed(
     if options.accept_unverified {
         return Ok(());
     }
-    let err = unproven_error(&[module], "this module", crate::plan::Via::Serial.words());
+    let reason = format!(
+        "the device reports no hash for this module {}",
+        crate::plan::Via::Serial.words()
+    );
+    let err = unproven_error(&[module], &reason);
     out.reason = Some(err.to_string());
     Err(err)
 }

@@ -469,10 +469,10 @@ pub(crate) fn hash_check(installed: Option<&InstalledModule>, module: &Candidate
     }
 }
 
-/// "written, not verified": `modules` (named `subject`) were installed `how` ("over serial")
-/// and the device reports no SHA-256 for them; the help names the commands that can prove
+/// "written, not verified: `reason`" for `modules` that nothing proves installed (the device
+/// reports no SHA-256 for them, or no CRC check); the help names the commands that can prove
 /// them.
-pub(crate) fn unproven_error(modules: &[&Candidate], subject: &str, how: &str) -> Error {
+pub(crate) fn unproven_error(modules: &[&Candidate], reason: &str) -> Error {
     let commands: Vec<String> = modules
         .iter()
         .map(|m| match readback_command(m) {
@@ -489,7 +489,7 @@ pub(crate) fn unproven_error(modules: &[&Candidate], subject: &str, how: &str) -
         ("them", "each")
     };
     Error::Unverified {
-        what: format!("written, not verified: the device reports no hash for {subject} {how}"),
+        what: format!("written, not verified: {reason}"),
         help: format!(
             "to verify {it}, read {them} back over USB DFU and compare: {}; or pass --no-verify \
              to accept a write the device cannot prove",

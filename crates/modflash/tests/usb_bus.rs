@@ -366,7 +366,11 @@ fn a_corrupted_dfu_write_fails_the_device_crc_check_and_is_not_verified() {
             .proofs
             .iter()
             .all(|p| p.evidence == Evidence::HeaderAndSuffix && !p.evidence.proves()));
-        assert!(flashed.require_proof(&p).is_err());
+        let unproven = flashed.require_proof(&p).unwrap_err().to_string();
+        assert!(
+            unproven.contains("the device did not report its own CRC check"),
+            "{unproven}"
+        );
         // `flash` reports the mismatch: a failed check, exit 1.
         let err = Error::NotAsPredicted {
             mismatches: flashed.mismatches.clone(),

@@ -217,13 +217,25 @@ impl Flashed {
         if modules.is_empty() {
             return Ok(());
         }
+        let subject = names.join(", ");
+        if self
+            .unproven()
+            .all(|p| p.evidence == Evidence::HeaderAndSuffix)
+        {
+            let reason = format!(
+                "only the header and suffix of {subject} were read back after the DFU write, \
+                 and the device did not report its own CRC check of it"
+            );
+            return Err(unproven_error(&modules, &reason));
+        }
         let mut vias: Vec<Via> = self.unproven().map(|p| p.via).collect();
         vias.dedup();
         let how = match vias[..] {
             [via] => via.words(),
             _ => "over serial or USB control requests",
         };
-        Err(unproven_error(&modules, &names.join(", "), how))
+        let reason = format!("the device reports no hash for {subject} {how}");
+        Err(unproven_error(&modules, &reason))
     }
 }
 
