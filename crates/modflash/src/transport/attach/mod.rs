@@ -335,6 +335,18 @@ mod tests {
     use modflash_device::ResetReason;
     use modflash_testkit::device::device;
 
+    /// A vendor IN request of Particle's service protocol (INIT 1, CHECK 2, …) as particle-usb
+    /// sends it.
+    fn service(request: u8, index: u16) -> modflash_dfu::Setup {
+        modflash_dfu::Setup {
+            request_type: 0xC0,
+            request,
+            value: 0,
+            index,
+            length: 64,
+        }
+    }
+
     fn port(device: Device) -> Port {
         Port {
             number: 1,
@@ -377,13 +389,6 @@ mod tests {
         // The reset request (type 40) as particle-usb sends it: INIT, then CHECK, whose reply
         // completes it; the device resets 1 s later.
         let mut d = device(6).release("1.5.0").powered_on();
-        let service = |request: u8, index: u16| modflash_dfu::Setup {
-            request_type: 0xC0,
-            request,
-            value: 0,
-            index,
-            length: 64,
-        };
         let init = d.control(service(1, 40), &[]).unwrap();
         let id = u16::from_le_bytes([init[6], init[7]]);
         d.control(service(2, id), &[]).unwrap();
@@ -414,13 +419,6 @@ mod tests {
     #[test]
     fn a_mode_change_still_pending_at_the_end_happens() {
         let mut d = device(6).release("1.5.0").powered_on();
-        let service = |request: u8, index: u16| modflash_dfu::Setup {
-            request_type: 0xC0,
-            request,
-            value: 0,
-            index,
-            length: 64,
-        };
         // Safe mode (type 60), asked for just before the command ends.
         let init = d.control(service(1, 60), &[]).unwrap();
         let id = u16::from_le_bytes([init[6], init[7]]);
